@@ -1,0 +1,49 @@
+# The single entry point. `make test` and `make demo` install what is missing first.
+BUILD_TYPE ?= Release
+BUILD_DIR ?= build
+ASAN_BUILD_DIR ?= build-asan
+FUZZ_BUILD_DIR ?= build-fuzz
+JOBS ?= $(shell nproc)
+CMAKE_FLAGS ?=
+
+.PHONY: all deps configure build test demo bench asan-test format fuzz clean
+
+all: build
+
+deps:
+	@bash scripts/install-deps.sh
+
+$(BUILD_DIR)/build.ninja:
+	cmake -S . -B $(BUILD_DIR) -G Ninja -DCMAKE_BUILD_TYPE=$(BUILD_TYPE) $(CMAKE_FLAGS)
+
+configure: $(BUILD_DIR)/build.ninja
+
+build: configure
+	cmake --build $(BUILD_DIR) -j $(JOBS)
+
+test: deps
+	@$(MAKE) --no-print-directory build
+	@bash scripts/run-tests.sh $(BUILD_DIR)
+
+demo: deps
+	@$(MAKE) --no-print-directory build
+	@bash scripts/demo.sh $(BUILD_DIR)
+
+bench: deps
+	@$(MAKE) --no-print-directory build
+	@bash scripts/run-bench.sh $(BUILD_DIR)
+
+asan-test: deps
+	cmake -S . -B $(ASAN_BUILD_DIR) -G Ninja -DCMAKE_BUILD_TYPE=Debug -DOMNI_PROXMOX_ASAN=ON -DOMNI_PROXMOX_BENCH=OFF $(CMAKE_FLAGS)
+	cmake --build $(ASAN_BUILD_DIR) -j $(JOBS)
+	@bash scripts/run-tests.sh $(ASAN_BUILD_DIR)
+
+fuzz: deps
+	CC=clang CXX=clang++ cmake -S . -B $(FUZZ_BUILD_DIR) -G Ninja -DCMAKE_BUILD_TYPE=RelWithDebInfo -DOMNI_PROXMOX_FUZZ=ON -DOMNI_PROXMOX_TESTS=OFF -DOMNI_PROXMOX_BENCH=OFF
+	cmake --build $(FUZZ_BUILD_DIR) -j $(JOBS)
+
+format:
+	@git ls-files '*.cc' '*.h' | xargs clang-format -i
+
+clean:
+	rm -rf $(BUILD_DIR) $(ASAN_BUILD_DIR) $(FUZZ_BUILD_DIR)

@@ -1,0 +1,34 @@
+#pragma once
+
+// The contract between the root command and each subcommand. Internal to cli/.
+
+#include <string>
+
+#include <CLI/CLI.hpp>
+
+#include "util/log.h"
+
+namespace omni_proxmox::cli {
+
+// Exit codes shared by every subcommand.
+inline constexpr int kExitOk = 0;
+inline constexpr int kExitFindings = 1;  // the command ran and found problems
+inline constexpr int kExitUsage = 2;     // bad flags or arguments
+
+// Output format of operator commands: human tables, or JSON for scripts.
+enum class OutputFormat { kTable, kJson };
+
+// State shared by the root command and its subcommands for one invocation.
+// Confined to the main thread.
+struct CommandContext {
+  util::LogOptions log;
+  std::string log_format = "auto";
+  OutputFormat output = OutputFormat::kTable;
+  int exit_code = kExitOk;
+};
+
+// Each subcommand adds itself to the root app. Its callback runs after logging is set up
+// and stores its result in ctx.exit_code.
+void RegisterVersionCommand(CLI::App& root, CommandContext& ctx);
+
+}  // namespace omni_proxmox::cli

@@ -1,0 +1,28 @@
+#pragma once
+
+#include <chrono>
+
+#include "util/random.h"
+
+namespace omni_proxmox::util {
+
+// Capped exponential backoff with full jitter: the n-th delay is uniform in
+// [base * 2^n / 2, base * 2^n], never above `max`. Reset() after a success.
+// Thread-compatible: one instance per retrying operation.
+class Backoff {
+ public:
+  Backoff(std::chrono::milliseconds base, std::chrono::milliseconds max, Random& random)
+      : base_(base), max_(max), random_(random) {}
+
+  std::chrono::milliseconds Next();
+  void Reset() { attempt_ = 0; }
+  int attempts() const { return attempt_; }
+
+ private:
+  std::chrono::milliseconds base_;
+  std::chrono::milliseconds max_;
+  Random& random_;
+  int attempt_ = 0;
+};
+
+}  // namespace omni_proxmox::util
