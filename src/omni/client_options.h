@@ -1,0 +1,41 @@
+#pragma once
+
+#include <chrono>
+#include <string>
+
+#include "omni/keys.h"
+#include "util/clock.h"
+#include "util/random.h"
+
+namespace omni_proxmox::omni {
+
+// How to reach and authenticate to Omni; shared by the State and Management clients.
+struct ClientOptions {
+  // Omni API URL (§1.1): https://host[:port] (TLS, system roots) or http://host:port / grpc://host:port (h2c).
+  std::string endpoint;
+  // Skip TLS certificate verification (--insecure-skip-verify).
+  bool insecure_skip_verify = false;
+  // PEM roots to trust instead of the system bundle (tests); empty: system roots.
+  std::string tls_root_certs_pem;
+  // The service-account key that signs every call.
+  ServiceAccountKey key;
+  // Refuse keys whose name does not start with "infra-provider:" (on when running as a provider).
+  bool require_infra_provider_key = true;
+  // Sent as "providerid" on COSI State calls; defaults to the ID in the key name.
+  std::string provider_id;
+  // Time source for signatures and health; must outlive the client.
+  const util::Clock* clock = &util::RealClock();
+  // Jitter for reconnect backoff; must outlive the client. Null: the client seeds its own.
+  util::Random* random = nullptr;
+  // Deadline of each unary call and of each List stream.
+  std::chrono::milliseconds call_timeout{30'000};
+  // Watch reconnect backoff (capped exponential with jitter); never gives up.
+  std::chrono::milliseconds reconnect_base{500};
+  std::chrono::milliseconds reconnect_max{60'000};
+  // Attempts of a read-modify-write on version conflicts (FailedPrecondition) before giving up.
+  int conflict_attempts = 10;
+  // gRPC client keepalive ping interval (the Go client pings every minute).
+  std::chrono::milliseconds keepalive{60'000};
+};
+
+}  // namespace omni_proxmox::omni
