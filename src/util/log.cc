@@ -5,13 +5,12 @@
 #include <cstdio>
 #include <mutex>
 
+#include <fmt/format.h>
 #include <spdlog/details/log_msg.h>
 #include <spdlog/formatter.h>
 #include <spdlog/pattern_formatter.h>
 #include <spdlog/sinks/stdout_color_sinks.h>
 #include <spdlog/spdlog.h>
-
-#include <fmt/format.h>
 
 namespace omni_proxmox::util {
 namespace {
@@ -28,15 +27,14 @@ class JsonFormatter final : public spdlog::formatter {
     std::tm tm{};
     gmtime_r(&t, &tm);
     char ts[96];
-    std::snprintf(ts, sizeof(ts), "%04d-%02d-%02dT%02d:%02d:%02d.%06lldZ", tm.tm_year + 1900, tm.tm_mon + 1,
-                  tm.tm_mday, tm.tm_hour, tm.tm_min, tm.tm_sec, static_cast<long long>(micros));
+    std::snprintf(ts, sizeof(ts), "%04d-%02d-%02dT%02d:%02d:%02d.%06lldZ", tm.tm_year + 1900, tm.tm_mon + 1, tm.tm_mday,
+                  tm.tm_hour, tm.tm_min, tm.tm_sec, static_cast<long long>(micros));
     const auto level = spdlog::level::to_string_view(msg.level);
-    const std::string line = fmt::format(
-        R"({{"ts":"{}","level":"{}","logger":"{}","msg":"{}"}})"
-        "\n",
-        ts, std::string_view(level.data(), level.size()),
-        JsonEscape(std::string_view(msg.logger_name.data(), msg.logger_name.size())),
-        JsonEscape(std::string_view(msg.payload.data(), msg.payload.size())));
+    const std::string line = fmt::format(R"({{"ts":"{}","level":"{}","logger":"{}","msg":"{}"}})"
+                                         "\n",
+                                         ts, std::string_view(level.data(), level.size()),
+                                         JsonEscape(std::string_view(msg.logger_name.data(), msg.logger_name.size())),
+                                         JsonEscape(std::string_view(msg.payload.data(), msg.payload.size())));
     dest.append(line.data(), line.data() + line.size());
   }
 
@@ -75,11 +73,21 @@ std::string JsonEscape(std::string_view text) {
   out.reserve(text.size() + 8);
   for (unsigned char c : text) {
     switch (c) {
-      case '"': out += "\\\""; break;
-      case '\\': out += "\\\\"; break;
-      case '\n': out += "\\n"; break;
-      case '\r': out += "\\r"; break;
-      case '\t': out += "\\t"; break;
+      case '"':
+        out += "\\\"";
+        break;
+      case '\\':
+        out += "\\\\";
+        break;
+      case '\n':
+        out += "\\n";
+        break;
+      case '\r':
+        out += "\\r";
+        break;
+      case '\t':
+        out += "\\t";
+        break;
       default:
         if (c < 0x20) {
           char buf[8];

@@ -11,14 +11,13 @@
 #define OP_STATUS_CONCAT_INNER_(a, b) a##b
 #define OP_STATUS_CONCAT_(a, b) OP_STATUS_CONCAT_INNER_(a, b)
 
-#define OP_RETURN_IF_ERROR(expr)                \
-  do {                                          \
-    ::absl::Status op_status_ = (expr);         \
-    if (!op_status_.ok()) return op_status_;    \
+#define OP_RETURN_IF_ERROR(expr)             \
+  do {                                       \
+    ::absl::Status op_status_ = (expr);      \
+    if (!op_status_.ok()) return op_status_; \
   } while (0)
 
-#define OP_ASSIGN_OR_RETURN(lhs, expr) \
-  OP_ASSIGN_OR_RETURN_IMPL_(OP_STATUS_CONCAT_(op_statusor_, __LINE__), lhs, expr)
+#define OP_ASSIGN_OR_RETURN(lhs, expr) OP_ASSIGN_OR_RETURN_IMPL_(OP_STATUS_CONCAT_(op_statusor_, __LINE__), lhs, expr)
 
 #define OP_ASSIGN_OR_RETURN_IMPL_(statusor, lhs, expr) \
   auto statusor = (expr);                              \

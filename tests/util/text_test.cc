@@ -1,8 +1,8 @@
 #include "util/text.h"
 
-#include <gtest/gtest.h>
-
 #include <vector>
+
+#include <gtest/gtest.h>
 
 namespace omni_proxmox::util {
 namespace {
