@@ -601,8 +601,9 @@ class HttpClient final : public Client {
     if (logger_->should_log(spdlog::level::debug)) {
       std::string shown = request.path;
       if (!request.query.empty()) shown += "?" + parse::FormEncode(parse::RedactFields(request.query));
-      logger_->debug("{} {} form=[{}] -> {} {} ({} ms)", request.method, shown,
-                     parse::FormEncode(parse::RedactFields(request.form)), status, curl_easy_strerror(code),
+      std::string form = parse::FormEncode(parse::RedactFields(request.form));
+      logger_->debug("{} {}{}{} -> {}{}{} ({} ms)", request.method, shown, form.empty() ? "" : " form: ", form, status,
+                     code == CURLE_OK ? "" : " curl: ", code == CURLE_OK ? "" : curl_easy_strerror(code),
                      elapsed.count());
     }
 
