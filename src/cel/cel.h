@@ -38,6 +38,8 @@ class Env {
   ParseOptions parse;
   CheckOptions check;
   bool type_check = true;  // false evaluates ill-typed expressions dynamically (conformance disable_check)
+  // Bounds the work of one evaluation: nested macros multiply iterations (cel-cpp has the same default).
+  long max_comprehension_iterations = 10000;
 
   const std::vector<VariableDecl>& variables() const { return variables_; }
   const std::vector<std::pair<std::string, Value>>& constants() const { return constants_; }

@@ -79,6 +79,7 @@ struct Plan {
   Type type;
   Node root;
   int max_locals = 0;
+  long max_iterations = 10000;
 };
 
 namespace {
@@ -693,7 +694,8 @@ Value StringExt(Fn fn, const Value* a, std::size_t n, std::string_view name) {
 
 class Evaluator {
  public:
-  Evaluator(const Activation& activation, Value* locals) : act_(activation), locals_(locals) {}
+  Evaluator(const Activation& activation, Value* locals, long max_iterations)
+      : act_(activation), locals_(locals), budget_(max_iterations) {}
 
   Value Eval(const Node& n) {
     switch (n.op) {
@@ -794,6 +796,7 @@ class Evaluator {
     std::int64_t count = 0;
     ListRep out;
     for (std::size_t i = 0; i < size; ++i) {
+      if (--budget_ < 0) return Value::StaticError("comprehension iteration limit exceeded");
       var = is_list ? range.list()[i] : range.map()[i].first;
       Value p;
       if (pred != nullptr) {
@@ -968,6 +971,7 @@ class Evaluator {
 
   const Activation& act_;
   Value* locals_;
+  long budget_;  // comprehension iterations left
 };
 
 class Planner {
@@ -1124,7 +1128,7 @@ class Planner {
       if (k.op != Op::kConst) return n;
     }
     static const VectorActivation kEmpty{Env()};
-    Evaluator ev(kEmpty, nullptr);
+    Evaluator ev(kEmpty, nullptr, 0);
     Value v = ev.Eval(n);
     if (v.IsError()) return n;
     Node folded;
@@ -1156,7 +1160,7 @@ Value Program::Evaluate(const Activation& activation) const {
     big.resize(static_cast<std::size_t>(plan_->max_locals));
     locals = big.data();
   }
-  Evaluator ev(activation, locals);
+  Evaluator ev(activation, locals, plan_->max_iterations);
   return ev.Eval(plan_->root);
 }
 
@@ -1200,6 +1204,7 @@ absl::StatusOr<Program> Compile(const Env& env, std::string_view source) {
   Planner planner(env);
   plan->root = planner.Plan(*parsed.expr);
   plan->max_locals = planner.max_locals();
+  plan->max_iterations = env.max_comprehension_iterations;
   Program program;
   program.plan_ = std::move(plan);
   return program;

@@ -44,6 +44,7 @@ int RunCli(int argc, char** argv) {
   app.footer("Run 'omni-proxmox COMMAND --help' for a command's flags and examples.");
 
   RegisterVersionCommand(app, ctx);
+  RegisterSelectorCommand(app, ctx);
 
   app.parse_complete_callback([&] {
     ctx.output = output == "json" ? OutputFormat::kJson : OutputFormat::kTable;

@@ -187,6 +187,19 @@ TEST(EvalTest, ConstantsAreFoldedButErrorsStayRuntime) {
   EXPECT_EQ(err->Evaluate(act).DebugString(), "false");
 }
 
+TEST(EvalTest, ComprehensionWorkIsBounded) {
+  Env env;
+  auto nested = Compile(env,
+                        "[0,1,2,3,4,5,6,7,8,9].all(a, [0,1,2,3,4,5,6,7,8,9].all(b, "
+                        "[0,1,2,3,4,5,6,7,8,9].all(c, [0,1,2,3,4,5,6,7,8,9].all(d, a + b + c + d >= 0))))");
+  ASSERT_TRUE(nested.ok());
+  VectorActivation act(env);
+  EXPECT_EQ(nested->Evaluate(act).DebugString(), "error: comprehension iteration limit exceeded");
+  env.max_comprehension_iterations = 20000;
+  auto allowed = Compile(env, nested->source());
+  EXPECT_EQ(allowed->Evaluate(act).DebugString(), "true");
+}
+
 TEST(EvalTest, UnboundVariableIsAnError) {
   Env env;
   env.AddVariable("x", Type::Int());
