@@ -477,11 +477,12 @@ bool StateStore::WaitUntil(const std::function<bool()>& predicate, std::chrono::
   std::unique_lock lock(mutex_);
   for (;;) {
     const std::uint64_t seen = change_count_;
+    const std::uint64_t seen_wake = wake_epoch_;
     lock.unlock();
     if (predicate()) return true;
     lock.lock();
-    // Only sleep if nothing changed while the predicate ran unlocked.
-    while (change_count_ == seen) {
+    // Only sleep if nothing changed (and nobody called WakeAll) while the predicate ran unlocked.
+    while (change_count_ == seen && wake_epoch_ == seen_wake) {
       if (changed_.wait_until(lock, deadline) == std::cv_status::timeout) {
         lock.unlock();
         return predicate();

@@ -1,0 +1,116 @@
+#pragma once
+
+// The Omni stand-in: a loopback gRPC server (plaintext h2c) serving cosi.resource.State and the
+// parts of management.ManagementService an infra provider uses, with Omni's signature checks,
+// infra-provider access rules and the controllers a provider can observe, plus a fake Image
+// Factory over HTTP. Tests, the demo and operators drive it through the controls below or
+// `omni-proxmox omni-sim`. See docs/omni-sim.md.
+//
+// Thread-safe: the gRPC server, the factory and the controllers run on their own threads; every
+// public method may be called from any thread.
+
+#include <chrono>
+#include <cstdint>
+#include <functional>
+#include <map>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "absl/status/status.h"
+#include "absl/status/statusor.h"
+
+#include "sim/omni/accounts.h"
+#include "sim/omni/state_store.h"
+#include "util/clock.h"
+
+namespace omni_proxmox::sim::omni {
+
+struct StandInOptions {
+  std::string provider_id = "proxmox";
+  std::string bind_address = "127.0.0.1";
+  int grpc_port = 0;                   // 0 = free port
+  int factory_port = 0;                // Image Factory fake (HTTP)
+  std::string keys_dir;                // if set, write admin.key and <provider-id>.key (base64 JSON) there
+  const util::Clock* clock = nullptr;  // optional injected clock
+  std::uint64_t seed = 1;
+  // What Omni advertises to machines (SiderolinkAPIConfig); machines never dial it here.
+  std::string siderolink_api_url = "https://127.0.0.1:8090";
+  int events_port = 8091;
+  int logs_port = 8092;
+  std::string talos_version = "1.10.4";  // default for MachineRequestSets
+  // Omni's "connected" window for the provider heartbeat.
+  std::chrono::seconds heartbeat_window = std::chrono::seconds(31);
+};
+
+// The auto-provision part of a MachineClass (Omni's MachineClassSpec.auto_provision).
+struct MachineClassOptions {
+  std::string provider_id;  // empty = the stand-in's provider
+  std::vector<std::string> kernel_args;
+  std::vector<std::string> extensions;
+  std::map<std::uint32_t, std::string> meta_values;
+  int grpc_tunnel = 0;  // specs.GrpcTunnelMode
+};
+
+// One machine that joined (InfraMachineRegistration created).
+struct JoinedMachine {
+  std::string uuid;
+  std::string machine_request;
+  std::string provider_id;
+};
+
+class StandIn {
+ public:
+  static absl::StatusOr<std::unique_ptr<StandIn>> Start(StandInOptions options);
+  ~StandIn();
+  StandIn(const StandIn&) = delete;
+  StandIn& operator=(const StandIn&) = delete;
+
+  std::string grpc_endpoint() const;  // "http://127.0.0.1:PORT"
+  std::string factory_url() const;    // "http://127.0.0.1:PORT"
+  std::string provider_key() const;   // base64 JSON infra-provider key
+  std::string admin_key() const;
+  const std::string& provider_id() const;
+  int grpc_port() const;
+
+  // --- test/demo controls ---------------------------------------------------------------------
+  // Creates or replaces MachineClasses/<id> with auto-provisioning through the provider.
+  absl::Status ApplyMachineClass(std::string id, std::string providerdata_yaml, MachineClassOptions extra = {});
+  // Creates or updates MachineRequestSets/<set_id> for `machine_class` with `count` machines; the
+  // controller then creates MachineRequests "<set>-<6 chars>" or tears extra ones down. Count 0
+  // tears every request of the set down.
+  absl::Status ScaleMachineRequestSet(std::string set_id, std::string machine_class, int count);
+  // A machine booted with `user_data`: verifies the join token (HMAC against the provider's join
+  // token, provider ID, machine request) and registers the machine (InfraMachineRegistrations/<uuid>).
+  absl::Status MachineJoined(const std::string& user_data, const std::string& machine_uuid);
+
+  // Registers another infra provider (InfraProviders/<id>, ProviderJoinConfigs/<id>) and returns
+  // its key; or removes the registration (InfraProviders/<id>) to test the "must exist" rule.
+  absl::StatusOr<std::string> AddInfraProvider(const std::string& id);
+  absl::Status RemoveInfraProvider(const std::string& id);
+  // Revokes a key by its encoded form (every later call signed with it is refused).
+  absl::Status RevokeKey(const std::string& encoded_key);
+
+  // --- inspection ---------------------------------------------------------------------------
+  StateStore& state();
+  // Whether Omni would show the provider as connected: heartbeat younger than heartbeat_window.
+  bool ProviderConnected(const std::string& provider_id) const;
+  std::vector<JoinedMachine> JoinedMachines() const;
+  std::string JoinToken(const std::string& provider_id) const;  // the plain per-provider token
+  // Blocks until `predicate` holds (checked after every state change) or `timeout` passes.
+  bool WaitFor(const std::function<bool()>& predicate, std::chrono::milliseconds timeout) const;
+
+  // --- restart hooks ------------------------------------------------------------------------------
+  // Stops the gRPC server (open streams end with an error); state is kept.
+  void StopServing();
+  // Serves again on the same port; resumed watches with old bookmarks continue.
+  absl::Status ResumeServing();
+
+  class Impl;  // implementation detail (standin.cc); public only so the gRPC services can name it
+
+ private:
+  explicit StandIn(std::unique_ptr<Impl> impl);
+  std::unique_ptr<Impl> impl_;
+};
+
+}  // namespace omni_proxmox::sim::omni
