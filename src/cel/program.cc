@@ -846,6 +846,22 @@ class Evaluator {
   }
 
   Value Call(const Node& n) {
+    // Unary and binary calls (almost all of a selector) keep their operands in plain locals.
+    if (n.kids.size() == 2) {
+      Value args[2] = {Eval(n.kids[0]), Value()};
+      if (args[0].IsError()) return args[0];
+      args[1] = Eval(n.kids[1]);
+      if (args[1].IsError()) return args[1];
+      if (n.fn == Fn::kEq && args[0].kind() == Kind::kString && args[1].kind() == Kind::kString) {
+        return Value::Bool(args[0].text() == args[1].text());
+      }
+      return Apply(n, args, 2);
+    }
+    if (n.kids.size() == 1) {
+      Value arg = Eval(n.kids[0]);
+      if (arg.IsError()) return arg;
+      return Apply(n, &arg, 1);
+    }
     std::array<Value, 4> small;
     std::vector<Value> big;
     const std::size_t argc = n.kids.size();
@@ -1153,6 +1169,10 @@ int Env::AddVariable(std::string name, Type type) {
 void Env::AddConstant(std::string name, Value value) { constants_.emplace_back(std::move(name), value.Own()); }
 
 Value Program::Evaluate(const Activation& activation) const {
+  if (plan_->max_locals == 0) {  // no comprehension: no locals to set up
+    Evaluator ev(activation, nullptr, plan_->max_iterations);
+    return ev.Eval(plan_->root);
+  }
   std::array<Value, kInlineLocals> small;
   std::vector<Value> big;
   Value* locals = small.data();
