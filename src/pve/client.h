@@ -135,6 +135,10 @@ class Client {
   virtual absl::StatusOr<TaskStatus> GetTaskStatus(const Upid& upid) = 0;
   // GET /nodes/{upid.node}/tasks/{upid}/log?start=&limit= (limit 0 = all lines).
   virtual absl::StatusOr<TaskLog> GetTaskLog(const Upid& upid, std::int64_t start = 0, std::int64_t limit = 50) = 0;
+  // GET /nodes/{node}/tasks[?vmid=][&source=active]: newest first. Finds tasks still in flight
+  // after a provider restart.
+  virtual absl::StatusOr<std::vector<TaskStatus>> ListTasks(std::string_view node, std::optional<std::int64_t> vmid,
+                                                            bool active_only) = 0;
   // Polls the task until it stops or `deadline` (on the client's clock) passes. Returns the final
   // status when it ended with OK or WARNINGS: n. A failed task gives an error whose kind is
   // classified from the exit status (kLocked, kAlreadyExists, kNotFound, ... or kTaskFailed) and

@@ -333,6 +333,16 @@ class HttpClient final : public Client {
     return parse::ParseTaskLog(body);
   }
 
+  absl::StatusOr<std::vector<TaskStatus>> ListTasks(std::string_view node, std::optional<std::int64_t> vmid,
+                                                    bool active_only) override {
+    Request r = Get(fmt::format("/nodes/{}/tasks", Seg(node)));
+    if (vmid.has_value()) r.query.emplace_back("vmid", std::to_string(*vmid));
+    r.query.emplace_back("source", active_only ? "active" : "all");
+    r.query.emplace_back("limit", "500");
+    OP_ASSIGN_OR_RETURN(auto body, Call(r));
+    return parse::ParseTaskList(body);
+  }
+
   absl::StatusOr<TaskStatus> WaitTask(const Upid& upid, util::Clock::MonotonicTime deadline) override {
     milliseconds interval = options_.task_poll_initial;
     while (true) {

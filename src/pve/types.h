@@ -174,6 +174,8 @@ struct TaskStatus {
   bool running = false;
   // Present only once stopped: "OK", "WARNINGS: <n>", or the error text.
   std::optional<std::string> exit_status;
+  std::optional<std::int64_t> start_time_unix;
+  std::optional<std::int64_t> end_time_unix;  // task lists only
 
   // True when stopped with "OK" or "WARNINGS: n" (Proxmox's own rule; go-proxmox gets this wrong).
   bool Succeeded() const;

@@ -534,6 +534,25 @@ TEST_F(ClientTest, WaitHasItsOwnDeadline) {
   EXPECT_TRUE(client->WaitTask(*create, In(60s)).ok());
 }
 
+TEST_F(ClientTest, ListTasksFindsInFlightWork) {
+  auto client = Make(TokenOptions());
+  std::int64_t done_vmid = CreateVm(*client, "pve1");
+  auto vmid = client->NextId();
+  auto create = client->CreateVm("pve1", *vmid, {{"memory", "512"}});
+  ASSERT_TRUE(create.ok()) << create.status();
+  auto active = client->ListTasks("pve1", std::nullopt, true);
+  ASSERT_TRUE(active.ok()) << active.status();
+  ASSERT_EQ(active->size(), 1u);
+  EXPECT_EQ((*active)[0].upid, create->text);
+  EXPECT_TRUE((*active)[0].running);
+  auto for_done = client->ListTasks("pve1", done_vmid, false);
+  ASSERT_TRUE(for_done.ok()) << for_done.status();
+  ASSERT_EQ(for_done->size(), 1u);
+  EXPECT_EQ((*for_done)[0].type, "qmcreate");
+  EXPECT_TRUE((*for_done)[0].Succeeded());
+  EXPECT_TRUE((*for_done)[0].end_time_unix.has_value());
+}
+
 TEST_F(ClientTest, UploadListAndDeleteIso) {
   auto client = Make(TokenOptions());
   std::string bytes(300 * 1024, '\0');

@@ -271,7 +271,8 @@ absl::StatusOr<TaskStatus> ParseTaskStatus(std::string_view body) {
   t.id = GetString(*data, "id");
   t.user = GetString(*data, "user");
   std::string token = GetString(*data, "tokenid");
-  if (!token.empty()) t.user += "!" + token;
+  if (!token.empty() && t.user.find('!') == std::string::npos) t.user += "!" + token;
+  t.start_time_unix = GetInt(*data, "starttime");
   std::string status = GetString(*data, "status");
   if (status != "running" && status != "stopped") {
     return Malformed("GET /nodes/{node}/tasks/{upid}/status", fmt::format("unknown task status '{}'", status));
@@ -282,6 +283,31 @@ absl::StatusOr<TaskStatus> ParseTaskStatus(std::string_view body) {
     t.exit_status = it != data->end() && !it->is_null() ? ScalarText(*it) : std::string("unexpected status");
   }
   return t;
+}
+
+absl::StatusOr<std::vector<TaskStatus>> ParseTaskList(std::string_view body) {
+  auto data = DataArray(body, "GET /nodes/{node}/tasks");
+  if (!data.ok()) return data.status();
+  std::vector<TaskStatus> out;
+  for (const auto& o : *data) {
+    if (!o.is_object()) continue;
+    TaskStatus t;
+    t.upid = GetString(o, "upid");
+    if (t.upid.empty()) continue;
+    t.node = GetString(o, "node");
+    t.type = GetString(o, "type");
+    t.id = GetString(o, "id");
+    t.user = GetString(o, "user");
+    std::string token = GetString(o, "tokenid");
+    if (!token.empty() && t.user.find('!') == std::string::npos) t.user += "!" + token;
+    t.start_time_unix = GetInt(o, "starttime");
+    t.end_time_unix = GetInt(o, "endtime");
+    std::string status = GetString(o, "status");
+    t.running = status.empty() || status == "running";
+    if (!t.running) t.exit_status = status;
+    out.push_back(std::move(t));
+  }
+  return out;
 }
 
 absl::StatusOr<TaskLog> ParseTaskLog(std::string_view body) {

@@ -36,6 +36,8 @@ absl::StatusOr<std::vector<VmStatus>> ParseVmList(std::string_view body);
 absl::StatusOr<VmConfig> ParseVmConfig(std::string_view body);
 absl::StatusOr<TaskStatus> ParseTaskStatus(std::string_view body);
 absl::StatusOr<TaskLog> ParseTaskLog(std::string_view body);
+// GET /nodes/{node}/tasks: finished entries carry the exit status in `status`.
+absl::StatusOr<std::vector<TaskStatus>> ParseTaskList(std::string_view body);
 // {"data":"UPID:..."}: a worker-starting call.
 absl::StatusOr<Upid> ParseUpidData(std::string_view body, std::string_view what);
 // {"data":null} or {"data":"UPID:..."} (config POST, delete with delay).

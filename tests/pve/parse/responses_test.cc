@@ -116,6 +116,22 @@ TEST(ResponsesTest, TaskStatusAndSuccessRule) {
   EXPECT_FALSE(ParseTaskStatus(R"({"data":{"status":"weird"}})").ok());
 }
 
+TEST(ResponsesTest, TaskList) {
+  auto list = ParseTaskList(R"({"data":[
+    {"upid":"UPID:pve1:0000ABCD:00F1E2D3:66B0C0DE:qmcreate:105:root@pam!omni:","node":"pve1","type":"qmcreate",
+     "id":"105","user":"root@pam!omni","starttime":1718000000},
+    {"upid":"UPID:pve1:0000ABCE:00F1E2D3:66B0C0DF:qmstart:104:root@pam:","node":"pve1","type":"qmstart","id":"104",
+     "user":"root@pam","starttime":1718000001,"endtime":1718000005,"status":"WARNINGS: 1"},
+    {"node":"pve1"}],"total":3})");
+  ASSERT_TRUE(list.ok()) << list.status();
+  ASSERT_EQ(list->size(), 2u);
+  EXPECT_TRUE((*list)[0].running);
+  EXPECT_EQ((*list)[0].user, "root@pam!omni");
+  EXPECT_FALSE((*list)[1].running);
+  EXPECT_TRUE((*list)[1].Succeeded());
+  EXPECT_EQ((*list)[1].end_time_unix, 1718000005);
+}
+
 TEST(ResponsesTest, TaskLogWithTotal) {
   auto log = ParseTaskLog(R"({"data":[{"n":1,"t":"starting"},{"n":2,"t":"TASK OK"}],"total":2})");
   ASSERT_TRUE(log.ok());
