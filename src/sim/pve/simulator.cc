@@ -2805,8 +2805,9 @@ Reply Simulator::Impl::UpdateVmConfig(Call& call, bool async) {
   for (const auto& key : deletes) checked.emplace(key, "");
   std::optional<Reply> denied = CheckVmOptionPermissions(call, vmid, checked, false);
   if (auto failure = CheckDriveStorages(call, node, options)) return *failure;
-  if (vm->busy_until - Now() > kWorkerLockTimeout) return Error(500, LockFileTimeout(vmid));
   if (!async) {
+    // PUT takes the node-local flock synchronously; POST takes it inside its worker.
+    if (vm->busy_until - Now() > kWorkerLockTimeout) return Error(500, LockFileTimeout(vmid));
     if (denied) return *denied;
     std::string error = ApplyConfigLocked(*vm, options, deletes, call.rng, nullptr);
     if (!error.empty()) return Error(500, error);

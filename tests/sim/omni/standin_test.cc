@@ -761,3 +761,44 @@ TEST(StandInOptionsTest, BadProviderIdIsRefused) {
 
 }  // namespace
 }  // namespace omni_proxmox::sim::omni
+
+namespace omni_proxmox::sim::omni {
+namespace {
+
+TEST(StandInControlTest, ShellControlsDriveTheStandIn) {
+  util::ManualClock clock{util::Clock::SystemTime{std::chrono::seconds(1'760'000'000)}};
+  StandInOptions options;
+  options.clock = &clock;
+  options.control_port = 0;
+  auto standin = StandIn::Start(options);
+  ASSERT_TRUE(standin.ok()) << standin.status();
+  ASSERT_FALSE((*standin)->control_url().empty());
+  httplib::Client http((*standin)->control_url());
+  auto klass = http.Put("/machine-classes/small", "cores: 2\n", "application/yaml");
+  ASSERT_TRUE(klass);
+  EXPECT_EQ(klass->status, 200);
+  auto bad = http.Put("/machine-request-sets/workers?machine_class=small&count=x", "", "text/plain");
+  ASSERT_TRUE(bad);
+  EXPECT_EQ(bad->status, 400);
+  auto missing = http.Put("/machine-request-sets/workers?machine_class=nope&count=1", "", "text/plain");
+  ASSERT_TRUE(missing);
+  EXPECT_EQ(missing->status, 404);
+  auto scale = http.Put("/machine-request-sets/workers?machine_class=small&count=2", "", "text/plain");
+  ASSERT_TRUE(scale);
+  EXPECT_EQ(scale->status, 200);
+  ASSERT_TRUE((*standin)->WaitFor(
+      [&] { return (*standin)->state().List("infra-provider", "MachineRequests.omni.sidero.dev")->size() == 2; },
+      std::chrono::milliseconds(10000)));
+  auto join = http.Post("/machines/uuid-1/join", "kind: SideroLinkConfig\napiUrl: https://x?jointoken=v2%3Awrong\n",
+                        "application/yaml");
+  ASSERT_TRUE(join);
+  EXPECT_EQ(join->status, 400);  // not base64: malformed token
+  auto status = http.Get("/status");
+  ASSERT_TRUE(status);
+  EXPECT_EQ(status->status, 200);
+  EXPECT_NE(status->body.find("\"machine_requests\""), std::string::npos);
+  EXPECT_NE(status->body.find("workers-"), std::string::npos);
+}
+
+}  // namespace
+}  // namespace omni_proxmox::sim::omni
