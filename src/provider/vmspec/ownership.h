@@ -1,0 +1,49 @@
+#pragma once
+
+// The markers that tie a Proxmox VM to one MachineRequest of one provider. Every VM we
+// create carries them; nothing without them is ever modified or deleted. The format is
+// ours and documented in docs/state-and-ownership.md. Pure.
+
+#include <string>
+#include <string_view>
+#include <vector>
+
+namespace omni_proxmox::provider {
+
+// Tag on every VM made by omni-proxmox, whatever the provider ID.
+inline constexpr std::string_view kManagedTag = "omni-proxmox";
+
+// Proxmox lowercases tags and allows only [a-z0-9_-+.]; anything else becomes '_'.
+std::string SanitizeTag(std::string_view text);
+
+// "omni-provider.<provider-id>"
+std::string ProviderTag(std::string_view provider_id);
+// "omni-request.<request-id>"
+std::string RequestTag(std::string_view request_id);
+// "omni-set.<machine-request-set-id>"
+std::string RequestSetTag(std::string_view request_set_id);
+
+// Splits a Proxmox `tags` value (separated by ';', ',' or white space) and lowercases it.
+std::vector<std::string> SplitTags(std::string_view tags);
+
+struct Ownership {
+  std::string provider_id;
+  std::string request_id;  // empty when the VM carries no request tag
+  std::string request_set_id;
+};
+
+// Reads our markers from a VM's tags. Returns false when the VM is not one of ours (no
+// managed tag or no provider tag).
+bool ParseOwnership(std::string_view tags, Ownership& out);
+
+// True when the VM's tags and name say it belongs to `request_id` of `provider_id`. Both
+// the request tag and the VM name must match: a foreign VM that reuses a VMID, or one whose
+// markers were edited, is never touched.
+bool IsOwnedBy(std::string_view tags, std::string_view vm_name, std::string_view provider_id,
+               std::string_view request_id);
+
+// A DNS-name-safe VM name for a request ID (Proxmox rejects underscores and leading or
+// trailing dashes).
+std::string VmNameFor(std::string_view request_id);
+
+}  // namespace omni_proxmox::provider
