@@ -89,8 +89,7 @@ class GrpcWatcher final : public Watcher {
         ++health_.reconnects;
       }
       auto delay = backoff.Next();
-      log->warn("watch {} in namespace '{}': {}; reconnecting in {} ms{}", request_.type, request_.ns,
-                std::string(result.message()), delay.count(),
+      log->warn("{}; reconnecting in {} ms{}", std::string(result.message()), delay.count(),
                 bookmark ? " from the last bookmark" : " with a full resync");
       std::unique_lock lock(mutex_);
       wake_.wait_for(lock, stop, delay, [] { return false; });
@@ -202,9 +201,7 @@ class GrpcWatcher final : public Watcher {
         }
       }
     }
-    if (ended.ok()) {
-      context->TryCancel();  // no-op if the stream already ended
-    }
+    if (!ended.ok()) context->TryCancel();  // we stop reading: end the stream before Finish
     grpc::Status finished = reader->Finish();
     {
       std::lock_guard lock(mutex_);
