@@ -1,0 +1,310 @@
+#include "provider/placement/placement.h"
+
+#include <algorithm>
+#include <map>
+#include <ranges>
+
+#include <fmt/format.h>
+
+namespace omni_proxmox::provider {
+namespace {
+
+constexpr std::uint64_t kMiB = 1024ull * 1024;
+constexpr std::uint64_t kGiB = 1024ull * kMiB;
+
+bool HasContent(const cel::StorageFacts& storage, std::string_view content) {
+  return std::find(storage.content.begin(), storage.content.end(), content) != storage.content.end();
+}
+
+// Space is keyed by storage name for shared storages (one pool seen from every node) and by
+// node/storage for local ones.
+std::string SpaceKey(const cel::StorageFacts& storage) {
+  return storage.shared ? storage.name : storage.node + "/" + storage.name;
+}
+
+struct DiskNeed {
+  std::uint64_t bytes;
+  const cel::StorageSelector* selector;
+  std::string label;         // "boot disk", "additional_disks[0]"
+  std::string selector_key;  // "storage_selector", "additional_disks[0].storage_selector"
+};
+
+struct NodeEvaluation {
+  bool fits = false;
+  std::string rejection;  // why not, when !fits
+  std::string boot_storage;
+  std::vector<std::string> additional_storages;
+  std::vector<std::string> reasons;
+  bool no_matching_storage = false;  // rejected because a selector matched nothing usable
+};
+
+}  // namespace
+
+std::string HumanBytes(std::uint64_t bytes) {
+  if (bytes >= kGiB && bytes % kGiB == 0) return fmt::format("{} GiB", bytes / kGiB);
+  if (bytes >= kGiB) return fmt::format("{:.1f} GiB", static_cast<double>(bytes) / static_cast<double>(kGiB));
+  return fmt::format("{} MiB", bytes / kMiB);
+}
+
+absl::StatusOr<CompiledSelectors> CompiledSelectors::Compile(const ProviderData& data) {
+  auto boot = cel::StorageSelector::Compile(data.storage_selector);
+  if (!boot.ok()) {
+    return absl::InvalidArgumentError(fmt::format("storage_selector: {}", std::string(boot.status().message())));
+  }
+  CompiledSelectors out{*boot, {}, std::nullopt};
+  for (std::size_t i = 0; i < data.additional_disks.size(); ++i) {
+    const auto& source = data.additional_disks[i].storage_selector;
+    if (source.empty()) {
+      out.additional.emplace_back(std::nullopt);
+      continue;
+    }
+    auto compiled = cel::StorageSelector::Compile(source);
+    if (!compiled.ok()) {
+      return absl::InvalidArgumentError(
+          fmt::format("additional_disks[{}].storage_selector: {}", i, std::string(compiled.status().message())));
+    }
+    out.additional.emplace_back(*compiled);
+  }
+  if (!data.iso_storage_selector.empty()) {
+    auto iso = cel::StorageSelector::Compile(data.iso_storage_selector);
+    if (!iso.ok()) {
+      return absl::InvalidArgumentError(fmt::format("iso_storage_selector: {}", std::string(iso.status().message())));
+    }
+    out.iso = *iso;
+  }
+  return out;
+}
+
+PlacedVm PlacementDecision::AsReservation(const PlacementInput& input) const {
+  PlacedVm vm;
+  vm.request_id = input.request_id;
+  vm.request_set_id = input.request_set_id;
+  vm.node = node;
+  vm.reservation = true;
+  vm.memory_bytes = input.data->memory_mib * kMiB;
+  const auto key_for = [&](const std::string& storage) {
+    for (const auto& n : input.nodes) {
+      if (n.name != node) continue;
+      for (const auto& s : n.storages) {
+        if (s.name == storage) return SpaceKey(s);
+      }
+    }
+    return node + "/" + storage;
+  };
+  vm.pending_disk_bytes.emplace_back(key_for(boot_storage), std::uint64_t{input.data->disk_size_gib} * kGiB);
+  for (std::size_t i = 0; i < additional_storages.size(); ++i) {
+    vm.pending_disk_bytes.emplace_back(key_for(additional_storages[i]),
+                                       std::uint64_t{input.data->additional_disks[i].size_gib} * kGiB);
+  }
+  return vm;
+}
+
+absl::StatusOr<PlacementDecision> Place(const PlacementInput& input) {
+  const ProviderData& data = *input.data;
+  const CompiledSelectors& selectors = *input.selectors;
+  const std::uint64_t memory_needed = data.memory_mib * kMiB;
+
+  // What is already committed: memory per node, pending disk bytes per space key, set members per node.
+  std::map<std::string, std::uint64_t> reserved_memory;
+  std::map<std::string, std::uint64_t> reserved_space;
+  std::map<std::string, int> set_members;
+  std::map<std::string, int> vms_per_node;
+  for (const auto& vm : input.vms) {
+    if (vm.request_id == input.request_id) continue;  // never count ourselves
+    // Existing VMs are already in the node's and storages' figures; only reservations add to them.
+    if (vm.reservation) {
+      reserved_memory[vm.node] += vm.memory_bytes;
+      for (const auto& [key, bytes] : vm.pending_disk_bytes) reserved_space[key] += bytes;
+    }
+    if (!input.request_set_id.empty() && vm.request_set_id == input.request_set_id) ++set_members[vm.node];
+    ++vms_per_node[vm.node];
+  }
+
+  std::vector<DiskNeed> disks;
+  disks.push_back({std::uint64_t{data.disk_size_gib} * kGiB, &selectors.boot, "boot disk", "storage_selector"});
+  for (std::size_t i = 0; i < data.additional_disks.size(); ++i) {
+    const auto& sel =
+        i < selectors.additional.size() && selectors.additional[i] ? &*selectors.additional[i] : &selectors.boot;
+    disks.push_back({std::uint64_t{data.additional_disks[i].size_gib} * kGiB, sel,
+                     fmt::format("additional_disks[{}]", i),
+                     selectors.additional.size() > i && selectors.additional[i]
+                         ? fmt::format("additional_disks[{}].storage_selector", i)
+                         : "storage_selector"});
+  }
+
+  std::vector<std::string> rejections;
+  bool any_candidate = false;
+  bool all_storage_mismatch = true;
+  struct Candidate {
+    const NodeSnapshot* node;
+    NodeEvaluation eval;
+    std::uint64_t free_memory;
+  };
+  std::vector<Candidate> candidates;
+
+  std::vector<const NodeSnapshot*> nodes;
+  for (const auto& n : input.nodes) nodes.push_back(&n);
+  std::sort(nodes.begin(), nodes.end(), [](const auto* a, const auto* b) { return a->name < b->name; });
+
+  if (!data.node.empty() &&
+      std::none_of(nodes.begin(), nodes.end(), [&](const auto* n) { return n->name == data.node; })) {
+    return absl::FailedPreconditionError(fmt::format(
+        "node '{}' (providerdata node) is not a member of the Proxmox cluster; cluster nodes: {}", data.node,
+        fmt::join(input.nodes | std::views::transform([](const NodeSnapshot& n) { return n.name; }), ", ")));
+  }
+
+  for (const NodeSnapshot* node : nodes) {
+    if (!data.node.empty() && node->name != data.node) continue;
+    if (!data.nodes.empty() && std::find(data.nodes.begin(), data.nodes.end(), node->name) == data.nodes.end()) {
+      continue;
+    }
+    if (!node->online) {
+      rejections.push_back(fmt::format("{}: offline", node->name));
+      continue;
+    }
+    any_candidate = true;
+    if (!node->bridges.empty()) {
+      std::vector<std::string> missing;
+      if (std::find(node->bridges.begin(), node->bridges.end(), data.network_bridge) == node->bridges.end()) {
+        missing.push_back(data.network_bridge);
+      }
+      for (const auto& nic : data.additional_nics) {
+        if (std::find(node->bridges.begin(), node->bridges.end(), nic.bridge) == node->bridges.end()) {
+          missing.push_back(nic.bridge);
+        }
+      }
+      if (!missing.empty()) {
+        all_storage_mismatch = false;
+        rejections.push_back(fmt::format("{}: no bridge {}", node->name, fmt::join(missing, ", ")));
+        continue;
+      }
+    }
+    const std::uint64_t committed = node->used_memory_bytes + reserved_memory[node->name];
+    const std::uint64_t free_memory = node->max_memory_bytes > committed ? node->max_memory_bytes - committed : 0;
+    if (free_memory < memory_needed) {
+      all_storage_mismatch = false;
+      rejections.push_back(fmt::format("{}: {} of memory free, needs {}", node->name, HumanBytes(free_memory),
+                                       HumanBytes(memory_needed)));
+      continue;
+    }
+
+    // Storages, deterministically: most available space first, then by name.
+    std::vector<const cel::StorageFacts*> usable;
+    for (const auto& s : node->storages) {
+      if (s.enabled && s.active && HasContent(s, "images")) usable.push_back(&s);
+    }
+    std::map<std::string, std::uint64_t> taken;  // space this VM's earlier disks take, by key
+    NodeEvaluation eval;
+    eval.fits = true;
+    for (std::size_t d = 0; d < disks.size() && eval.fits; ++d) {
+      const DiskNeed& need = disks[d];
+      std::vector<const cel::StorageFacts*> matched;
+      for (const auto* s : usable) {
+        auto m = need.selector->Matches(*s);
+        if (!m.ok()) {
+          return absl::InvalidArgumentError(fmt::format("{} failed on storage '{}' of node '{}': {}", need.selector_key,
+                                                        s->name, node->name, std::string(m.status().message())));
+        }
+        if (*m) matched.push_back(s);
+      }
+      if (matched.empty()) {
+        std::vector<std::string> seen;
+        for (const auto& s : node->storages) {
+          seen.push_back(fmt::format("{} ({}{})", s.name, s.type,
+                                     !s.enabled                 ? ", disabled"
+                                     : !s.active                ? ", inactive"
+                                     : !HasContent(s, "images") ? ", no images content"
+                                                                : ""));
+        }
+        eval.fits = false;
+        eval.no_matching_storage = true;
+        eval.rejection = fmt::format("{}: {} `{}` matches no usable storage for the {} (storages: {})", node->name,
+                                     need.selector_key, need.selector->source(), need.label,
+                                     seen.empty() ? "none" : fmt::format("{}", fmt::join(seen, ", ")));
+        break;
+      }
+      const auto free_of = [&](const cel::StorageFacts* s) {
+        const std::uint64_t used = reserved_space[SpaceKey(*s)] + taken[SpaceKey(*s)];
+        return s->avail_bytes > used ? s->avail_bytes - used : 0;
+      };
+      std::sort(matched.begin(), matched.end(), [&](const auto* a, const auto* b) {
+        const auto fa = free_of(a), fb = free_of(b);
+        return fa != fb ? fa > fb : a->name < b->name;
+      });
+      const cel::StorageFacts* chosen = matched.front();
+      if (free_of(chosen) < need.bytes) {
+        eval.fits = false;
+        eval.rejection = fmt::format("{}: storage '{}' has {} free, the {} needs {}", node->name, chosen->name,
+                                     HumanBytes(free_of(chosen)), need.label, HumanBytes(need.bytes));
+        break;
+      }
+      taken[SpaceKey(*chosen)] += need.bytes;
+      eval.reasons.push_back(fmt::format("{} on '{}' ({}, {} free; {} `{}` matched {} of {} usable storages)",
+                                         need.label, chosen->name, chosen->type,
+                                         HumanBytes(free_of(chosen) + need.bytes), need.selector_key,
+                                         need.selector->source(), matched.size(), usable.size()));
+      if (d == 0) {
+        eval.boot_storage = chosen->name;
+      } else {
+        eval.additional_storages.push_back(chosen->name);
+      }
+    }
+    if (!eval.fits) {
+      if (!eval.no_matching_storage) all_storage_mismatch = false;
+      rejections.push_back(eval.rejection);
+      continue;
+    }
+    all_storage_mismatch = false;
+    candidates.push_back({node, std::move(eval), free_memory});
+  }
+
+  if (candidates.empty()) {
+    if (!any_candidate) {
+      std::string scope = !data.node.empty()    ? fmt::format("the pinned node '{}'", data.node)
+                          : !data.nodes.empty() ? fmt::format("the allowed nodes ({})", fmt::join(data.nodes, ", "))
+                                                : std::string("the cluster's nodes");
+      return absl::FailedPreconditionError(
+          fmt::format("no online node among {}: {}", scope,
+                      rejections.empty() ? "none" : fmt::format("{}", fmt::join(rejections, "; "))));
+    }
+    if (all_storage_mismatch) {
+      return absl::FailedPreconditionError(
+          fmt::format("no storage matches the selector on any node: {}; check storage_selector (storages need "
+                      "enabled, active and 'images' content)",
+                      fmt::join(rejections, "; ")));
+    }
+    return absl::ResourceExhaustedError(
+        fmt::format("no node can fit {} of memory and {} of disk: {}", HumanBytes(memory_needed),
+                    HumanBytes(std::uint64_t{data.disk_size_gib} * kGiB), fmt::join(rejections, "; ")));
+  }
+
+  const auto better = [&](const Candidate& a, const Candidate& b) {
+    if (data.placement == Placement::kSpread) {
+      const int sa = set_members[a.node->name], sb = set_members[b.node->name];
+      if (sa != sb) return sa < sb;
+      if (a.free_memory != b.free_memory) return a.free_memory > b.free_memory;
+    } else {
+      if (a.free_memory != b.free_memory) return a.free_memory < b.free_memory;
+    }
+    return a.node->name < b.node->name;
+  };
+  const Candidate& best = *std::min_element(candidates.begin(), candidates.end(), better);
+
+  PlacementDecision decision;
+  decision.node = best.node->name;
+  decision.boot_storage = best.eval.boot_storage;
+  decision.additional_storages = best.eval.additional_storages;
+  if (data.placement == Placement::kSpread) {
+    decision.reasons.push_back(
+        fmt::format("node '{}': {} of this set's machines there, {} of memory free ({} candidate nodes)", decision.node,
+                    set_members[decision.node], HumanBytes(best.free_memory), candidates.size()));
+  } else {
+    decision.reasons.push_back(fmt::format("node '{}': binpack, the fullest node that fits ({} of memory free)",
+                                           decision.node, HumanBytes(best.free_memory)));
+  }
+  for (const auto& r : best.eval.reasons) decision.reasons.push_back(r);
+  for (const auto& r : rejections) decision.reasons.push_back("rejected " + r);
+  return decision;
+}
+
+}  // namespace omni_proxmox::provider
