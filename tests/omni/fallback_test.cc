@@ -2,8 +2,11 @@
 // the stand-in deliberately does not imitate: an Omni without the Teardown / management RPCs, and a
 // server that loses bookmarks between reconnects.
 #include <httplib.h>
+#include <stdlib.h>
 
 #include <condition_variable>
+#include <filesystem>
+#include <fstream>
 #include <mutex>
 #include <thread>
 
@@ -17,6 +20,7 @@
 #include "omni/schematic.h"
 #include "omni/signer.h"
 #include "omni/state_client.h"
+#include "support/subprocess.h"
 
 namespace omni_proxmox::omni {
 namespace {
@@ -351,6 +355,67 @@ TEST(ClientOptionsValidation, BadEndpointAndKeyFailUpFront) {
   auto refused = MakeGrpcStateClient(options);
   ASSERT_FALSE(refused.ok());
   EXPECT_NE(std::string(refused.status().message()).find("infra-provider:"), std::string::npos);
+}
+
+}  // namespace
+}  // namespace omni_proxmox::omni
+
+namespace omni_proxmox::omni {
+namespace {
+
+// https endpoints: TLS with the given roots, refusal of an unknown issuer, and --insecure-skip-verify.
+TEST(Tls, VerifiesTheServerUnlessToldNotTo) {
+  char tmpl[] = "/tmp/optlsXXXXXX";
+  std::string dir = mkdtemp(tmpl);
+  auto made = omni_proxmox::testing::RunProcess({"openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt",
+                                                 "ec_paramgen_curve:prime256v1", "-nodes", "-days", "1", "-subj",
+                                                 "/CN=localhost", "-addext", "subjectAltName=DNS:localhost", "-keyout",
+                                                 dir + "/key.pem", "-out", dir + "/cert.pem"});
+  ASSERT_EQ(made.exit_code, 0) << made.err;
+  auto read = [](const std::string& path) {
+    std::ifstream in(path);
+    return std::string(std::istreambuf_iterator<char>(in), std::istreambuf_iterator<char>());
+  };
+  std::string cert = read(dir + "/cert.pem");
+  std::string key_pem = read(dir + "/key.pem");
+  std::filesystem::remove_all(dir);
+
+  OldState service;
+  service.Store(MakeResource("x", 1));
+  grpc::SslServerCredentialsOptions ssl;
+  ssl.pem_key_cert_pairs.push_back({key_pem, cert});
+  grpc::ServerBuilder builder;
+  int port = 0;
+  builder.AddListeningPort("localhost:0", grpc::SslServerCredentials(ssl), &port);
+  builder.RegisterService(&service);
+  auto server = builder.BuildAndStart();
+  ASSERT_NE(server, nullptr);
+
+  auto key = GenerateInfraProviderKey("px", std::chrono::hours(24), util::RealClock());
+  ASSERT_TRUE(key.ok());
+  ClientOptions options;
+  options.endpoint = fmt::format("https://localhost:{}", port);
+  options.key = key->key;
+  options.call_timeout = 5s;
+  options.reconnect_base = 10ms;
+  options.reconnect_max = 100ms;
+
+  options.tls_root_certs_pem = cert;
+  auto trusted = MakeGrpcStateClient(options);
+  ASSERT_TRUE(trusted.ok());
+  EXPECT_TRUE((*trusted)->Get({"ns", "T", "x"}).ok());
+
+  options.tls_root_certs_pem.clear();  // system roots do not know our self-signed issuer
+  auto untrusted = MakeGrpcStateClient(options);
+  ASSERT_TRUE(untrusted.ok());
+  EXPECT_EQ((*untrusted)->Get({"ns", "T", "x"}).status().code(), absl::StatusCode::kUnavailable);
+
+  options.insecure_skip_verify = true;
+  auto skipping = MakeGrpcStateClient(options);
+  ASSERT_TRUE(skipping.ok());
+  EXPECT_TRUE((*skipping)->Get({"ns", "T", "x"}).ok());
+
+  server->Shutdown(std::chrono::system_clock::now() + 1s);
 }
 
 }  // namespace
