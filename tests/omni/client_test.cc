@@ -269,6 +269,25 @@ TEST_F(ClientTest, JoinConfigIsAcceptedByOmni) {
   EXPECT_FALSE(standin_->MachineJoined(bad->config, "0d6e4a4c-1111-2222-3333-777755556666").ok());
 }
 
+TEST_F(ClientTest, LegacyJoinParamsWhenOmniPredatesProviderJoinConfig) {
+  // An Omni before 1.0 has no ProviderJoinConfig type: the provider must use ConnectionParams (token v1).
+  ASSERT_TRUE(standin_->state()
+                  .Destroy("meta", std::string(kTypeResourceDefinition), "providerjoinconfigs.omni.sidero.dev", "")
+                  .ok());
+  auto params = FetchConnectionParams(*state_, "proxmox");
+  ASSERT_TRUE(params.ok()) << params.status();
+  EXPECT_EQ(params->mode, JoinMode::kLegacy);
+  EXPECT_NE(params->join_token.Reveal(), standin_->JoinToken("proxmox"));
+  Resource request = WaitForMachineRequest();
+  auto args = BuildJoinArgs(*params, "proxmox", request.metadata.id, false);
+  ASSERT_TRUE(args.ok()) << args.status();
+  EXPECT_NE(args->api_url.find("jointoken=v1%3A"), std::string::npos) << args->api_url;
+  ASSERT_TRUE(standin_->MachineJoined(args->config, "0d6e4a4c-1111-2222-3333-888855556666").ok());
+  auto joined = standin_->JoinedMachines();
+  ASSERT_EQ(joined.size(), 1u);
+  EXPECT_EQ(joined[0].machine_request, request.metadata.id);
+}
+
 TEST_F(ClientTest, SchematicAndBootAssetThroughOmni) {
   auto management = MakeGrpcManagementClient(options_);
   ASSERT_TRUE(management.ok()) << management.status();
