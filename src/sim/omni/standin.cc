@@ -1,5 +1,6 @@
 #include "sim/omni/standin.h"
 
+#include <httplib.h>
 #include <sys/stat.h>
 
 #include <algorithm>
@@ -240,6 +241,8 @@ class StandIn::Impl {
         log_(util::Logger("sim.omni")) {}
 
   ~Impl() {
+    if (control_) control_->stop();
+    if (control_thread_.joinable()) control_thread_.join();
     StopServing();
     controller_.request_stop();
     store_.WakeAll();
@@ -247,6 +250,7 @@ class StandIn::Impl {
   }
 
   absl::Status Init();
+  absl::Status StartControl(StandIn& standin);
   absl::Status Serve();
   void StopServing();
 
@@ -290,6 +294,9 @@ class StandIn::Impl {
   GeneratedKey admin_key_;
   GeneratedKey provider_key_;
   std::unique_ptr<FakeImageFactory> factory_;
+  std::unique_ptr<httplib::Server> control_;
+  std::thread control_thread_;
+  int control_port_ = -1;
   std::unique_ptr<grpc::Service> state_service_;
   std::unique_ptr<grpc::Service> management_service_;
   std::mutex server_mutex_;
@@ -864,6 +871,96 @@ void StandIn::Impl::ReconcileStatuses() {
 }
 
 // ---------------------------------------------------------------------------------------------
+// The HTTP control endpoint: the controls of StandIn for shells (curl) and demos.
+
+namespace {
+
+int HttpStatusFor(const absl::Status& status) {
+  switch (status.code()) {
+    case absl::StatusCode::kOk:
+      return 200;
+    case absl::StatusCode::kInvalidArgument:
+      return 400;
+    case absl::StatusCode::kPermissionDenied:
+      return 403;
+    case absl::StatusCode::kNotFound:
+      return 404;
+    case absl::StatusCode::kAlreadyExists:
+    case absl::StatusCode::kFailedPrecondition:
+      return 409;
+    default:
+      return 500;
+  }
+}
+
+void Reply(httplib::Response& res, const absl::Status& status) {
+  res.status = HttpStatusFor(status);
+  res.set_content(status.ok() ? std::string("ok\n") : std::string(status.message()) + "\n", "text/plain");
+}
+
+}  // namespace
+
+absl::Status StandIn::Impl::StartControl(StandIn& standin) {
+  if (options_.control_port < 0) return absl::OkStatus();
+  control_ = std::make_unique<httplib::Server>();
+  auto* self = &standin;
+  control_->Put(R"(/machine-classes/([^/]+))", [self](const httplib::Request& req, httplib::Response& res) {
+    Reply(res, self->ApplyMachineClass(req.matches[1], req.body));
+  });
+  auto scale = [self](const httplib::Request& req, httplib::Response& res) {
+    const std::string klass = req.get_param_value("machine_class");
+    const std::string count_text = req.get_param_value("count");
+    int count = -1;
+    auto [ptr, ec] = std::from_chars(count_text.data(), count_text.data() + count_text.size(), count);
+    if (klass.empty() || ec != std::errc() || ptr != count_text.data() + count_text.size()) {
+      Reply(res, absl::InvalidArgumentError("query: need ?machine_class=<class>&count=<n>"));
+      return;
+    }
+    Reply(res, self->ScaleMachineRequestSet(req.matches[1], klass, count));
+  };
+  control_->Put(R"(/machine-request-sets/([^/]+))", scale);
+  control_->Post(R"(/machine-request-sets/([^/]+))", scale);
+  control_->Post(R"(/machines/([^/]+)/join)", [self](const httplib::Request& req, httplib::Response& res) {
+    Reply(res, self->MachineJoined(req.body, req.matches[1]));
+  });
+  control_->Get("/status", [self](const httplib::Request&, httplib::Response& res) {
+    nlohmann::json requests = nlohmann::json::array();
+    for (const auto& r : *self->state().List(kInfraProviderNs, kMachineRequestType)) {
+      nlohmann::json item = {{"id", r.id}, {"phase", PhaseName(r.phase)}, {"finalizers", r.finalizers}};
+      auto status = self->state().Get(kInfraProviderNs, kMachineRequestStatusType, r.id);
+      specs::MachineRequestStatusSpec spec;
+      if (status.ok() && spec.ParseFromString(status->proto_spec)) {
+        item["stage"] = specs::MachineRequestStatusSpec::Stage_Name(spec.stage());
+        item["status"] = spec.status();
+        item["error"] = spec.error();
+        item["uuid"] = spec.id();
+      }
+      requests.push_back(item);
+    }
+    nlohmann::json joined = nlohmann::json::array();
+    for (const auto& m : self->JoinedMachines()) {
+      joined.push_back({{"uuid", m.uuid}, {"machine_request", m.machine_request}, {"provider_id", m.provider_id}});
+    }
+    nlohmann::json body = {
+        {"grpc_endpoint", self->grpc_endpoint()}, {"factory_url", self->factory_url()},
+        {"provider_id", self->provider_id()},     {"provider_connected", self->ProviderConnected(self->provider_id())},
+        {"machine_requests", requests},           {"joined_machines", joined}};
+    res.set_content(body.dump(2) + "\n", "application/json");
+  });
+  int port = options_.control_port;
+  if (port == 0) {
+    port = control_->bind_to_any_port(options_.bind_address);
+    if (port < 0) return absl::UnavailableError(fmt::format("control endpoint: cannot bind {}", options_.bind_address));
+  } else if (!control_->bind_to_port(options_.bind_address, port)) {
+    return absl::UnavailableError(
+        fmt::format("control endpoint: cannot bind {}:{}: is the port in use?", options_.bind_address, port));
+  }
+  control_port_ = port;
+  control_thread_ = std::thread([this] { control_->listen_after_bind(); });
+  return absl::OkStatus();
+}
+
+// ---------------------------------------------------------------------------------------------
 // StandIn
 
 StandIn::StandIn(std::unique_ptr<Impl> impl) : impl_(std::move(impl)) {}
@@ -872,13 +969,19 @@ StandIn::~StandIn() = default;
 absl::StatusOr<std::unique_ptr<StandIn>> StandIn::Start(StandInOptions options) {
   auto impl = std::make_unique<Impl>(std::move(options));
   OP_RETURN_IF_ERROR(impl->Init());
-  return std::unique_ptr<StandIn>(new StandIn(std::move(impl)));
+  std::unique_ptr<StandIn> standin(new StandIn(std::move(impl)));
+  OP_RETURN_IF_ERROR(standin->impl_->StartControl(*standin));
+  return standin;
 }
 
 std::string StandIn::grpc_endpoint() const {
   return fmt::format("http://{}:{}", impl_->options_.bind_address, impl_->grpc_port_);
 }
 std::string StandIn::factory_url() const { return impl_->factory_->url(); }
+std::string StandIn::control_url() const {
+  if (impl_->control_port_ < 0) return "";
+  return fmt::format("http://{}:{}", impl_->options_.bind_address, impl_->control_port_);
+}
 std::string StandIn::provider_key() const { return impl_->provider_key_.encoded.Reveal(); }
 std::string StandIn::admin_key() const { return impl_->admin_key_.encoded.Reveal(); }
 const std::string& StandIn::provider_id() const { return impl_->options_.provider_id; }
@@ -912,7 +1015,9 @@ absl::Status StandIn::ScaleMachineRequestSet(std::string set_id, std::string mac
   if (count < 0) return absl::InvalidArgumentError(fmt::format("machine request set {}: count {} < 0", set_id, count));
   if (!impl_->store_.Get(kDefaultNs, kMachineClassType, machine_class).ok()) {
     return absl::NotFoundError(
-        fmt::format("machine class '{}' does not exist: create it with ApplyMachineClass first", machine_class));
+        fmt::format("machine class '{}' does not exist: create it first (PUT /machine-classes/<id>, the class control "
+                    "line or ApplyMachineClass)",
+                    machine_class));
   }
   Resource r;
   r.ns = kDefaultNs;
@@ -939,8 +1044,11 @@ absl::Status StandIn::MachineJoined(const std::string& user_data, const std::str
   if (token.rfind("v2:", 0) == 0) {
     auto payload = Base64Decode(token.substr(3));
     auto json = payload.ok() ? nlohmann::json::parse(*payload, nullptr, false) : nlohmann::json();
-    if (json.is_object() && json.contains("extra_data") && json["extra_data"].is_object()) {
-      provider_id = json["extra_data"].value(kProviderIdTokenKey, "");
+    if (!json.is_object() || !json.contains("extra_data") || !json["extra_data"].is_object()) {
+      return absl::InvalidArgumentError("join token: malformed: expected 'v2:' + base64 JSON with extra_data");
+    }
+    if (json["extra_data"].contains(kProviderIdTokenKey) && json["extra_data"][kProviderIdTokenKey].is_string()) {
+      provider_id = json["extra_data"][kProviderIdTokenKey].get<std::string>();
     }
     auto join = impl_->store_.Get(kInfraProviderNs, kProviderJoinConfigType, provider_id);
     if (!join.ok()) {

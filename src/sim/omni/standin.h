@@ -29,8 +29,11 @@ namespace omni_proxmox::sim::omni {
 struct StandInOptions {
   std::string provider_id = "proxmox";
   std::string bind_address = "127.0.0.1";
-  int grpc_port = 0;                   // 0 = free port
-  int factory_port = 0;                // Image Factory fake (HTTP)
+  int grpc_port = 0;     // 0 = free port
+  int factory_port = 0;  // Image Factory fake (HTTP)
+  // Unauthenticated HTTP control endpoint for shells and demos (docs/omni-sim.md); -1 = off,
+  // 0 = a free port. Bind it to loopback only.
+  int control_port = -1;
   std::string keys_dir;                // if set, write admin.key and <provider-id>.key (base64 JSON) there
   const util::Clock* clock = nullptr;  // optional injected clock
   std::uint64_t seed = 1;
@@ -68,6 +71,7 @@ class StandIn {
 
   std::string grpc_endpoint() const;  // "http://127.0.0.1:PORT"
   std::string factory_url() const;    // "http://127.0.0.1:PORT"
+  std::string control_url() const;    // "http://127.0.0.1:PORT", or "" when control_port is -1
   std::string provider_key() const;   // base64 JSON infra-provider key
   std::string admin_key() const;
   const std::string& provider_id() const;
