@@ -7,6 +7,7 @@
 #include "omni/join_config.h"
 #include "omni/keys.h"
 #include "omni/management_client.h"
+#include "omni/provider_status.h"
 #include "omni/schematic.h"
 #include "omni/specs.h"
 #include "omni/specs/omni.pb.h"
@@ -286,6 +287,30 @@ TEST_F(ClientTest, LegacyJoinParamsWhenOmniPredatesProviderJoinConfig) {
   auto joined = standin_->JoinedMachines();
   ASSERT_EQ(joined.size(), 1u);
   EXPECT_EQ(joined[0].machine_request, request.metadata.id);
+}
+
+TEST_F(ClientTest, ProviderStatusAndHeartbeatMakeOmniSeeUsConnected) {
+  ProviderInfo info{"proxmox", "Proxmox", "VMs on Proxmox VE", "PHN2Zz48L3N2Zz4", R"({"type":"object"})", "0.1.0"};
+  auto published = PublishProviderStatus(*state_, info);
+  ASSERT_TRUE(published.ok()) << published.status();
+  specs::InfraProviderStatusSpec status;
+  ASSERT_TRUE(DecodeSpec(*state_->Get(published->pointer()), status).ok());
+  EXPECT_EQ(status.name(), "Proxmox");
+  EXPECT_EQ(status.schema(), R"({"type":"object"})");
+  ASSERT_TRUE(PublishProviderStatus(*state_, info).ok());  // idempotent on restart
+
+  EXPECT_FALSE(standin_->ProviderConnected("proxmox"));
+  auto beat = PublishHeartbeat(*state_, "proxmox", util::RealClock().Now(), "");
+  ASSERT_TRUE(beat.ok()) << beat.status();
+  EXPECT_EQ(beat->metadata.owner, HealthControllerName("proxmox"));
+  EXPECT_TRUE(standin_->ProviderConnected("proxmox"));
+  auto again = PublishHeartbeat(*state_, "proxmox", util::RealClock().Now(), "omni watch: reconnecting");
+  ASSERT_TRUE(again.ok()) << again.status();
+  specs::InfraProviderHealthStatusSpec health;
+  ASSERT_TRUE(DecodeSpec(*again, health).ok());
+  EXPECT_EQ(health.error(), "omni watch: reconnecting");
+  // Omni allows these only under the provider's own ID.
+  EXPECT_FALSE(PublishHeartbeat(*state_, "someone-else", util::RealClock().Now(), "").ok());
 }
 
 TEST_F(ClientTest, SchematicAndBootAssetThroughOmni) {
