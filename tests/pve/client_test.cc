@@ -379,6 +379,28 @@ TEST_F(ClientTest, ErrorClassesFromTheServer) {
   EXPECT_EQ(ClassifyError(vmid_in_params.status()), ErrorKind::kBadParameter);
 }
 
+TEST_F(ClientTest, ClassifiesFromTheReasonPhraseAloneLikePveBefore83) {
+  // PVE < 8.3 sends {"data":null} without "message": only the status line carries the text.
+  sim::pve::SimulatorOptions options;
+  options.scenario_yaml = kScenario;
+  options.tls = true;
+  options.clock = &clock_;
+  options.error_message_field = false;
+  auto old = sim::pve::Simulator::Start(options);
+  ASSERT_TRUE(old.ok()) << old.status();
+  ClientOptions client_options = TokenOptions();
+  client_options.base_url = (*old)->base_url() + "/api2/json";
+  client_options.ca_pem = (*old)->ca_certificate_pem();
+  auto client = Make(client_options);
+  auto missing = client->GetVmStatus("pve1", 4242);
+  EXPECT_EQ(ClassifyError(missing.status()), ErrorKind::kNotFound) << missing.status();
+  EXPECT_NE(std::string(missing.status().message()).find("qemu-server/4242.conf"), std::string::npos)
+      << missing.status();
+  auto bad = client->CreateVm("pve1", 777, {{"name", "not_a_dns_name"}});
+  EXPECT_EQ(ClassifyError(bad.status()), ErrorKind::kBadParameter) << bad.status();
+  EXPECT_EQ(ParameterErrors(bad.status()).count("name"), 1u) << bad.status();
+}
+
 TEST_F(ClientTest, PermissionErrorNamesPathAndPrivilege) {
   ClientOptions options = TokenOptions();
   options.token_id = "auditor@pve!ro";
