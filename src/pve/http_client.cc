@@ -601,6 +601,8 @@ class HttpClient final : public Client {
     CURLcode code = curl_easy_perform(h);
     long status = 0;
     curl_easy_getinfo(h, CURLINFO_RESPONSE_CODE, &status);
+    long new_connections = 0;
+    curl_easy_getinfo(h, CURLINFO_NUM_CONNECTS, &new_connections);
     result.response.status = status;
     curl_slist_free_all(headers);
     if (mime != nullptr) curl_mime_free(mime);
@@ -612,9 +614,10 @@ class HttpClient final : public Client {
       std::string shown = request.path;
       if (!request.query.empty()) shown += "?" + parse::FormEncode(parse::RedactFields(request.query));
       std::string form = parse::FormEncode(parse::RedactFields(request.form));
-      logger_->debug("{} {}{}{} -> {}{}{} ({} ms)", request.method, shown, form.empty() ? "" : " form: ", form, status,
+      logger_->debug("{} {}{}{} -> {}{}{} ({} ms, {} connection)", request.method, shown,
+                     form.empty() ? "" : " form: ", form, status,
                      code == CURLE_OK ? "" : " curl: ", code == CURLE_OK ? "" : curl_easy_strerror(code),
-                     elapsed.count());
+                     elapsed.count(), new_connections > 0 ? "new" : "reused");
     }
 
     if (code != CURLE_OK) {

@@ -484,6 +484,28 @@ TEST_F(ClientTest, DroppedConnectionsRetryForReads) {
   EXPECT_EQ(sleeps_.load(), 3);
 }
 
+TEST_F(ClientTest, RequestTimeoutIsConfigurable) {
+  // The server answers after 1.5 s; the client gives up after its 300 ms request timeout. (The
+  // wait is the client's own deadline, not a sleep in the test.)
+  ClientOptions options = TokenOptions();
+  options.request_timeout = 300ms;
+  options.retry.max_attempts = 1;
+  auto client = Make(options);
+  sim::pve::FaultSpec slow;
+  slow.error_rate = 1.0;
+  slow.latency = 1500ms;
+  slow.status_code = 0;  // then answer normally
+  sim_->SetFault("GET /version", slow);
+  auto started = std::chrono::steady_clock::now();
+  auto version = client->Version();
+  auto elapsed = std::chrono::steady_clock::now() - started;
+  ASSERT_FALSE(version.ok());
+  EXPECT_EQ(ClassifyError(version.status()), ErrorKind::kTransient) << version.status();
+  EXPECT_NE(std::string(version.status().message()).find("within 300 ms"), std::string::npos) << version.status();
+  EXPECT_LT(elapsed, 1400ms);
+  sim_->ClearFaults();
+}
+
 TEST_F(ClientTest, ConnectionRefusedRetriesEvenWrites) {
   int port = sim_->port();
   ClientOptions options = BaseOptions();
@@ -665,11 +687,21 @@ TEST_F(ClientTest, DebugLogsRedactSecrets) {
   EXPECT_TRUE(ticket_client->ListNodes().ok());
   EXPECT_FALSE(ticket_client->UpdateVmConfig("pve1", 999999, {{"cores", "2"}}).ok());
   auto token_client = Make(TokenOptions());
-  EXPECT_TRUE(token_client->Version().ok());
+  for (int i = 0; i < 5; ++i) EXPECT_TRUE(token_client->Version().ok());
 
   logger->sinks().pop_back();
   logger->set_level(old_level);
   std::string text = captured.str();
+  // Connection reuse: the five sequential token calls open one connection between them.
+  std::size_t version_lines = 0, version_new = 0;
+  std::istringstream lines(text);
+  for (std::string line; std::getline(lines, line);) {
+    if (line.find("GET /version") == std::string::npos) continue;
+    ++version_lines;
+    if (line.find("new connection") != std::string::npos) ++version_new;
+  }
+  EXPECT_EQ(version_lines, 5u) << text;
+  EXPECT_EQ(version_new, 1u) << text;
   EXPECT_NE(text.find("POST /access/ticket"), std::string::npos) << text;
   EXPECT_NE(text.find("GET /nodes"), std::string::npos) << text;
   EXPECT_NE(text.find("cores=2"), std::string::npos) << text;  // form fields are logged, redacted
