@@ -18,6 +18,7 @@
 #include <spdlog/spdlog.h>
 
 #include "pve/errors.h"
+#include "pve/privileges.h"
 #include "sim/pve/simulator.h"
 #include "util/clock.h"
 #include "util/log.h"
@@ -413,6 +414,25 @@ TEST_F(ClientTest, PermissionErrorNamesPathAndPrivilege) {
   EXPECT_EQ(denied.status().code(), absl::StatusCode::kPermissionDenied);
   EXPECT_NE(std::string(denied.status().message()).find("Permission check failed ("), std::string::npos);
   EXPECT_EQ(sim_->RequestCount("POST /nodes/{node}/qemu"), 1u);  // never retried
+}
+
+TEST_F(ClientTest, PrivilegePreflight) {
+  auto root = Make(TokenOptions());
+  auto root_perms = root->GetPermissions();
+  ASSERT_TRUE(root_perms.ok()) << root_perms.status();
+  EXPECT_TRUE(CheckPrivileges(*root_perms, ProvisioningPrivileges(), sim_->default_token_id()).ok())
+      << CheckPrivileges(*root_perms, ProvisioningPrivileges(), sim_->default_token_id());
+
+  ClientOptions options = TokenOptions();
+  options.token_id = "auditor@pve!ro";
+  options.token_secret = util::Secret<std::string>("0a1b2c3d-0000-4000-8000-000000000001");
+  auto auditor = Make(options);
+  auto perms = auditor->GetPermissions();
+  ASSERT_TRUE(perms.ok()) << perms.status();
+  absl::Status check = CheckPrivileges(*perms, ProvisioningPrivileges(), options.token_id);
+  EXPECT_EQ(ClassifyError(check), ErrorKind::kPermission);
+  EXPECT_NE(std::string(check.message()).find("VM.Allocate on /vms"), std::string::npos) << check;
+  EXPECT_EQ(std::string(check.message()).find("VM.Audit on /vms"), std::string::npos) << check;  // the auditor has it
 }
 
 TEST_F(ClientTest, OfflineNodeIsUnreachableWhileClusterCallsWork) {

@@ -1,0 +1,46 @@
+#include "pve/privileges.h"
+
+#include <gtest/gtest.h>
+
+#include "pve/errors.h"
+
+namespace omni_proxmox::pve {
+namespace {
+
+TEST(PrivilegesTest, OwnEntryWinsAndAncestorsPropagateOnlyWithTheFlag) {
+  Permissions perms = {{"/", {{"Sys.Audit", true}, {"Sys.Modify", false}}},
+                       {"/vms", {{"VM.Audit", true}}},
+                       {"/storage/local", {{"Datastore.Audit", false}}}};
+  EXPECT_TRUE(HasPrivilege(perms, "/", "Sys.Modify"));  // its own entry: propagation is irrelevant
+  EXPECT_TRUE(HasPrivilege(perms, "/nodes/pve1", "Sys.Audit"));
+  EXPECT_FALSE(HasPrivilege(perms, "/nodes/pve1", "Sys.Modify"));
+  // /vms is listed without Sys.Audit, so the root's propagation does not reach below it.
+  EXPECT_FALSE(HasPrivilege(perms, "/vms/105", "Sys.Audit"));
+  EXPECT_TRUE(HasPrivilege(perms, "/vms/105", "VM.Audit"));
+  EXPECT_TRUE(HasPrivilege(perms, "/storage/local", "Datastore.Audit"));
+  EXPECT_FALSE(HasPrivilege(perms, "/storage/local/x", "Datastore.Audit"));
+  EXPECT_FALSE(HasPrivilege({}, "/", "Sys.Audit"));
+}
+
+TEST(PrivilegesTest, ReportsEveryUnmetRequirement) {
+  Permissions perms;
+  for (const auto& r : ProvisioningPrivileges()) {
+    for (const auto& [path, priv] : r.any_of) perms[path][priv] = true;
+  }
+  EXPECT_TRUE(CheckPrivileges(perms, ProvisioningPrivileges(), "root@pam!omni").ok());
+
+  perms["/vms"].erase("VM.PowerMgmt");
+  perms["/nodes"].erase("Sys.AccessNetwork");  // Sys.Modify on / still satisfies download-url
+  EXPECT_TRUE(CheckPrivileges(perms, {ProvisioningPrivileges().back()}, "x").ok());
+  perms["/"].erase("Sys.Modify");
+  absl::Status s = CheckPrivileges(perms, ProvisioningPrivileges(), "auditor@pve!ro");
+  ASSERT_FALSE(s.ok());
+  EXPECT_EQ(ClassifyError(s), ErrorKind::kPermission);
+  std::string message(s.message());
+  EXPECT_NE(message.find("'auditor@pve!ro' lacks 2 privilege(s)"), std::string::npos) << message;
+  EXPECT_NE(message.find("VM.PowerMgmt on /vms (to start and stop VMs)"), std::string::npos) << message;
+  EXPECT_NE(message.find("Sys.AccessNetwork on /nodes or Sys.Modify on /"), std::string::npos) << message;
+}
+
+}  // namespace
+}  // namespace omni_proxmox::pve
