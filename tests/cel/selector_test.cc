@@ -15,6 +15,12 @@ thread_local bool g_counting = false;
 thread_local long g_allocations = 0;
 }  // namespace
 
+#if defined(__GNUC__) && !defined(__clang__)
+// GCC 12 at -O2 and above reports the std::free in our replaced operator delete as mismatched with our
+// replaced operator new after inlining; both are ours and match.
+#pragma GCC diagnostic ignored "-Wmismatched-new-delete"
+#endif
+
 void* operator new(std::size_t n) {
   if (g_counting) ++g_allocations;
   if (void* p = std::malloc(n == 0 ? 1 : n)) return p;
