@@ -925,7 +925,8 @@ absl::Status StandIn::Impl::StartControl(StandIn& standin) {
   });
   control_->Get("/status", [self](const httplib::Request&, httplib::Response& res) {
     nlohmann::json requests = nlohmann::json::array();
-    for (const auto& r : *self->state().List(kInfraProviderNs, kMachineRequestType)) {
+    const auto listed = self->state().List(kInfraProviderNs, kMachineRequestType);
+    for (const auto& r : listed.value_or(std::vector<Resource>{})) {
       nlohmann::json item = {{"id", r.id}, {"phase", PhaseName(r.phase)}, {"finalizers", r.finalizers}};
       auto status = self->state().Get(kInfraProviderNs, kMachineRequestStatusType, r.id);
       specs::MachineRequestStatusSpec spec;

@@ -126,7 +126,8 @@ TEST_F(StateStoreTest, ListFiltersByLabelQueriesAndIdSortedById) {
 
   auto ids = [&](const ResourceFilter& f) {
     std::vector<std::string> out;
-    for (const auto& r : *store_.List(kNs, kType, f)) out.push_back(r.id);
+    const auto listed = store_.List(kNs, kType, f);
+    for (const auto& r : *listed) out.push_back(r.id);
     return out;
   };
   using V = std::vector<std::string>;
