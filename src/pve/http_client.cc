@@ -64,8 +64,9 @@ struct Attempt {
 };
 
 struct Session {
-  std::string ticket;
-  std::string csrf_token;
+  // Both are credentials: held as Secret so they cannot reach a log line by accident.
+  util::Secret<std::string> ticket;
+  util::Secret<std::string> csrf_token;
   util::Clock::MonotonicTime issued_at{};
   bool valid = false;
 };
@@ -453,7 +454,7 @@ class HttpClient final : public Client {
     return a;
   }
 
-  void Invalidate(const std::string& ticket) {
+  void Invalidate(const util::Secret<std::string>& ticket) {
     std::lock_guard lock(session_mutex_);
     if (session_.ticket == ticket) session_.valid = false;
   }
@@ -471,7 +472,7 @@ class HttpClient final : public Client {
     if (current.valid && now - current.issued_at < options_.ticket_renew_after) return current;
     if (current.valid) {
       // Renew with the ticket as the password, well before the 2 h expiry.
-      auto renewed = Login(util::Secret<std::string>(current.ticket), "renew ticket for");
+      auto renewed = Login(current.ticket, "renew ticket for");
       if (renewed.ok()) return Store(*renewed);
       logger_->info("ticket renewal for '{}' failed ({}); logging in with the password", options_.username,
                     ErrorKindName(ClassifyError(renewed.status())));
@@ -482,8 +483,8 @@ class HttpClient final : public Client {
 
   Session Store(const parse::Ticket& ticket) {
     Session s;
-    s.ticket = ticket.ticket;
-    s.csrf_token = ticket.csrf_token;
+    s.ticket = util::Secret<std::string>(ticket.ticket);
+    s.csrf_token = util::Secret<std::string>(ticket.csrf_token);
     s.issued_at = clock_.Monotonic();
     s.valid = true;
     std::lock_guard lock(session_mutex_);
@@ -563,10 +564,10 @@ class HttpClient final : public Client {
         auth = fmt::format("Authorization: PVEAPIToken={}={}", options_.token_id, options_.token_secret.Reveal());
         headers = curl_slist_append(headers, auth.c_str());
       } else if (session != nullptr) {
-        auth = "Cookie: PVEAuthCookie=" + session->ticket;
+        auth = "Cookie: PVEAuthCookie=" + session->ticket.Reveal();
         headers = curl_slist_append(headers, auth.c_str());
         if (request.method != "GET") {
-          std::string csrf = "CSRFPreventionToken: " + session->csrf_token;
+          std::string csrf = "CSRFPreventionToken: " + session->csrf_token.Reveal();
           headers = curl_slist_append(headers, csrf.c_str());
         }
       }
