@@ -207,6 +207,7 @@ class HttpClient final : public Client {
 
   absl::StatusOr<std::vector<NodeStorage>> NodeStorages(std::string_view node, std::string_view content,
                                                         bool enabled_only) override {
+    OP_RETURN_IF_ERROR(CheckArgs(node));
     Request r = Get(fmt::format("/nodes/{}/storage", Seg(node)));
     if (!content.empty()) r.query.emplace_back("content", std::string(content));
     if (enabled_only) r.query.emplace_back("enabled", "1");
@@ -216,6 +217,7 @@ class HttpClient final : public Client {
 
   absl::StatusOr<std::vector<StorageVolume>> StorageContent(std::string_view node, std::string_view storage,
                                                             std::string_view content) override {
+    OP_RETURN_IF_ERROR(CheckArgs(node, std::nullopt, storage));
     Request r = Get(fmt::format("/nodes/{}/storage/{}/content", Seg(node), Seg(storage)));
     if (!content.empty()) r.query.emplace_back("content", std::string(content));
     OP_ASSIGN_OR_RETURN(auto body, Call(r));
@@ -224,12 +226,14 @@ class HttpClient final : public Client {
 
   absl::StatusOr<VolumeInfo> GetVolume(std::string_view node, std::string_view storage,
                                        std::string_view volid) override {
+    OP_RETURN_IF_ERROR(CheckArgs(node, std::nullopt, storage));
     OP_ASSIGN_OR_RETURN(auto body, Call(Get(fmt::format("/nodes/{}/storage/{}/content/{}", Seg(node), Seg(storage),
                                                         parse::EncodePathSegment(volid, true)))));
     return parse::ParseVolumeInfo(body);
   }
 
   absl::StatusOr<Upid> DownloadUrl(const DownloadUrlRequest& d) override {
+    OP_RETURN_IF_ERROR(CheckArgs(d.node, std::nullopt, d.storage));
     if (d.checksum.empty() != d.checksum_algorithm.empty()) {
       return MakeError(ErrorKind::kBadParameter,
                        "download-url: checksum and checksum_algorithm must be given together (or neither)");
@@ -247,6 +251,7 @@ class HttpClient final : public Client {
 
   absl::StatusOr<Upid> UploadIso(std::string_view node, std::string_view storage, std::string_view filename,
                                  std::string_view bytes) override {
+    OP_RETURN_IF_ERROR(CheckArgs(node, std::nullopt, storage));
     Request r = Post(fmt::format("/nodes/{}/storage/{}/upload", Seg(node), Seg(storage)));
     r.multipart = true;
     r.upload_content = "iso";
@@ -258,6 +263,7 @@ class HttpClient final : public Client {
   }
 
   absl::StatusOr<Upid> DeleteVolume(std::string_view node, std::string_view storage, std::string_view volid) override {
+    OP_RETURN_IF_ERROR(CheckArgs(node, std::nullopt, storage));
     Request r = Delete(
         fmt::format("/nodes/{}/storage/{}/content/{}", Seg(node), Seg(storage), parse::EncodePathSegment(volid, true)));
     OP_ASSIGN_OR_RETURN(auto body, Call(r));
@@ -265,11 +271,13 @@ class HttpClient final : public Client {
   }
 
   absl::StatusOr<std::vector<VmStatus>> ListVms(std::string_view node) override {
+    OP_RETURN_IF_ERROR(CheckArgs(node));
     OP_ASSIGN_OR_RETURN(auto body, Call(Get(fmt::format("/nodes/{}/qemu", Seg(node)))));
     return parse::ParseVmList(body);
   }
 
   absl::StatusOr<Upid> CreateVm(std::string_view node, std::int64_t vmid, const FormFields& params) override {
+    OP_RETURN_IF_ERROR(CheckArgs(node, vmid));
     Request r = Post(fmt::format("/nodes/{}/qemu", Seg(node)));
     r.form.emplace_back("vmid", std::to_string(vmid));
     for (const auto& field : params) {
@@ -283,12 +291,14 @@ class HttpClient final : public Client {
   }
 
   absl::StatusOr<VmConfig> GetVmConfig(std::string_view node, std::int64_t vmid) override {
+    OP_RETURN_IF_ERROR(CheckArgs(node, vmid));
     OP_ASSIGN_OR_RETURN(auto body, Call(Get(fmt::format("/nodes/{}/qemu/{}/config", Seg(node), vmid))));
     return parse::ParseVmConfig(body);
   }
 
   absl::StatusOr<std::optional<Upid>> UpdateVmConfig(std::string_view node, std::int64_t vmid,
                                                      const FormFields& params) override {
+    OP_RETURN_IF_ERROR(CheckArgs(node, vmid));
     Request r = Post(fmt::format("/nodes/{}/qemu/{}/config", Seg(node), vmid));
     r.form = params;
     OP_ASSIGN_OR_RETURN(auto body, Call(r));
@@ -296,6 +306,7 @@ class HttpClient final : public Client {
   }
 
   absl::StatusOr<VmStatus> GetVmStatus(std::string_view node, std::int64_t vmid) override {
+    OP_RETURN_IF_ERROR(CheckArgs(node, vmid));
     OP_ASSIGN_OR_RETURN(auto body, Call(Get(fmt::format("/nodes/{}/qemu/{}/status/current", Seg(node), vmid))));
     return parse::ParseVmStatus(body);
   }
@@ -315,6 +326,7 @@ class HttpClient final : public Client {
 
   absl::StatusOr<Upid> DeleteVm(std::string_view node, std::int64_t vmid, bool purge,
                                 bool destroy_unreferenced_disks) override {
+    OP_RETURN_IF_ERROR(CheckArgs(node, vmid));
     Request r = Delete(fmt::format("/nodes/{}/qemu/{}", Seg(node), vmid));
     if (purge) r.query.emplace_back("purge", "1");
     if (destroy_unreferenced_disks) r.query.emplace_back("destroy-unreferenced-disks", "1");
@@ -336,6 +348,7 @@ class HttpClient final : public Client {
 
   absl::StatusOr<std::vector<TaskStatus>> ListTasks(std::string_view node, std::optional<std::int64_t> vmid,
                                                     bool active_only) override {
+    OP_RETURN_IF_ERROR(CheckArgs(node, vmid));
     Request r = Get(fmt::format("/nodes/{}/tasks", Seg(node)));
     if (vmid.has_value()) r.query.emplace_back("vmid", std::to_string(*vmid));
     r.query.emplace_back("source", active_only ? "active" : "all");
@@ -365,6 +378,34 @@ class HttpClient final : public Client {
   }
 
  private:
+  // Rejects arguments Proxmox would reject anyway (or that would change the path), without a
+  // round trip: node names follow pve-node, VMIDs pve-vmid, storage IDs pve-storage-id.
+  static absl::Status CheckArgs(std::string_view node, std::optional<std::int64_t> vmid = std::nullopt,
+                                std::optional<std::string_view> storage = std::nullopt) {
+    auto alnum = [](char c) { return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9'); };
+    bool node_ok = !node.empty() && node.size() <= 64 && alnum(node.front()) && alnum(node.back());
+    for (char c : node) node_ok = node_ok && (alnum(c) || c == '-');
+    if (!node_ok) {
+      return MakeError(ErrorKind::kBadParameter,
+                       fmt::format("node '{}': not a valid node name (letters, digits and inner '-')", node));
+    }
+    if (vmid.has_value() && (*vmid < 100 || *vmid > 999999999)) {
+      return MakeError(ErrorKind::kBadParameter, fmt::format("vmid {}: must be in 100..999999999", *vmid));
+    }
+    if (storage.has_value()) {
+      bool storage_ok = !storage->empty() && storage->size() <= 64 &&
+                        ((storage->front() >= 'a' && storage->front() <= 'z') ||
+                         (storage->front() >= 'A' && storage->front() <= 'Z'));
+      for (char c : *storage) storage_ok = storage_ok && (alnum(c) || c == '-' || c == '_' || c == '.');
+      if (!storage_ok) {
+        return MakeError(
+            ErrorKind::kBadParameter,
+            fmt::format("storage '{}': not a valid storage ID (a letter, then letters, digits, - _ .)", *storage));
+      }
+    }
+    return absl::OkStatus();
+  }
+
   static std::string Seg(std::string_view s) { return parse::EncodePathSegment(s); }
   static std::string TaskPath(const Upid& upid, std::string_view leaf) {
     // Tasks are only known on their own node: always ask the UPID's node.
@@ -391,6 +432,7 @@ class HttpClient final : public Client {
   }
 
   absl::StatusOr<Upid> Power(std::string_view node, std::int64_t vmid, std::string_view action, FormFields form) {
+    OP_RETURN_IF_ERROR(CheckArgs(node, vmid));
     Request r = Post(fmt::format("/nodes/{}/qemu/{}/status/{}", Seg(node), vmid, action));
     r.form = std::move(form);
     OP_ASSIGN_OR_RETURN(auto body, Call(r));

@@ -402,6 +402,21 @@ TEST_F(ClientTest, ClassifiesFromTheReasonPhraseAloneLikePveBefore83) {
   EXPECT_EQ(ParameterErrors(bad.status()).count("name"), 1u) << bad.status();
 }
 
+TEST_F(ClientTest, InvalidArgumentsFailBeforeAnyRequest) {
+  auto client = Make(TokenOptions());
+  auto bad_node = client->ListVms("pve1/../x");
+  EXPECT_EQ(ClassifyError(bad_node.status()), ErrorKind::kBadParameter) << bad_node.status();
+  EXPECT_NE(std::string(bad_node.status().message()).find("node 'pve1/../x'"), std::string::npos);
+  EXPECT_EQ(ClassifyError(client->ListVms("").status()), ErrorKind::kBadParameter);
+  EXPECT_EQ(ClassifyError(client->GetVmStatus("pve1", 42).status()), ErrorKind::kBadParameter);
+  EXPECT_EQ(ClassifyError(client->StartVm("pve1", 0).status()), ErrorKind::kBadParameter);
+  EXPECT_EQ(ClassifyError(client->StorageContent("pve1", "bad/storage").status()), ErrorKind::kBadParameter);
+  EXPECT_EQ(sim_->RequestCount("GET /nodes/{node}/qemu"), 0u);
+  EXPECT_EQ(sim_->RequestCount("GET /nodes/{node}/qemu/{vmid}/status/current"), 0u);
+  EXPECT_TRUE(client->ListVms("pve1").ok());
+  EXPECT_EQ(sim_->RequestCount("GET /nodes/{node}/qemu"), 1u);  // the counter does count
+}
+
 TEST_F(ClientTest, PermissionErrorNamesPathAndPrivilege) {
   ClientOptions options = TokenOptions();
   options.token_id = "auditor@pve!ro";
