@@ -127,6 +127,10 @@ struct HttpServer::Connection {
       return n > 0 ? n : 0;
     }
     while (true) {
+      // Clients that write headers and body separately (Nagle) would otherwise wait for our
+      // delayed ACK, about 40 ms per request.
+      int one = 1;
+      ::setsockopt(fd, IPPROTO_TCP, TCP_QUICKACK, &one, sizeof(one));
       ssize_t n = ::recv(fd, out, size, 0);
       if (n < 0 && errno == EINTR) continue;
       return n > 0 ? n : 0;

@@ -41,7 +41,26 @@ std::string Lower(std::string text) {
   return text;
 }
 
-bool IsInteger(const std::string& value) { return MatchesRegex(value, R"([+-]?\d+)"); }
+// Hand-written: these run for every numeric parameter of every request.
+bool IsInteger(const std::string& value) {
+  std::size_t i = !value.empty() && (value[0] == '+' || value[0] == '-') ? 1 : 0;
+  if (i == value.size()) return false;
+  for (; i < value.size(); ++i) {
+    if (!std::isdigit(static_cast<unsigned char>(value[i]))) return false;
+  }
+  return true;
+}
+
+bool IsNodeName(const std::string& value) {
+  if (value.empty() || !std::isalnum(static_cast<unsigned char>(value.front())) ||
+      !std::isalnum(static_cast<unsigned char>(value.back()))) {
+    return false;
+  }
+  for (char c : value) {
+    if (!std::isalnum(static_cast<unsigned char>(c)) && c != '-') return false;
+  }
+  return true;
+}
 bool IsNumber(const std::string& value) { return MatchesRegex(value, R"([+-]?(\d+(\.\d*)?|\.\d+)([eE][+-]?\d+)?)"); }
 
 std::string FormatNumber(const json& number) {
@@ -290,7 +309,9 @@ const json* Schema::ParamSchema(const Endpoint& endpoint, const std::string& nam
 ParamErrors Schema::Validate(const Endpoint& endpoint, const std::map<std::string, std::string>& params) const {
   ParamErrors errors;
   const json& parameters = (*endpoint.definition)["parameters"];
-  const json& properties = parameters.contains("properties") ? parameters["properties"] : json::object();
+  static const json kNoProperties = json::object();
+  // A reference on both branches: a ternary with a temporary would copy the whole schema.
+  const json& properties = parameters.contains("properties") ? parameters["properties"] : kNoProperties;
   for (const auto& [name, value] : params) {
     const json* schema = ParamSchema(endpoint, name);
     if (schema == nullptr) {
@@ -429,11 +450,11 @@ std::optional<std::string> Schema::CheckPropertyString(const json& format, const
 
 std::optional<std::string> Schema::CheckNamedFormat(const std::string& format, const std::string& value) const {
   if (format == "pve-vmid") {
-    if (!MatchesRegex(value, "[1-9][0-9]{2,8}")) return "value does not look like a valid VM ID";
+    bool ok = value.size() >= 3 && value.size() <= 9 && value[0] != '0' && IsInteger(value) &&
+              std::isdigit(static_cast<unsigned char>(value[0]));
+    if (!ok) return "value does not look like a valid VM ID";
   } else if (format == "pve-node") {
-    if (!MatchesRegex(value, "[a-zA-Z0-9]([a-zA-Z0-9-]*[a-zA-Z0-9])?")) {
-      return "value does not look like a valid node name";
-    }
+    if (!IsNodeName(value)) return "value does not look like a valid node name";
   } else if (format == "dns-name") {
     if (!MatchesRegex(value,
                       R"(([a-zA-Z0-9]([a-zA-Z0-9\-]*[a-zA-Z0-9])?\.)*([a-zA-Z0-9]([a-zA-Z0-9\-]*[a-zA-Z0-9])?))")) {

@@ -503,7 +503,14 @@ class Simulator::Impl {
   std::set<std::string> PrivsLocked(const std::string& authid, const std::string& path) const;
   std::set<std::string> UserPrivsLocked(const std::string& ugid, const std::string& path) const;
   bool HasPriv(const AuthContext& auth, const std::string& path, const std::string& priv) const {
+    if (IsRootEquivalent(auth.authid)) return true;  // fast path: lists of 1,000 VMs check every entry
     return PrivsLocked(auth.authid, path).count(priv) != 0;
+  }
+  bool IsRootEquivalent(const std::string& authid) const {
+    if (authid == "root@pam") return true;
+    if (authid.rfind("root@pam!", 0) != 0) return false;
+    auto token = tokens_.find(authid);
+    return token != tokens_.end() && !token->second.privsep;
   }
   std::optional<Reply> CheckPermissionSpec(const Json& check, const Call& call) const;
   std::string SubstitutePath(const std::string& path, const Call& call) const;
@@ -1262,10 +1269,19 @@ std::optional<Reply> Simulator::Impl::Authenticate(const HttpRequest& request, c
     }
     return std::nullopt;
   }
-  static const std::regex token_re(R"((?:^|\s)PVEAPIToken(?:=| )([^;]*))");
-  std::smatch match;
-  if (std::regex_search(authorization, match, token_re)) {
-    std::string value = PercentDecode(match[1], false);
+  // (?:^|\s)PVEAPIToken(?:=| )([^;]*), matched by hand because it runs on every request.
+  std::size_t at = std::string::npos;
+  for (std::size_t pos = authorization.find("PVEAPIToken"); pos != std::string::npos;
+       pos = authorization.find("PVEAPIToken", pos + 1)) {
+    bool boundary = pos == 0 || std::isspace(static_cast<unsigned char>(authorization[pos - 1]));
+    std::size_t next = pos + 11;
+    if (boundary && next < authorization.size() && (authorization[next] == '=' || authorization[next] == ' ')) {
+      at = next + 1;
+      break;
+    }
+  }
+  if (at != std::string::npos) {
+    std::string value = PercentDecode(authorization.substr(at, authorization.find(';', at) - at), false);
     std::size_t eq = value.rfind('=');
     if (eq == std::string::npos) return fail("Authentication failed!");
     std::string tokenid = value.substr(0, eq);
