@@ -29,6 +29,8 @@ struct OmniSimFlags {
   sim::omni::StandInOptions options;
   bool stdin_control = false;
   bool random_seed = false;
+  std::string tls_cert_file;
+  std::string tls_key_file;
 };
 
 absl::StatusOr<std::string> ReadFile(const std::string& path) {
@@ -68,10 +70,11 @@ absl::Status RunControlLine(sim::omni::StandIn& standin, const std::string& line
 
 void PrintEndpoints(const sim::omni::StandIn& standin, const OmniSimFlags& flags, OutputFormat format) {
   const auto& o = flags.options;
-  std::string admin_file, provider_file;
+  std::string admin_file, provider_file, ca_file;
   if (!o.keys_dir.empty()) {
     admin_file = o.keys_dir + "/admin.key";
     provider_file = o.keys_dir + "/" + o.provider_id + ".key";
+    if (!standin.tls_ca_pem().empty()) ca_file = o.keys_dir + "/ca.pem";
   }
   if (format == OutputFormat::kJson) {
     nlohmann::json out = {{"grpc_endpoint", standin.grpc_endpoint()},
@@ -120,6 +123,11 @@ void RegisterOmniSimCommand(CLI::App& root, CommandContext& ctx) {
       ->capture_default_str();
   cmd->add_option("--seed", flags->options.seed, "Seed for join tokens and request IDs")->capture_default_str();
   cmd->add_flag("--random-seed", flags->random_seed, "Seed from the operating system instead of --seed");
+  cmd->add_flag("--tls", flags->options.tls,
+                "Serve gRPC over TLS (self-signed for --bind and localhost unless --tls-cert/--tls-key; "
+                "the certificate is written to <keys-dir>/ca.pem)");
+  cmd->add_option("--tls-cert", flags->tls_cert_file, "PEM certificate for --tls")->check(CLI::ExistingFile);
+  cmd->add_option("--tls-key", flags->tls_key_file, "PEM private key for --tls")->check(CLI::ExistingFile);
   cmd->add_flag("--stdin", flags->stdin_control, "Read control lines from stdin; stop when it closes");
   cmd->footer(
       "Example:\n"
@@ -129,6 +137,17 @@ void RegisterOmniSimCommand(CLI::App& root, CommandContext& ctx) {
 
   cmd->callback([flags, &ctx] {
     if (flags->random_seed) flags->options.seed = util::Random::SeedFromDevice();
+    for (auto [file, pem] : {std::pair{&flags->tls_cert_file, &flags->options.tls_cert_pem},
+                             std::pair{&flags->tls_key_file, &flags->options.tls_key_pem}}) {
+      if (file->empty()) continue;
+      auto text = ReadFile(*file);
+      if (!text.ok()) {
+        std::cerr << "omni-proxmox omni-sim: " << text.status().message() << "\n";
+        ctx.exit_code = kExitUsage;
+        return;
+      }
+      *pem = *text;
+    }
     if (!flags->stdin_control) {
       // Block the stop signals before any thread starts, so every thread inherits the mask and
       // sigwait() below is the only place they are received.

@@ -26,6 +26,7 @@
 #include "sim/omni/access.h"
 #include "sim/omni/factory.h"
 #include "sim/omni/join_token.h"
+#include "sim/omni/tls.h"
 #include "util/log.h"
 #include "util/random.h"
 #include "util/status_macros.h"
@@ -708,6 +709,22 @@ absl::Status StandIn::Impl::Init() {
     }
   }
 
+  if (options_.tls) {
+    if (options_.tls_cert_pem.empty() != options_.tls_key_pem.empty()) {
+      return absl::InvalidArgumentError("tls: give both tls_cert_pem and tls_key_pem, or neither to self-sign");
+    }
+    if (options_.tls_cert_pem.empty()) {
+      OP_ASSIGN_OR_RETURN(auto pair, SelfSignedCertificate(options_.bind_address));
+      options_.tls_cert_pem = pair.first;
+      options_.tls_key_pem = pair.second;
+    }
+    if (!options_.keys_dir.empty()) {
+      const auto path = std::filesystem::path(options_.keys_dir) / "ca.pem";
+      std::ofstream out(path, std::ios::trunc);
+      out << options_.tls_cert_pem;
+      if (!out) return absl::InternalError(fmt::format("keys_dir: cannot write {}", path.string()));
+    }
+  }
   state_service_ = std::make_unique<StateServiceImpl>(*this);
   management_service_ = std::make_unique<ManagementServiceImpl>(*this);
   OP_RETURN_IF_ERROR(Serve());
@@ -721,8 +738,13 @@ absl::Status StandIn::Impl::Serve() {
   grpc::ServerBuilder builder;
   int selected = 0;
   const int port = grpc_port_ != 0 ? grpc_port_ : options_.grpc_port;
-  builder.AddListeningPort(fmt::format("{}:{}", options_.bind_address, port), grpc::InsecureServerCredentials(),
-                           &selected);
+  std::shared_ptr<grpc::ServerCredentials> credentials = grpc::InsecureServerCredentials();
+  if (options_.tls) {
+    grpc::SslServerCredentialsOptions ssl;
+    ssl.pem_key_cert_pairs.push_back({options_.tls_key_pem, options_.tls_cert_pem});
+    credentials = grpc::SslServerCredentials(ssl);
+  }
+  builder.AddListeningPort(fmt::format("{}:{}", options_.bind_address, port), credentials, &selected);
   builder.SetMaxReceiveMessageSize(32 * 1024 * 1024);
   builder.RegisterService(state_service_.get());
   builder.RegisterService(management_service_.get());
@@ -976,8 +998,10 @@ absl::StatusOr<std::unique_ptr<StandIn>> StandIn::Start(StandInOptions options) 
 }
 
 std::string StandIn::grpc_endpoint() const {
-  return fmt::format("http://{}:{}", impl_->options_.bind_address, impl_->grpc_port_);
+  return fmt::format("{}://{}:{}", impl_->options_.tls ? "https" : "http", impl_->options_.bind_address,
+                     impl_->grpc_port_);
 }
+std::string StandIn::tls_ca_pem() const { return impl_->options_.tls ? impl_->options_.tls_cert_pem : ""; }
 std::string StandIn::factory_url() const { return impl_->factory_->url(); }
 std::string StandIn::control_url() const {
   if (impl_->control_port_ < 0) return "";

@@ -44,6 +44,11 @@ struct StandInOptions {
   std::string talos_version = "1.10.4";  // default for MachineRequestSets
   // Omni's "connected" window for the provider heartbeat.
   std::chrono::seconds heartbeat_window = std::chrono::seconds(31);
+  // Serve gRPC over TLS instead of plaintext h2c. Without a certificate and key (PEM), a
+  // self-signed one for the bind address and "localhost" is generated; tls_ca_pem() returns it.
+  bool tls = false;
+  std::string tls_cert_pem;
+  std::string tls_key_pem;
 };
 
 // The auto-provision part of a MachineClass (Omni's MachineClassSpec.auto_provision).
@@ -69,13 +74,15 @@ class StandIn {
   StandIn(const StandIn&) = delete;
   StandIn& operator=(const StandIn&) = delete;
 
-  std::string grpc_endpoint() const;  // "http://127.0.0.1:PORT"
+  std::string grpc_endpoint() const;  // "http://127.0.0.1:PORT" ("https://..." with TLS)
   std::string factory_url() const;    // "http://127.0.0.1:PORT"
   std::string control_url() const;    // "http://127.0.0.1:PORT", or "" when control_port is -1
   std::string provider_key() const;   // base64 JSON infra-provider key
   std::string admin_key() const;
   const std::string& provider_id() const;
   int grpc_port() const;
+  // With TLS: the PEM certificate clients should trust (written to keys_dir/ca.pem too). Else "".
+  std::string tls_ca_pem() const;
 
   // --- test/demo controls ---------------------------------------------------------------------
   // Creates or replaces MachineClasses/<id> with auto-provisioning through the provider.

@@ -32,8 +32,17 @@ constexpr char kPid[] = "proxmox";
 // A signed client for the stand-in, written for the tests (see test_signer.h).
 class Client {
  public:
-  Client(const std::string& endpoint, const std::string& encoded_key, const util::Clock& clock) : clock_(clock) {
-    channel_ = grpc::CreateChannel(endpoint.substr(std::string("http://").size()), grpc::InsecureChannelCredentials());
+  Client(const std::string& endpoint, const std::string& encoded_key, const util::Clock& clock,
+         const std::string& ca_pem = "")
+      : clock_(clock) {
+    const auto host = endpoint.substr(endpoint.find("://") + 3);
+    if (endpoint.rfind("https://", 0) == 0) {
+      grpc::SslCredentialsOptions ssl;
+      ssl.pem_root_certs = ca_pem;
+      channel_ = grpc::CreateChannel(host, grpc::SslCredentials(ssl));
+    } else {
+      channel_ = grpc::CreateChannel(host, grpc::InsecureChannelCredentials());
+    }
     state_ = pb::State::NewStub(channel_);
     management_ = ::management::ManagementService::NewStub(channel_);
     key_ = *testing::DecodeServiceAccountKey(encoded_key);
@@ -798,6 +807,37 @@ TEST(StandInControlTest, ShellControlsDriveTheStandIn) {
   EXPECT_EQ(status->status, 200);
   EXPECT_NE(status->body.find("\"machine_requests\""), std::string::npos);
   EXPECT_NE(status->body.find("workers-"), std::string::npos);
+}
+
+}  // namespace
+}  // namespace omni_proxmox::sim::omni
+
+namespace omni_proxmox::sim::omni {
+namespace {
+
+TEST(StandInTlsTest, ServesOverTlsWithASelfSignedCertificate) {
+  util::ManualClock clock{util::Clock::SystemTime{std::chrono::seconds(1'760'000'000)}};
+  StandInOptions options;
+  options.clock = &clock;
+  options.tls = true;
+  auto standin = StandIn::Start(options);
+  ASSERT_TRUE(standin.ok()) << standin.status();
+  EXPECT_EQ((*standin)->grpc_endpoint().rfind("https://127.0.0.1:", 0), 0u);
+  ASSERT_NE((*standin)->tls_ca_pem().find("BEGIN CERTIFICATE"), std::string::npos);
+  Client tls((*standin)->grpc_endpoint(), (*standin)->provider_key(), clock, (*standin)->tls_ca_pem());
+  auto status = tls.Get("infra-provider", "ProviderJoinConfigs.omni.sidero.dev", "proxmox");
+  EXPECT_TRUE(status.ok()) << status.error_message();
+  // A plaintext client cannot talk to it.
+  Client plain("http://127.0.0.1:" + std::to_string((*standin)->grpc_port()), (*standin)->provider_key(), clock);
+  EXPECT_EQ(plain.Get("infra-provider", "ProviderJoinConfigs.omni.sidero.dev", "proxmox").error_code(),
+            grpc::StatusCode::UNAVAILABLE);
+}
+
+TEST(StandInTlsTest, HalfAKeyPairIsRefused) {
+  StandInOptions options;
+  options.tls = true;
+  options.tls_cert_pem = "-----BEGIN CERTIFICATE-----";
+  EXPECT_EQ(StandIn::Start(options).status().code(), absl::StatusCode::kInvalidArgument);
 }
 
 }  // namespace
