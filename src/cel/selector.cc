@@ -84,6 +84,9 @@ std::string WithHints(const std::string& message) {
         "\nhint: availableSpace, total and used are uint: write uint literals such as 100u * GiB, or convert "
         "with uint(...) / int(...)";
   }
+  if (message.find("'@in' applied to '(string, string)'") != std::string::npos) {
+    out += "\nhint: `in` tests list elements and map keys; for a substring write name.contains(\"lvm\")";
+  }
   return out;
 }
 

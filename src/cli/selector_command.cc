@@ -192,7 +192,7 @@ void RegisterEvalSubcommand(CLI::App& selector, CommandContext& ctx) {
   cmd->footer(
       "Prints {\"type\":\"bool\",\"value\":true} or {\"error\":\"...\",\"kind\":\"compile\"|\"eval\"|\"input\"}.\n"
       "Variables: name node type storageType availableSpace total used (uint bytes) enabled active shared content;\n"
-      "constants KiB MiB GiB TiB. Exit code 1 when any expression failed.");
+      "constants KiB MiB GiB TiB. Exit code 1 when any expression failed.\n");
   cmd->callback([&ctx, expr, storage, batch] {
     if (*batch) {
       if (!expr->empty() || !storage->empty()) {

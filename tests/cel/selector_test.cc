@@ -139,6 +139,10 @@ TEST(SelectorTest, CompileErrorsAreCelGoShapedWithHints) {
             " | name == \n"
             " | ........^");
   EXPECT_NE(CompileError("zzzz").find("the variables are name, node, type"), std::string::npos);
+  EXPECT_NE(CompileError(R"("lvm" in name)")
+                .find("hint: `in` tests list elements and map keys; for a substring write "
+                      "name.contains(\"lvm\")"),
+            std::string::npos);
   auto status = StorageSelector::Compile("name ==").status();
   EXPECT_EQ(status.code(), absl::StatusCode::kInvalidArgument);
 }
