@@ -12,7 +12,7 @@ packages=(
   libyaml-cpp-dev nlohmann-json3-dev libspdlog-dev libfmt-dev libcli11-dev
   librnp-dev libre2-dev libisofs-dev libcpp-httplib-dev libabsl-dev
   libgtest-dev libgmock-dev libbenchmark-dev
-  gnupg sq curl xorriso
+  gnupg sq curl xorriso genisoimage
 )
 
 missing=()
