@@ -318,7 +318,7 @@ class GrpcStateClient final : public StateClient {
       req.mutable_new_resource()->mutable_metadata()->set_owner(std::string(owner));
       auto updated = UpdateRaw(std::move(req), owner, kPhaseRunning);
       if (updated.ok()) return updated->metadata.finalizers.empty();
-      if (updated.status().code() != absl::StatusCode::kFailedPrecondition) return updated.status();
+      if (!IsRetryableWrite(updated.status())) return updated.status();
     }
     return absl::AbortedError(
         fmt::format("{}: still conflicting after {} attempts", Describe("tear down", pointer), conflict_attempts_));
@@ -386,7 +386,7 @@ class GrpcStateClient final : public StateClient {
       pb::UpdateRequest req;
       *req.mutable_new_resource() = std::move(current);
       auto updated = UpdateRaw(std::move(req), owner, std::nullopt);
-      if (updated.ok() || updated.status().code() != absl::StatusCode::kFailedPrecondition) return updated;
+      if (updated.ok() || !IsRetryableWrite(updated.status())) return updated;
     }
     return absl::AbortedError(fmt::format("{}: still conflicting after {} attempts",
                                           Describe(add ? "add finalizer to" : "remove finalizer from", pointer),

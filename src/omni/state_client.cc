@@ -14,7 +14,7 @@ absl::StatusOr<Resource> StateClient::Modify(const ResourcePointer& pointer, std
     OP_ASSIGN_OR_RETURN(Resource current, Get(pointer));
     OP_RETURN_IF_ERROR(mutate(current));
     auto updated = Update(current, owner, expected_phase);
-    if (updated.ok() || updated.status().code() != absl::StatusCode::kFailedPrecondition) return updated;
+    if (updated.ok() || !IsRetryableWrite(updated.status())) return updated;
     last = updated.status();
   }
   return absl::AbortedError(fmt::format("{} '{}': still conflicting after {} attempts: {}", pointer.type, pointer.id,
@@ -26,7 +26,11 @@ absl::StatusOr<Resource> StateClient::CreateOrUpdate(const Resource& desired, st
     auto current = Get(desired.pointer());
     if (current.status().code() == absl::StatusCode::kNotFound) {
       auto created = Create(desired, owner);
-      if (created.status().code() == absl::StatusCode::kAlreadyExists) continue;  // lost a race: update it
+      // Lost a race, or a throttled Create that may have landed: read again.
+      if (created.status().code() == absl::StatusCode::kAlreadyExists ||
+          created.status().code() == absl::StatusCode::kDeadlineExceeded) {
+        continue;
+      }
       return created;
     }
     if (!current.ok()) return current.status();
@@ -42,7 +46,7 @@ absl::StatusOr<Resource> StateClient::CreateOrUpdate(const Resource& desired, st
     next.metadata.annotations = desired.metadata.annotations;
     if (next == *current) return next;
     auto updated = Update(next, owner);
-    if (updated.status().code() == absl::StatusCode::kFailedPrecondition) continue;
+    if (IsRetryableWrite(updated.status())) continue;
     return updated;
   }
   return absl::AbortedError(fmt::format("{} '{}': still conflicting after {} attempts", desired.metadata.type,

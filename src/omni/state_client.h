@@ -103,8 +103,8 @@ class StateClient {
   // no bookmark is usable. It never gives up; see Watcher::Health().
   virtual absl::StatusOr<std::unique_ptr<Watcher>> Watch(WatchRequest request, WatchCallback callback) = 0;
 
-  // Read-modify-write with conflict retry: Get, `mutate`, Update; repeats on FailedPrecondition up to
-  // ClientOptions::conflict_attempts. An error from `mutate` aborts and is returned.
+  // Read-modify-write with conflict retry: Get, `mutate`, Update; repeats on IsRetryableWrite errors up
+  // to ClientOptions::conflict_attempts. An error from `mutate` aborts and is returned.
   absl::StatusOr<Resource> Modify(const ResourcePointer& pointer, std::string_view owner,
                                   const std::function<absl::Status(Resource&)>& mutate,
                                   std::optional<std::string_view> expected_phase = kPhaseRunning);
@@ -114,6 +114,12 @@ class StateClient {
  protected:
   int conflict_attempts_ = 10;
 };
+
+// Whether a failed read-modify-write may simply be repeated from a fresh read: a version conflict
+// (FailedPrecondition) or a write throttled by Omni's rate limiter (DeadlineExceeded).
+inline bool IsRetryableWrite(const absl::Status& status) {
+  return status.code() == absl::StatusCode::kFailedPrecondition || status.code() == absl::StatusCode::kDeadlineExceeded;
+}
 
 // A client over gRPC (signed calls). Validates the endpoint and the key up front: a malformed, expired,
 // non-Ed25519 or (with require_infra_provider_key) non-provider key is InvalidArgument/FailedPrecondition.

@@ -70,6 +70,10 @@ class OldState final : public pb::State::Service {
     std::lock_guard lock(mutex_);
     Record(context, "/cosi.resource.State/Update");
     last_update_ = *request;
+    if (throttle_updates_ > 0) {
+      --throttle_updates_;
+      return {grpc::StatusCode::DEADLINE_EXCEEDED, "rate limited"};
+    }
     if (request->new_resource().metadata().version() != stored_.metadata().version()) {
       return {grpc::StatusCode::FAILED_PRECONDITION, "version conflict"};
     }
@@ -131,6 +135,10 @@ class OldState final : public pb::State::Service {
     std::lock_guard lock(mutex_);
     return last_update_;
   }
+  void ThrottleUpdates(int n) {
+    std::lock_guard lock(mutex_);
+    throttle_updates_ = n;
+  }
   void Store(pb::Resource r) {
     std::lock_guard lock(mutex_);
     stored_ = std::move(r);
@@ -148,6 +156,7 @@ class OldState final : public pb::State::Service {
   std::mutex mutex_;
   std::condition_variable cv_;
   pb::Resource stored_;
+  int throttle_updates_ = 0;
   pb::UpdateRequest last_update_;
   std::vector<SeenCall> calls_;
   std::vector<pb::WatchRequest> watch_requests_;
@@ -232,6 +241,26 @@ TEST_F(FallbackTest, FinalizerUpdateSendsNoExpectedPhaseAndOwnerFromResource) {
   EXPECT_EQ(update.new_resource().metadata().phase(), "tearingDown");
   EXPECT_EQ(update.new_resource().metadata().finalizers_size(), 1);
   EXPECT_EQ(updated->metadata.version, "8");
+}
+
+TEST_F(FallbackTest, ThrottledWritesAreRetriedFromAFreshRead) {
+  service_.Store(MakeResource("x", 2));
+  service_.ThrottleUpdates(2);
+  auto modified = client_->Modify({"ns", "T", "x"}, "me", [](Resource& r) {
+    r.metadata.labels["k"] = "v";
+    return absl::OkStatus();
+  });
+  ASSERT_TRUE(modified.ok()) << modified.status();
+  EXPECT_EQ(modified->metadata.version, "3");
+  EXPECT_EQ(modified->metadata.labels.at("k"), "v");
+  // A plain Update is not retried: the caller sees the throttling.
+  service_.ThrottleUpdates(1);
+  Resource stale = *modified;
+  EXPECT_EQ(client_->Update(stale, "me").status().code(), absl::StatusCode::kDeadlineExceeded);
+  // Never more than conflict_attempts tries.
+  service_.ThrottleUpdates(1000);
+  auto gave_up = client_->Modify({"ns", "T", "x"}, "me", [](Resource&) { return absl::OkStatus(); });
+  EXPECT_EQ(gave_up.status().code(), absl::StatusCode::kAborted);
 }
 
 TEST_F(FallbackTest, WatchResyncsWhenTheBookmarkIsRejected) {
