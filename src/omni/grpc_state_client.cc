@@ -114,16 +114,13 @@ class GrpcWatcher final : public Watcher {
     if (resync) {
       bootstrapping = kind_watch() && request_.bootstrap_contents;
       options->set_bootstrap_contents(bootstrapping);
-      // Ask for a bookmark right away so that even a quiet stream can be resumed.
-      options->set_bootstrap_bookmark(true);
+      // Ask for a bookmark right away so that even a quiet stream can be resumed (kind watches only; the
+      // option is refused for single-resource watches).
+      options->set_bootstrap_bookmark(kind_watch());
     } else {
       options->set_start_from_bookmark(*bookmark);
     }
     bool replaying = resync && !first_open && bootstrapping;
-    if (resync && !first_open) {
-      std::lock_guard lock(mutex_);
-      ++health_.resyncs;
-    }
     {
       std::lock_guard lock(mutex_);
       if (stop.stop_requested()) return absl::CancelledError("watch stopped");
@@ -142,6 +139,7 @@ class GrpcWatcher final : public Watcher {
         std::lock_guard lock(mutex_);
         health_.connected = true;
         health_.last_error.clear();
+        if (replaying) ++health_.resyncs;  // counted once the replay actually starts
         if (!bootstrapping) health_.bootstrapped = true;
       }
       for (const auto& event : response.event()) {

@@ -372,5 +372,30 @@ TEST_F(ClientTest, WatchDeliversBootstrapThenChangesAndSurvivesRestart) {
   EXPECT_EQ(created_before, 1);
 }
 
+TEST_F(ClientTest, SingleResourceWatchSeesItsChanges) {
+  std::string owner = ProvisionControllerName("proxmox");
+  EventLog log;
+  auto watch = state_->Watch(
+      {ProviderNamespace("proxmox"), ProviderMachineType("proxmox"), std::string("one"), {}, true}, log.Callback());
+  ASSERT_TRUE(watch.ok()) << watch.status();
+  ASSERT_TRUE(Eventually([&] { return (*watch)->Health().connected; }));
+  auto created = state_->Create(MachineState("one", "pve1"), owner);
+  ASSERT_TRUE(created.ok());
+  ASSERT_TRUE(state_->Create(MachineState("two", "pve1"), owner).ok());
+  ASSERT_TRUE(state_
+                  ->Modify(created->pointer(), owner,
+                           [](Resource& r) {
+                             r.metadata.annotations[std::string(kAnnotationStep)] = "startVM";
+                             return absl::OkStatus();
+                           })
+                  .ok());
+  ASSERT_TRUE(log.WaitFor([](const auto& e) { return Has(e, EventType::kUpdated, "one"); }));
+  for (const auto& e : log.events()) {
+    EXPECT_NE(e.resource.metadata.id, "two");
+    EXPECT_NE(e.type, EventType::kErrored) << e.error;
+  }
+  EXPECT_EQ((*watch)->Health().reconnects, 0) << (*watch)->Health().last_error;
+}
+
 }  // namespace
 }  // namespace omni_proxmox::omni
