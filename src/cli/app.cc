@@ -44,6 +44,7 @@ int RunCli(int argc, char** argv) {
   app.footer("Run 'omni-proxmox COMMAND --help' for a command's flags and examples.");
 
   RegisterVersionCommand(app, ctx);
+  RegisterPveCheckCommand(app, ctx);
   RegisterOmniSimCommand(app, ctx);
   RegisterPveSimCommand(app, ctx);
   RegisterSelectorCommand(app, ctx);

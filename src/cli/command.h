@@ -30,6 +30,7 @@ struct CommandContext {
 // Each subcommand adds itself to the root app. Its callback runs after logging is set up
 // and stores its result in ctx.exit_code.
 void RegisterVersionCommand(CLI::App& root, CommandContext& ctx);
+void RegisterPveCheckCommand(CLI::App& root, CommandContext& ctx);
 void RegisterOmniSimCommand(CLI::App& root, CommandContext& ctx);
 void RegisterPveSimCommand(CLI::App& root, CommandContext& ctx);
 void RegisterSelectorCommand(CLI::App& root, CommandContext& ctx);
