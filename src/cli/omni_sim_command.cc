@@ -82,7 +82,8 @@ void PrintEndpoints(const sim::omni::StandIn& standin, const OmniSimFlags& flags
                           {"control_url", standin.control_url()},
                           {"provider_id", standin.provider_id()},
                           {"admin_key_file", admin_file},
-                          {"provider_key_file", provider_file}};
+                          {"provider_key_file", provider_file},
+                          {"tls_ca_file", ca_file}};
     std::cout << out.dump() << std::endl;
     return;
   }
@@ -94,6 +95,7 @@ void PrintEndpoints(const sim::omni::StandIn& standin, const OmniSimFlags& flags
   if (!admin_file.empty()) {
     std::cout << fmt::format("  admin key       {}\n  provider key    {}\n", admin_file, provider_file);
   }
+  if (!ca_file.empty()) std::cout << fmt::format("  tls ca          {}\n", ca_file);
   std::cout << std::flush;
 }
 
