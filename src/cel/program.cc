@@ -1,6 +1,7 @@
 // Planning and evaluation. The plan is a tree of Nodes with identifiers resolved to slots and functions to
 // built-ins; evaluation walks it with a small array of comprehension locals on the stack.
 
+#include <algorithm>
 #include <array>
 #include <charconv>
 #include <cmath>
@@ -1110,7 +1111,7 @@ class Planner {
       }
       if (n.op != Op::kConst) {
         for (const auto& a : e.args) n.kids.push_back(Plan(*a));
-        return FoldLogic(std::move(n));
+        return Fold(std::move(n));
       }
     }
     n.op = Op::kCall;
@@ -1151,8 +1152,6 @@ class Planner {
     SetConstant(folded, v);
     return folded;
   }
-
-  static Node FoldLogic(Node n) { return Fold(std::move(n)); }
 
   const Env& env_;
   std::vector<std::string> scope_;
