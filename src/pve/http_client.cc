@@ -743,6 +743,13 @@ absl::StatusOr<std::unique_ptr<Client>> MakeHttpClient(const ClientOptions& opti
     return MakeError(ErrorKind::kBadParameter, "retry.max_attempts must be at least 1");
   }
   GlobalInitOnce();
+  if (options.base_url.rfind("http://", 0) == 0) {
+    static std::once_flag warned_plain;
+    std::call_once(warned_plain, [&] {
+      util::Logger("pve")->warn("{} is plain http: credentials and tickets travel unencrypted; use https",
+                                options.base_url);
+    });
+  }
   if (options.insecure_skip_verify) {
     static std::once_flag warned;
     std::call_once(warned, [&] {
