@@ -317,10 +317,11 @@ absl::StatusOr<ClientOptions> ParseConfigYaml(std::string_view yaml, std::string
         return ConfigError(fmt::format("{}: proxmox.{}: unknown key{}", source, name,
                                        hint ? fmt::format("; did you mean '{}'?", *hint) : std::string()));
       }
-      if (!entry.second.IsScalar()) {
+      // A key with no value ("password:") is empty, as in the Go provider's decoder.
+      if (!entry.second.IsScalar() && !entry.second.IsNull()) {
         return ConfigError(fmt::format("{}: proxmox.{}: must be a single value", source, name));
       }
-      std::string value = entry.second.Scalar();
+      std::string value = entry.second.IsNull() ? std::string() : entry.second.Scalar();
       if (name == "url")
         raw.url = value;
       else if (name == "username")

@@ -82,6 +82,15 @@ TEST(ConfigTest, CombinedTokenString) {
   EXPECT_NE(ErrorOf(bad).find("proxmox.token"), std::string::npos);
 }
 
+TEST(ConfigTest, EmptyValuesAreEmptyAndListsAreErrors) {
+  auto options = ParseConfigYaml(
+      "proxmox:\n  url: https://h\n  username:\n  password:\n  tokenID: root@pam!omni\n  tokenSecret: s\n");
+  ASSERT_TRUE(options.ok()) << options.status();
+  EXPECT_EQ(options->token_id, "root@pam!omni");
+  EXPECT_NE(ErrorOf(ParseConfigYaml("proxmox:\n  url: [a, b]\n")).find("proxmox.url: must be a single value"),
+            std::string::npos);
+}
+
 TEST(ConfigTest, PasswordWinsOverTokenLikeTheGoProvider) {
   auto options = ParseConfigYaml(
       "proxmox:\n  url: https://h\n  username: admin@pve\n  password: pw\n  tokenID: root@pam!omni\n  tokenSecret: "
