@@ -1,6 +1,7 @@
 // The gRPC State/Management clients against the Omni stand-in (src/sim/omni), over loopback.
 #include <condition_variable>
 #include <mutex>
+#include <set>
 
 #include <gtest/gtest.h>
 
@@ -395,6 +396,56 @@ TEST_F(ClientTest, SingleResourceWatchSeesItsChanges) {
     EXPECT_NE(e.type, EventType::kErrored) << e.error;
   }
   EXPECT_EQ((*watch)->Health().reconnects, 0) << (*watch)->Health().last_error;
+}
+
+TEST_F(ClientTest, MachineRequestWatchFollowsTheRequestSet) {
+  EventLog log;
+  auto watch = state_->Watch({std::string(kNamespaceInfraProvider),
+                              std::string(kTypeMachineRequest),
+                              std::nullopt,
+                              {LabelTerm::Exists(std::string(kLabelMachineRequestSet))},
+                              true},
+                             log.Callback());
+  ASSERT_TRUE(watch.ok()) << watch.status();
+  ASSERT_TRUE(log.WaitFor([](const auto& e) { return Has(e, EventType::kBootstrapped, ""); }));
+  ASSERT_TRUE(standin_->ApplyMachineClass("mc", "cores: 2\n").ok());
+  ASSERT_TRUE(standin_->ScaleMachineRequestSet("set1", "mc", 2).ok());
+  auto created = [](const std::vector<WatchEvent>& events) {
+    std::set<std::string> ids;
+    for (const auto& e : events) {
+      if (e.type == EventType::kCreated) ids.insert(e.resource.metadata.id);
+    }
+    return ids;
+  };
+  ASSERT_TRUE(log.WaitFor([&](const auto& e) { return created(e).size() == 2; }));
+  for (const auto& id : created(log.events())) {
+    EXPECT_EQ(id.rfind("set1-", 0), 0u) << id;
+    auto request = state_->Get({std::string(kNamespaceInfraProvider), std::string(kTypeMachineRequest), id});
+    ASSERT_TRUE(request.ok()) << request.status();
+    EXPECT_EQ(request->metadata.labels.at(std::string(kLabelInfraProviderId)), "proxmox");
+    ASSERT_TRUE(state_->AddFinalizer(request->pointer(), ProvisionControllerName("proxmox")).ok());
+  }
+  // Scaling down tears the requests down; our finalizer keeps them until we let go.
+  ASSERT_TRUE(standin_->ScaleMachineRequestSet("set1", "mc", 0).ok());
+  auto tearing = [](const std::vector<WatchEvent>& events) {
+    std::set<std::string> ids;
+    for (const auto& e : events) {
+      if (e.type == EventType::kUpdated && e.resource.tearing_down()) ids.insert(e.resource.metadata.id);
+    }
+    return ids;
+  };
+  ASSERT_TRUE(log.WaitFor([&](const auto& e) { return tearing(e).size() == 2; }));
+  for (const auto& id : tearing(log.events())) {
+    ASSERT_TRUE(state_
+                    ->RemoveFinalizer({std::string(kNamespaceInfraProvider), std::string(kTypeMachineRequest), id},
+                                      ProvisionControllerName("proxmox"))
+                    .ok());
+  }
+  ASSERT_TRUE(log.WaitFor([&](const auto& e) {
+    int destroyed = 0;
+    for (const auto& event : e) destroyed += event.type == EventType::kDestroyed;
+    return destroyed == 2;
+  }));
 }
 
 }  // namespace
