@@ -2,12 +2,16 @@
 
 #include <httplib.h>
 
+#include <chrono>
 #include <set>
+#include <thread>
 
 #include <fmt/format.h>
 #include <nlohmann/json.hpp>
 #include <openssl/evp.h>
 #include <yaml-cpp/yaml.h>
+
+#include "util/status_macros.h"
 
 namespace omni_proxmox::sim::omni {
 namespace {
@@ -34,6 +38,17 @@ bool KnownImageFile(const std::string& file) {
 }
 
 }  // namespace
+
+absl::Status WaitUntilListening(const httplib::Server& server, const char* what) {
+  const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(10);
+  while (!server.is_running()) {
+    if (std::chrono::steady_clock::now() > deadline) {
+      return absl::UnavailableError(fmt::format("{}: the HTTP server did not start listening", what));
+    }
+    std::this_thread::yield();
+  }
+  return absl::OkStatus();
+}
 
 std::string Sha256Hex(const std::string& data) {
   unsigned char digest[EVP_MAX_MD_SIZE];
@@ -141,6 +156,8 @@ absl::StatusOr<std::unique_ptr<FakeImageFactory>> FakeImageFactory::Start(const 
   }
   factory->port_ = port;
   factory->thread_ = std::thread([self] { self->server_->listen_after_bind(); });
+  // httplib's stop() is a no-op until the listen loop runs; wait for it so an early shutdown cannot hang.
+  OP_RETURN_IF_ERROR(WaitUntilListening(server, "image factory"));
   return factory;
 }
 

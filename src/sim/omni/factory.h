@@ -21,6 +21,9 @@ class Server;
 
 namespace omni_proxmox::sim::omni {
 
+// Returns once `server`'s listen loop runs (stop() before that would be lost), or Unavailable after 10 s.
+absl::Status WaitUntilListening(const httplib::Server& server, const char* what);
+
 // Lowercase hex SHA-256.
 std::string Sha256Hex(const std::string& data);
 

@@ -980,7 +980,8 @@ absl::Status StandIn::Impl::StartControl(StandIn& standin) {
   }
   control_port_ = port;
   control_thread_ = std::thread([this] { control_->listen_after_bind(); });
-  return absl::OkStatus();
+  // httplib's stop() is a no-op until the listen loop runs; wait for it so an early shutdown cannot hang.
+  return WaitUntilListening(*control_, "control endpoint");
 }
 
 // ---------------------------------------------------------------------------------------------
