@@ -252,13 +252,14 @@ std::vector<std::string> Split(const std::string& s, char sep) {
   return out;
 }
 
-bool Skipped(const std::vector<std::string>& skips, const std::string& key) {
+// The skip entry matching `key` (the key itself or a prefix ending at '/'), or nullptr.
+const std::string* Skipped(const std::vector<std::string>& skips, const std::string& key) {
   for (const auto& s : skips) {
     if (key == s || (key.size() > s.size() && key.compare(0, s.size(), s) == 0 && key[s.size()] == '/')) {
-      return true;
+      return &s;
     }
   }
-  return false;
+  return nullptr;
 }
 
 }  // namespace
@@ -317,6 +318,7 @@ int main(int argc, char** argv) {
   for (const auto& [key, why] : kProjectSkips) skips.emplace_back(key);
 
   long passed = 0, failed = 0, skipped = 0;
+  std::map<std::string, long> project_skip_hits;
   for (const auto& file : files) {
     const std::string path = data + "/tests/simple/testdata/" + file + ".textproto";
     std::ifstream in(path);
@@ -341,8 +343,11 @@ int main(int argc, char** argv) {
     for (const auto& section : suite.section()) {
       for (const auto& test : section.test()) {
         const std::string key = suite.name() + "/" + section.name() + "/" + test.name();
-        if (Skipped(skips, key)) {
+        if (const std::string* entry = Skipped(skips, key)) {
           ++file_skip;
+          for (const auto& [prefix, why] : kProjectSkips) {
+            if (*entry == prefix) ++project_skip_hits[prefix];
+          }
           continue;
         }
         const Outcome outcome = RunTest(test, cross_type);
@@ -359,14 +364,13 @@ int main(int argc, char** argv) {
     failed += file_fail;
     skipped += file_skip;
   }
-  std::cout << "skipped " << skipped << " (proto/time tests in the skip list";
+  long project_skipped = 0;
+  for (const auto& [key, count] : project_skip_hits) project_skipped += count;
+  std::cout << "skipped " << skipped << ": " << skipped - project_skipped << " listed in " << skip_file << "\n";
   for (const auto& [key, why] : kProjectSkips) {
-    if (std::any_of(files.begin(), files.end(),
-                    [&](const std::string& f) { return std::string(key).rfind(f + "/", 0) == 0; })) {
-      std::cout << "; " << key << ": " << why;
-    }
+    if (project_skip_hits.count(key)) std::cout << "  " << project_skip_hits[key] << " " << key << ": " << why << "\n";
   }
-  std::cout << ")\n" << passed << " passed, " << failed << " failed\n";
+  std::cout << passed << " passed, " << failed << " failed\n";
   if (min_pass >= 0) return passed >= min_pass ? 0 : 1;
   return failed == 0 ? 0 : 1;
 }
