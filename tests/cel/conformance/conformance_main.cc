@@ -40,8 +40,6 @@ const std::pair<const char*, const char*> kProjectSkips[] = {
     {"string_ext/format", "string.format() is not implemented (not useful in selectors)"},
     {"string_ext/format_errors", "string.format() is not implemented"},
     {"string_ext/quote", "strings.quote() is not implemented (namespaced function)"},
-    {"string_ext/value_errors/indexof_out_of_range", "skipped by cel-go too (differs between implementations)"},
-    {"string_ext/value_errors/lastindexof_out_of_range", "skipped by cel-go too"},
 };
 
 // Any payloads (TestAllTypes messages) only occur in tests we skip; parse them as opaque placeholders so the
