@@ -2028,6 +2028,11 @@ Reply Simulator::Impl::GetVolume(Call& call) {
   } else {
     volid = storage_id + ":" + volume;
   }
+  if (!HasPriv(call.auth, "/storage/" + storage_id, "Datastore.Audit") &&
+      !HasPriv(call.auth, "/storage/" + storage_id, "Datastore.AllocateSpace")) {
+    return Error(
+        403, fmt::format("Permission check failed (/storage/{}, Datastore.Audit|Datastore.AllocateSpace)", storage_id));
+  }
   const StorageState* storage = nullptr;
   if (auto failure = StorageOnNode(storage_id, node, &storage)) return *failure;
   Volume* found = FindVolumeLocked(volid, node);

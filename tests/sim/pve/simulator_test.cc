@@ -969,3 +969,106 @@ TEST(PveSimScaleTest, ThousandVmsOnFiftyNodes) {
 
 }  // namespace
 }  // namespace omni_proxmox::sim::pve
+
+namespace omni_proxmox::sim::pve {
+namespace {
+
+using nlohmann::json;
+using testing::SimClient;
+using testing::WaitTask;
+
+class PveSimExtraTest : public ::testing::Test {
+ protected:
+  void Start(const std::string& scenario) {
+    SimulatorOptions options;
+    options.scenario_yaml = scenario;
+    options.clock = &clock_;
+    auto sim = Simulator::Start(std::move(options));
+    ASSERT_TRUE(sim.ok()) << sim.status();
+    sim_ = std::move(*sim);
+    client_ = std::make_unique<SimClient>(*sim_, testing::TokenHeader(*sim_));
+  }
+  util::ManualClock clock_;
+  std::unique_ptr<Simulator> sim_;
+  std::unique_ptr<SimClient> client_;
+};
+
+constexpr const char* kSmall = R"yaml(
+cluster: {resource_lag_s: 10}
+nodes: [{name: pve1}, {name: pve2}]
+storages: [{id: local, type: dir, content: [iso, images], path: /var/lib/vz}]
+users:
+  - userid: root@pam
+    tokens: [{name: omni, secret: s, privsep: false}, {name: old, secret: o, privsep: false, expire: 1700000100}]
+)yaml";
+
+TEST_F(PveSimExtraTest, QuorumLossFailsCreates) {
+  Start(kSmall);
+  SimClient controls(*sim_, "");
+  EXPECT_EQ(controls.PostForm("/_sim/quorum", "quorate=0").status, 200);
+  auto result = client_->PostJson("/nodes/pve1/qemu", {{"vmid", 100}});
+  EXPECT_EQ(result.status, 500);
+  EXPECT_EQ(result.reason, "cluster not ready - no quorum?");
+  EXPECT_EQ(controls.PostForm("/_sim/quorum", "quorate=1").status, 200);
+  EXPECT_EQ(client_->PostJson("/nodes/pve1/qemu", {{"vmid", 100}}).status, 200);
+}
+
+TEST_F(PveSimExtraTest, ClusterResourcesStatusLags) {
+  Start(kSmall);
+  auto created = client_->PostJson("/nodes/pve1/qemu", {{"vmid", 100}, {"scsi0", "local:1"}});
+  ASSERT_EQ(WaitTask(*client_, clock_, created.data()), "OK");
+  auto start = client_->PostJson("/nodes/pve1/qemu/100/status/start", json::object());
+  ASSERT_EQ(WaitTask(*client_, clock_, start.data()), "OK");
+  EXPECT_EQ(client_->Get("/nodes/pve1/qemu/100/status/current").data()["status"], "running");
+  EXPECT_EQ(client_->Get("/cluster/resources?type=vm").data()[0]["status"], "stopped");
+  clock_.Advance(std::chrono::seconds(10));
+  EXPECT_EQ(client_->Get("/cluster/resources?type=vm").data()[0]["status"], "running");
+}
+
+TEST_F(PveSimExtraTest, ExpiredTokenIsRejected) {
+  Start(kSmall);
+  SimClient old(*sim_, "PVEAPIToken=root@pam!old=o");
+  EXPECT_EQ(old.Get("/version").status, 200);
+  clock_.Advance(std::chrono::seconds(200));
+  auto expired = old.Get("/version");
+  EXPECT_EQ(expired.status, 401);
+  EXPECT_EQ(expired.reason, "Authentication failed!");
+}
+
+TEST_F(PveSimExtraTest, TicketInAuthorizationHeaderAndTokenSpaceForm) {
+  Start(std::string(kSmall) + "\n");
+  SimClient spaced(*sim_, "PVEAPIToken root@pam!omni=s");
+  EXPECT_EQ(spaced.Get("/version").status, 200);
+}
+
+TEST_F(PveSimExtraTest, UploadOverwritesSilentlyAndMigrateControl) {
+  Start(kSmall);
+  std::string boundary = "b0undary";
+  for (const std::string data : {"first", "second!"}) {
+    auto upload = client_->Raw("POST", "/nodes/pve1/storage/local/upload",
+                               testing::MultipartBody(boundary, "iso", "filename", "x.iso", data),
+                               "multipart/form-data; boundary=" + boundary);
+    ASSERT_EQ(upload.status, 200) << upload.reason;
+    EXPECT_EQ(WaitTask(*client_, clock_, upload.data()), "OK");
+  }
+  EXPECT_EQ(*sim_->VolumeContentForTest("pve1", "local:iso/x.iso"), "second!");
+  auto info = client_->Get("/nodes/pve1/storage/local/content/local:iso/x.iso");
+  EXPECT_EQ(info.data()["size"], 7);
+
+  auto created = client_->PostJson("/nodes/pve1/qemu", {{"vmid", 130}, {"scsi0", "local:1"}});
+  ASSERT_EQ(WaitTask(*client_, clock_, created.data()), "OK");
+  SimClient controls(*sim_, "");
+  EXPECT_EQ(controls.PostForm("/_sim/vm/130/migrate", "node=pve2").status, 200);
+  EXPECT_EQ(client_->Get("/nodes/pve1/qemu/130/config").status, 500);
+  EXPECT_EQ(client_->Get("/nodes/pve2/qemu/130/config").data()["scsi0"], "local:130/vm-130-disk-0.qcow2,size=1G");
+  EXPECT_EQ(client_->Get("/nodes/pve2/storage/local/content?vmid=130").data().size(), 1u);
+  EXPECT_EQ(controls.PostForm("/_sim/fail-next-task", "type=qmstart&error=boom").status, 200);
+  auto start = client_->PostJson("/nodes/pve2/qemu/130/status/start", json::object());
+  EXPECT_EQ(WaitTask(*client_, clock_, start.data()), "boom");
+  EXPECT_EQ(controls.PostForm("/_sim/vm/130/delete", "").status, 200);
+  EXPECT_EQ(client_->Get("/nodes/pve2/storage/local/content?vmid=130").data().size(), 0u);
+  EXPECT_EQ(sim_->RequestCount("POST /nodes/{node}/qemu"), 1u);
+}
+
+}  // namespace
+}  // namespace omni_proxmox::sim::pve
