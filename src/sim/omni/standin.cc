@@ -1185,4 +1185,10 @@ void StandIn::StopServing() { impl_->StopServing(); }
 
 absl::Status StandIn::ResumeServing() { return impl_->Serve(); }
 
+absl::Status StandIn::RestartAsNewProcess() {
+  impl_->StopServing();
+  impl_->store_.ForgetAsIfRestarted(impl_->random_.Uniform(~0ULL) | 1, kInfraProviderEphemeralNs);
+  return impl_->Serve();
+}
+
 }  // namespace omni_proxmox::sim::omni

@@ -116,6 +116,10 @@ class StandIn {
   void StopServing();
   // Serves again on the same port; resumed watches with old bookmarks continue.
   absl::Status ResumeServing();
+  // A real Omni restart: stop serving, invalidate every bookmark (resumes fail with
+  // FailedPrecondition, so clients must re-bootstrap), drop the in-memory namespace
+  // infra-provider-ephemeral (heartbeats), and serve again on the same port.
+  absl::Status RestartAsNewProcess();
 
   class Impl;  // implementation detail (standin.cc); public only so the gRPC services can name it
 

@@ -491,6 +491,16 @@ bool StateStore::WaitUntil(const std::function<bool()>& predicate, std::chrono::
   }
 }
 
+void StateStore::ForgetAsIfRestarted(std::uint64_t new_cookie, const std::string& ephemeral_ns) {
+  std::lock_guard lock(mutex_);
+  cookie_ = new_cookie;
+  for (auto it = collections_.begin(); it != collections_.end();) {
+    it = it->first.first == ephemeral_ns ? collections_.erase(it) : std::next(it);
+  }
+  ++change_count_;
+  changed_.notify_all();
+}
+
 void StateStore::WakeAll() {
   std::lock_guard lock(mutex_);
   ++wake_epoch_;

@@ -184,6 +184,9 @@ class StateStore {
 
   // Blocks until `predicate` holds (re-checked after each mutation) or `timeout` passes.
   bool WaitUntil(const std::function<bool()>& predicate, std::chrono::milliseconds timeout) const;
+  // What a real Omni restart does to in-memory state: bookmarks issued so far become invalid
+  // (FailedPrecondition on resume) and every resource in `ephemeral_ns` is gone, without events.
+  void ForgetAsIfRestarted(std::uint64_t new_cookie, const std::string& ephemeral_ns);
   // Wakes every watcher so it can notice cancellation (used at server shutdown).
   void WakeAll();
   std::uint64_t change_count() const;
@@ -205,7 +208,7 @@ class StateStore {
   std::optional<std::int64_t> DecodeBookmark(const std::string& bookmark) const;
 
   const util::Clock& clock_;
-  const std::uint64_t cookie_;
+  std::uint64_t cookie_;  // guarded by mutex_ after construction
   const std::size_t log_capacity_;
   mutable std::mutex mutex_;
   mutable std::condition_variable changed_;

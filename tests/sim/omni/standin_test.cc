@@ -682,6 +682,43 @@ TEST_F(StandInTest, WatchBootstrapsFiltersAndResumesAcrossARestart) {
   EXPECT_EQ(refused->Finish().error_code(), grpc::StatusCode::FAILED_PRECONDITION);
 }
 
+TEST_F(StandInTest, RestartAsNewProcessInvalidatesBookmarksAndEphemeralState) {
+  const std::string id = MakeRequestFor(kPid);
+  specs::InfraProviderHealthStatusSpec health;
+  health.mutable_last_heartbeat_timestamp()->set_seconds(
+      std::chrono::duration_cast<seconds>(clock_.Now().time_since_epoch()).count());
+  ASSERT_TRUE(
+      provider_
+          ->Create(MakeProto("infra-provider-ephemeral", "InfraProviderHealthStatuses.omni.sidero.dev", kPid, health),
+                   "proxmox.ProviderHealthStatusController")
+          .ok());
+  ASSERT_TRUE(standin_->ProviderConnected(kPid));
+
+  pb::WatchRequest req;
+  req.set_namespace_("infra-provider");
+  req.set_type("MachineRequests.omni.sidero.dev");
+  req.set_api_version(1);
+  req.mutable_options()->set_bootstrap_bookmark(true);
+  auto ctx = provider_->Context("/cosi.resource.State/Watch");
+  auto reader = provider_->state().Watch(ctx.get(), req);
+  EXPECT_EQ(ReadOne(*reader).event_size(), 0);
+  const std::string bookmark = ReadOne(*reader).event(0).bookmark();
+  ctx->TryCancel();
+
+  ASSERT_TRUE(standin_->RestartAsNewProcess().ok());
+  EXPECT_FALSE(standin_->ProviderConnected(kPid));  // the ephemeral namespace is gone
+  EXPECT_TRUE(provider_->Get("infra-provider", "MachineRequests.omni.sidero.dev", id).ok());  // persistent state kept
+
+  pb::WatchRequest resume = req;
+  resume.mutable_options()->set_bootstrap_bookmark(false);
+  resume.mutable_options()->set_start_from_bookmark(bookmark);
+  auto ctx2 = provider_->Context("/cosi.resource.State/Watch");
+  auto refused = provider_->state().Watch(ctx2.get(), resume);
+  pb::WatchResponse resp;
+  EXPECT_FALSE(refused->Read(&resp));
+  EXPECT_EQ(refused->Finish().error_code(), grpc::StatusCode::FAILED_PRECONDITION);
+}
+
 TEST_F(StandInTest, AggregatedWatchWithBootstrapBookmark) {
   pb::WatchRequest req;
   req.set_namespace_("infra-provider");
