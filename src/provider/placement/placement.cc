@@ -209,7 +209,11 @@ absl::StatusOr<PlacementDecision> Place(const PlacementInput& input) {
       }
       if (matched.empty()) {
         std::vector<std::string> seen;
-        for (const auto& s : node->storages) {
+        std::vector<const cel::StorageFacts*> by_name;
+        for (const auto& s : node->storages) by_name.push_back(&s);
+        std::sort(by_name.begin(), by_name.end(), [](const auto* a, const auto* b) { return a->name < b->name; });
+        for (const auto* sp : by_name) {
+          const auto& s = *sp;
           seen.push_back(fmt::format("{} ({}{})", s.name, s.type,
                                      !s.enabled                 ? ", disabled"
                                      : !s.active                ? ", inactive"

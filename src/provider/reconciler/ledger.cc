@@ -1,0 +1,65 @@
+#include "provider/reconciler/ledger.h"
+
+namespace omni_proxmox::provider {
+
+void Ledger::Release(const std::string& request_id) {
+  std::lock_guard lock(mutex_);
+  reservations_.erase(request_id);
+  vmids_.erase(request_id);
+}
+
+std::vector<PlacedVm> Ledger::Reservations() const {
+  std::lock_guard lock(mutex_);
+  std::vector<PlacedVm> out;
+  for (const auto& [_, vm] : reservations_) out.push_back(vm);
+  return out;
+}
+
+std::optional<std::uint32_t> Ledger::ClaimVmid(const std::string& request_id, const std::set<std::int64_t>& taken,
+                                               std::uint32_t first, std::uint32_t last) {
+  std::lock_guard lock(mutex_);
+  std::set<std::uint32_t> claimed;
+  for (const auto& [id, vmid] : vmids_) {
+    if (id != request_id) claimed.insert(vmid);
+  }
+  for (std::uint64_t v = first; v <= last; ++v) {
+    const auto vmid = static_cast<std::uint32_t>(v);
+    if (taken.contains(vmid) || claimed.contains(vmid)) continue;
+    vmids_[request_id] = vmid;
+    return vmid;
+  }
+  return std::nullopt;
+}
+
+bool Ledger::HoldVmid(const std::string& request_id, std::uint32_t vmid) {
+  std::lock_guard lock(mutex_);
+  for (const auto& [id, held] : vmids_) {
+    if (held == vmid && id != request_id) return false;
+  }
+  vmids_[request_id] = vmid;
+  return true;
+}
+
+void Ledger::ReleaseVmid(const std::string& request_id) {
+  std::lock_guard lock(mutex_);
+  vmids_.erase(request_id);
+}
+
+std::optional<std::string> Ledger::Download(const std::string& key) const {
+  std::lock_guard lock(mutex_);
+  auto it = downloads_.find(key);
+  if (it == downloads_.end()) return std::nullopt;
+  return it->second;
+}
+
+void Ledger::SetDownload(const std::string& key, const std::string& upid) {
+  std::lock_guard lock(mutex_);
+  downloads_[key] = upid;
+}
+
+void Ledger::ClearDownload(const std::string& key) {
+  std::lock_guard lock(mutex_);
+  downloads_.erase(key);
+}
+
+}  // namespace omni_proxmox::provider

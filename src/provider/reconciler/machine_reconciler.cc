@@ -1,0 +1,1026 @@
+#include "provider/reconciler/machine_reconciler.h"
+
+#include <algorithm>
+#include <set>
+
+#include <fmt/format.h>
+#include <spdlog/spdlog.h>
+
+#include "omni/specs.h"
+#include "omni/specs/omni.pb.h"
+#include "provider/cloudinit/cidata.h"
+#include "provider/machine.pb.h"
+#include "provider/model/providerdata.h"
+#include "provider/placement/placement.h"
+#include "provider/vmspec/ownership.h"
+#include "provider/vmspec/vmspec.h"
+#include "pve/errors.h"
+#include "pve/parse/upid.h"
+#include "util/log.h"
+#include "util/status_macros.h"
+
+namespace omni_proxmox::provider {
+namespace {
+
+using std::chrono::milliseconds;
+using Stage = specs::MachineRequestStatusSpec;
+
+constexpr std::uint64_t kMiB = 1024ull * 1024;
+constexpr std::uint32_t kFirstVmid = 100;
+constexpr std::uint32_t kLastVmid = 999'999'999;
+
+bool NotFound(const absl::Status& s) { return s.code() == absl::StatusCode::kNotFound; }
+
+std::string Msg(const absl::Status& s) { return std::string(s.message()); }
+
+omni::ResourcePointer RequestPointer(const std::string& id) {
+  return {std::string(omni::kNamespaceInfraProvider), std::string(omni::kTypeMachineRequest), id};
+}
+omni::ResourcePointer StatusPointer(const std::string& id) {
+  return {std::string(omni::kNamespaceInfraProvider), std::string(omni::kTypeMachineRequestStatus), id};
+}
+
+cel::StorageFacts ToFacts(const std::string& node, const pve::NodeStorage& s) {
+  cel::StorageFacts f;
+  f.name = s.storage;
+  f.node = node;
+  f.type = s.type;
+  f.avail_bytes = static_cast<std::uint64_t>(std::max<std::int64_t>(0, s.avail_bytes));
+  f.total_bytes = static_cast<std::uint64_t>(std::max<std::int64_t>(0, s.total_bytes));
+  f.used_bytes = static_cast<std::uint64_t>(std::max<std::int64_t>(0, s.used_bytes));
+  f.enabled = s.enabled;
+  f.active = s.active;
+  f.shared = s.shared;
+  f.content = s.content;
+  std::sort(f.content.begin(), f.content.end());
+  return f;
+}
+
+std::string TalosIsoFileName(const std::string& schematic, std::string version) {
+  if (!version.empty() && version.front() == 'v') version.erase(version.begin());
+  return fmt::format("talos-{}-v{}-nocloud-amd64.iso", schematic.substr(0, 16), version);
+}
+
+// The task log tail of a failed task, for status messages.
+std::string TaskFailureText(const pve::TaskStatus& status, const std::vector<std::string>& tail) {
+  std::string text = status.exit_status.value_or("unknown error");
+  if (!tail.empty()) text += fmt::format(" (log: {})", fmt::join(tail, " | "));
+  return text;
+}
+
+// Where the cloud-init ISO lives: the node it was uploaded through (state from before that
+// field existed: the VM's node).
+const std::string& CidataNode(const MachineSpec& machine) {
+  return machine.cidata_node().empty() ? machine.node() : machine.cidata_node();
+}
+
+}  // namespace
+
+struct MachineReconciler::Pass {
+  std::string request_id;
+  omni::Resource request;
+  specs::MachineRequestSpec spec;
+  ProviderData data;
+  std::optional<CompiledSelectors> selectors;
+  omni::Resource state_resource;
+  MachineSpec machine;
+  std::string request_set;
+  std::shared_ptr<spdlog::logger> log;
+};
+
+std::string NewUuid(util::Random& random) {
+  std::uint64_t hi = random.Uniform(UINT64_MAX);
+  std::uint64_t lo = random.Uniform(UINT64_MAX);
+  hi = (hi & 0xffffffffffff0fffULL) | 0x0000000000004000ULL;  // version 4
+  lo = (lo & 0x3fffffffffffffffULL) | 0x8000000000000000ULL;  // variant 10
+  return fmt::format("{:08x}-{:04x}-{:04x}-{:04x}-{:012x}", hi >> 32, (hi >> 16) & 0xffff, hi & 0xffff, lo >> 48,
+                     lo & 0xffffffffffffULL);
+}
+
+MachineReconciler::MachineReconciler(ReconcilerOptions options, pve::Client& pve, omni::StateClient& state,
+                                     omni::ManagementClient& management, std::string image_factory_url,
+                                     const util::Clock& clock, util::Random& random)
+    : options_(std::move(options)),
+      pve_(pve),
+      state_(state),
+      management_(management),
+      clock_(clock),
+      random_(random),
+      resolver_(management, std::move(image_factory_url)) {}
+
+ReconcilerStats MachineReconciler::Stats() const {
+  std::lock_guard lock(stats_mutex_);
+  return stats_;
+}
+
+absl::StatusOr<omni::ConnectionParams> MachineReconciler::ConnectionParams() {
+  std::lock_guard lock(params_mutex_);
+  const auto now = clock_.Monotonic();
+  if (params_ && now - params_fetched_ < options_.connection_params_ttl) return *params_;
+  auto fetched = omni::FetchConnectionParams(state_, options_.provider_id);
+  if (!fetched.ok()) return fetched.status();
+  params_ = *fetched;
+  params_fetched_ = now;
+  return *params_;
+}
+
+absl::Status MachineReconciler::WriteStatus(const std::string& request_id, const omni::Resource& request, int stage,
+                                            const std::string& text, const std::string& error,
+                                            const std::string& uuid) {
+  const std::string owner = omni::ProvisionControllerName(options_.provider_id);
+  auto current = state_.Get(StatusPointer(request_id));
+  if (NotFound(current.status())) {
+    omni::Resource status;
+    status.metadata.ns = std::string(omni::kNamespaceInfraProvider);
+    status.metadata.type = std::string(omni::kTypeMachineRequestStatus);
+    status.metadata.id = request_id;
+    status.metadata.labels = request.metadata.labels;
+    Stage spec;
+    spec.set_stage(static_cast<Stage::Stage>(stage));
+    spec.set_status(text);
+    spec.set_error(error);
+    spec.set_id(uuid);
+    omni::EncodeSpec(spec, status);
+    auto created = state_.Create(status, owner);
+    return created.ok() || created.status().code() == absl::StatusCode::kAlreadyExists ? absl::OkStatus()
+                                                                                       : created.status();
+  }
+  if (!current.ok()) return current.status();
+  if (current->tearing_down()) return absl::OkStatus();
+  Stage existing;
+  if (auto s = omni::DecodeSpec(*current, existing); !s.ok()) return s;
+  const std::string id = uuid.empty() ? existing.id() : uuid;
+  if (existing.stage() == stage && existing.status() == text && existing.error() == error && existing.id() == id &&
+      current->metadata.labels == request.metadata.labels) {
+    return absl::OkStatus();
+  }
+  auto updated = state_.Modify(StatusPointer(request_id), owner, [&](omni::Resource& r) {
+    Stage spec;
+    OP_RETURN_IF_ERROR(omni::DecodeSpec(r, spec));
+    spec.set_stage(static_cast<Stage::Stage>(stage));
+    spec.set_status(text);
+    spec.set_error(error);
+    spec.set_id(id);
+    omni::EncodeSpec(spec, r);
+    r.metadata.labels = request.metadata.labels;
+    return absl::OkStatus();
+  });
+  return updated.ok() ? absl::OkStatus() : updated.status();
+}
+
+absl::Status MachineReconciler::SaveMachine(Pass& pass, const std::string& step) {
+  const std::string owner = omni::ProvisionControllerName(options_.provider_id);
+  auto saved = state_.Modify(pass.state_resource.pointer(), owner, [&](omni::Resource& r) {
+    omni::EncodeSpec(pass.machine, r);
+    r.metadata.annotations[std::string(omni::kAnnotationStep)] = step;
+    return absl::OkStatus();
+  });
+  if (!saved.ok()) return saved.status();
+  pass.state_resource = *saved;
+  return absl::OkStatus();
+}
+
+absl::StatusOr<std::optional<pve::ClusterResource>> MachineReconciler::FindOwnedVm(const std::string& request_id) {
+  auto vms = pve_.ClusterResources(pve::ResourceType::kVm);
+  if (!vms.ok()) return vms.status();
+  std::optional<pve::ClusterResource> found;
+  for (const auto& vm : *vms) {
+    if (vm.type != "qemu" || !vm.vmid) continue;
+    if (!IsOwnedBy(vm.tags, vm.name, options_.provider_id, request_id)) continue;
+    if (found) {
+      // Two VMs with one request's markers can only come from outside; never guess which to keep.
+      return absl::FailedPreconditionError(
+          fmt::format("VMs {} and {} both carry the markers of request {}; remove the one that is not in use",
+                      *found->vmid, *vm.vmid, request_id));
+    }
+    found = vm;
+  }
+  return found;
+}
+
+MachineReconciler::StepResult MachineReconciler::PollTask(const std::string& upid_text, const std::string& what,
+                                                          bool& done) {
+  done = false;
+  auto upid = pve::parse::ParseUpid(upid_text);
+  if (!upid.ok()) {
+    done = true;  // an unparsable stored UPID is forgotten and the step re-checks the world
+    return StepResult::Next();
+  }
+  auto status = pve_.GetTaskStatus(*upid);
+  if (!status.ok()) {
+    if (NotFound(status.status())) {
+      done = true;
+      return StepResult::Next();
+    }
+    return StepResult::Retry(fmt::format("{}: cannot read task status: {}", what, Msg(status.status())),
+                             milliseconds{5000});
+  }
+  if (status->running) return StepResult::Requeue(options_.task_poll);
+  done = true;
+  if (status->Succeeded()) return StepResult::Next();
+  std::vector<std::string> tail;
+  if (auto log = pve_.GetTaskLog(*upid, 0, 500); log.ok()) {
+    const std::size_t n = log->lines.size();
+    for (std::size_t i = n > 3 ? n - 3 : 0; i < n; ++i) tail.push_back(log->lines[i].text);
+  }
+  return StepResult::Retry(fmt::format("{} failed: {}", what, TaskFailureText(*status, tail)), milliseconds{10'000});
+}
+
+Outcome MachineReconciler::Reconcile(const std::string& request_id) {
+  auto log = util::Logger("provider");
+  auto request = state_.Get(RequestPointer(request_id));
+  if (NotFound(request.status())) {
+    ledger_.Release(request_id);
+    return Outcome::Done();
+  }
+  if (!request.ok()) return Outcome::Error(request.status());
+  auto label = request->metadata.labels.find(std::string(omni::kLabelInfraProviderId));
+  if (label != request->metadata.labels.end() && label->second != options_.provider_id) return Outcome::Done();
+  if (request->tearing_down()) return Deprovision(*request);
+
+  Pass pass;
+  pass.request_id = request_id;
+  pass.request = *request;
+  pass.log = log;
+  if (auto it = request->metadata.labels.find(std::string(omni::kLabelMachineRequestSet));
+      it != request->metadata.labels.end()) {
+    pass.request_set = it->second;
+  }
+  return Provision(pass);
+}
+
+Outcome MachineReconciler::Provision(Pass& pass) {
+  const std::string& id = pass.request_id;
+  const std::string finalizer = omni::ProvisionControllerName(options_.provider_id);
+  const std::string owner = finalizer;
+
+  // The finalizer comes before any side effect, so Omni cannot forget a request we act on.
+  if (!pass.request.HasFinalizer(finalizer)) {
+    auto updated = state_.AddFinalizer(pass.request.pointer(), finalizer);
+    if (!updated.ok()) return Outcome::Error(updated.status());
+    pass.request = *updated;
+  }
+
+  auto status = state_.Get(StatusPointer(id));
+  if (NotFound(status.status())) {
+    if (auto s = WriteStatus(id, pass.request, Stage::PROVISIONING, "Accepted", "", ""); !s.ok()) {
+      return Outcome::Error(s);
+    }
+  } else if (!status.ok()) {
+    return Outcome::Error(status.status());
+  } else {
+    Stage spec;
+    if (omni::DecodeSpec(*status, spec).ok() && spec.stage() == Stage::PROVISIONED) {
+      ledger_.Release(id);
+      return Outcome::Done();
+    }
+  }
+
+  // The private state resource exists before any Proxmox call, so teardown always has it.
+  const omni::ResourcePointer state_pointer{omni::ProviderNamespace(options_.provider_id),
+                                            omni::ProviderMachineType(options_.provider_id), id};
+  auto state = state_.Get(state_pointer);
+  if (NotFound(state.status())) {
+    omni::Resource fresh;
+    fresh.metadata.ns = state_pointer.ns;
+    fresh.metadata.type = state_pointer.type;
+    fresh.metadata.id = id;
+    MachineSpec empty;
+    omni::EncodeSpec(empty, fresh);
+    state = state_.Create(fresh, owner);
+    if (!state.ok() && state.status().code() == absl::StatusCode::kAlreadyExists) state = state_.Get(state_pointer);
+  }
+  if (!state.ok()) return Outcome::Error(state.status());
+  pass.state_resource = *state;
+  if (auto s = omni::DecodeSpec(pass.state_resource, pass.machine); !s.ok()) return Outcome::Error(s);
+
+  if (auto s = omni::DecodeSpec(pass.request, pass.spec); !s.ok()) return Outcome::Error(s);
+  auto parsed = ParseProviderData(pass.spec.provider_data());
+  if (!parsed.ok()) {
+    // The request's spec never changes, so this is final until the MachineClass is fixed.
+    auto s = WriteStatus(id, pass.request, Stage::FAILED, "Invalid providerdata",
+                         fmt::format("providerdata is invalid, no VM was created:\n{}", parsed.ErrorSummary()), "");
+    std::lock_guard lock(stats_mutex_);
+    ++stats_.failures;
+    return s.ok() ? Outcome::Done() : Outcome::Error(s);
+  }
+  pass.data = *parsed.data;
+  auto selectors = CompiledSelectors::Compile(pass.data);
+  if (!selectors.ok()) return Outcome::Error(selectors.status());
+  pass.selectors = *selectors;
+
+  if (pass.machine.uuid().empty()) {
+    pass.machine.set_uuid(NewUuid(random_));
+    if (auto s = SaveMachine(pass, "init"); !s.ok()) return Outcome::Error(s);
+  }
+
+  struct NamedStep {
+    const char* name;
+    StepResult (MachineReconciler::*run)(Pass&);
+  };
+  static constexpr NamedStep kSteps[] = {
+      {"place", &MachineReconciler::Place},       {"schematic", &MachineReconciler::Schematic},
+      {"talosIso", &MachineReconciler::TalosIso}, {"cloudInit", &MachineReconciler::Cidata},
+      {"createVm", &MachineReconciler::CreateVm}, {"startVm", &MachineReconciler::StartVm},
+  };
+  constexpr int kStepCount = static_cast<int>(std::size(kSteps));
+
+  std::string last_error;
+  if (status.ok()) {
+    Stage spec;
+    if (omni::DecodeSpec(*status, spec).ok()) last_error = spec.error();
+  }
+  for (int i = 0; i < kStepCount; ++i) {
+    const auto& step = kSteps[i];
+    const std::string text = fmt::format("Running Step: \"{}\" ({}/{})", step.name, i + 1, kStepCount);
+    const auto started = clock_.Monotonic();
+    StepResult result = (this->*step.run)(pass);
+    if (on_step_duration) {
+      on_step_duration(step.name, std::chrono::duration<double>(clock_.Monotonic() - started).count());
+    }
+    switch (result.kind) {
+      case StepKind::kNext:
+        last_error.clear();
+        continue;
+      case StepKind::kRequeue:
+        if (auto s = WriteStatus(id, pass.request, Stage::PROVISIONING, text, last_error, pass.machine.uuid());
+            !s.ok()) {
+          return Outcome::Error(s);
+        }
+        return Outcome::RequeueAfter(result.after);
+      case StepKind::kRetry:
+        pass.log->warn("request {} step {}: {}", id, step.name, result.message);
+        if (auto s = WriteStatus(id, pass.request, Stage::PROVISIONING, text, result.message, pass.machine.uuid());
+            !s.ok()) {
+          return Outcome::Error(s);
+        }
+        return Outcome::RequeueAfter(result.after);
+      case StepKind::kFailed: {
+        pass.log->error("request {} step {} failed: {}", id, step.name, result.message);
+        {
+          std::lock_guard lock(stats_mutex_);
+          ++stats_.failures;
+        }
+        if (auto s = WriteStatus(id, pass.request, Stage::FAILED, text, result.message, pass.machine.uuid()); !s.ok()) {
+          return Outcome::Error(s);
+        }
+        return Outcome::RequeueAfter(options_.failed_retry);
+      }
+    }
+  }
+  if (auto s = WriteStatus(id, pass.request, Stage::PROVISIONED, "Provision Complete", "", pass.machine.uuid());
+      !s.ok()) {
+    return Outcome::Error(s);
+  }
+  ledger_.Release(id);
+  pass.log->info("request {} provisioned: vm {} on node {}", id, pass.machine.vmid(), pass.machine.node());
+  std::lock_guard lock(stats_mutex_);
+  ++stats_.provisioned;
+  return Outcome::Done();
+}
+
+MachineReconciler::StepResult MachineReconciler::Place(Pass& pass) {
+  if (!pass.machine.node().empty()) return StepResult::Next();
+  auto nodes = pve_.ListNodes();
+  if (!nodes.ok())
+    return StepResult::Retry(fmt::format("cannot list Proxmox nodes: {}", Msg(nodes.status())), milliseconds{5000});
+  auto vms = pve_.ClusterResources(pve::ResourceType::kVm);
+  if (!vms.ok()) return StepResult::Retry(fmt::format("cannot list VMs: {}", Msg(vms.status())), milliseconds{5000});
+
+  PlacementInput input;
+  input.data = &pass.data;
+  input.selectors = &*pass.selectors;
+  input.request_id = pass.request_id;
+  input.request_set_id = pass.request_set;
+  for (const auto& n : *nodes) {
+    NodeSnapshot snapshot;
+    snapshot.name = n.name;
+    snapshot.online = n.status == pve::NodeStatus::kOnline;
+    snapshot.max_memory_bytes = static_cast<std::uint64_t>(n.max_mem_bytes.value_or(0));
+    snapshot.used_memory_bytes = static_cast<std::uint64_t>(n.mem_bytes.value_or(0));
+    if (snapshot.online) {
+      auto storages = pve_.NodeStorages(n.name);
+      if (!storages.ok()) {
+        // A node that cannot answer is skipped like an offline one, never fatal.
+        snapshot.online = false;
+      } else {
+        for (const auto& s : *storages) snapshot.storages.push_back(ToFacts(n.name, s));
+      }
+    }
+    input.nodes.push_back(std::move(snapshot));
+  }
+  for (const auto& vm : *vms) {
+    Ownership ownership;
+    if (vm.type != "qemu" || !ParseOwnership(vm.tags, ownership)) continue;
+    if (ownership.provider_id != SanitizeTag(options_.provider_id)) continue;
+    input.vms.push_back({.request_id = ownership.request_id,
+                         .request_set_id = ownership.request_set_id,
+                         .node = vm.node,
+                         .memory_bytes = static_cast<std::uint64_t>(vm.max_mem_bytes.value_or(0)),
+                         .reservation = false,
+                         .pending_disk_bytes = {}});
+  }
+  auto placed = ledger_.PlaceAndReserve(
+      pass.request_id,
+      [&](const std::vector<PlacedVm>& reserved) -> absl::StatusOr<std::pair<PlacementDecision, PlacedVm>> {
+        PlacementInput with = input;
+        // A reservation whose VM now shows in Proxmox is counted once, as the VM.
+        for (const auto& r : reserved) {
+          const bool visible = std::any_of(input.vms.begin(), input.vms.end(), [&](const PlacedVm& vm) {
+            return vm.request_id == SanitizeTag(r.request_id);
+          });
+          if (!visible) with.vms.push_back(r);
+        }
+        auto decision = provider::Place(with);
+        if (!decision.ok()) return decision.status();
+        PlacedVm reservation = decision->AsReservation(with);
+        return std::make_pair(*decision, reservation);
+      });
+  if (!placed.ok()) {
+    const auto code = placed.status().code();
+    if (code == absl::StatusCode::kFailedPrecondition || code == absl::StatusCode::kResourceExhausted) {
+      return StepResult::Failed(Msg(placed.status()));
+    }
+    return StepResult::Retry(Msg(placed.status()), milliseconds{5000});
+  }
+  const PlacementDecision& decision = placed->first;
+  pass.machine.set_node(decision.node);
+  pass.machine.set_boot_storage(decision.boot_storage);
+  pass.machine.clear_additional_storages();
+  for (const auto& s : decision.additional_storages) pass.machine.add_additional_storages(s);
+  pass.machine.set_request_set(pass.request_set);
+  for (const auto& reason : decision.reasons) pass.log->debug("request {} placement: {}", pass.request_id, reason);
+  if (auto s = SaveMachine(pass, "place"); !s.ok()) return StepResult::Retry(Msg(s), milliseconds{2000});
+  return StepResult::Next();
+}
+
+MachineReconciler::StepResult MachineReconciler::Schematic(Pass& pass) {
+  if (!pass.machine.schematic().empty() && pass.machine.talos_version() == pass.spec.talos_version()) {
+    return StepResult::Next();
+  }
+  omni::SchematicRequest request;
+  for (const auto& e : pass.spec.extensions()) request.extensions.push_back(e);
+  for (const auto& k : pass.spec.kernel_args()) request.kernel_args.push_back(k);
+  for (const auto& m : pass.spec.meta_values()) request.meta_values.emplace_back(m.key(), m.value());
+  if (pass.spec.has_overlay() && !pass.spec.overlay().name().empty()) {
+    request.overlay = omni::Overlay{pass.spec.overlay().name(), pass.spec.overlay().image()};
+  }
+  auto yaml = omni::BuildSchematicYaml(request, omni::SchematicOptions{});
+  if (!yaml.ok()) return StepResult::Failed(fmt::format("schematic: {}", Msg(yaml.status())));
+  absl::StatusOr<std::string> id;
+  {
+    std::lock_guard lock(resolver_mutex_);
+    id = resolver_.EnsureSchematic(*yaml, pass.spec.talos_version());
+  }
+  if (!id.ok()) {
+    return StepResult::Retry(fmt::format("cannot create the Talos schematic: {}", Msg(id.status())),
+                             milliseconds{10'000});
+  }
+  pass.machine.set_schematic(*id);
+  pass.machine.set_talos_version(pass.spec.talos_version());
+  if (auto s = SaveMachine(pass, "schematic"); !s.ok()) return StepResult::Retry(Msg(s), milliseconds{2000});
+  return StepResult::Next();
+}
+
+MachineReconciler::StepResult MachineReconciler::TalosIso(Pass& pass) {
+  const std::string& node = pass.machine.node();
+  const std::string file = TalosIsoFileName(pass.machine.schematic(), pass.machine.talos_version());
+  if (!pass.machine.volume_id().empty() && pass.machine.volume_id().ends_with("iso/" + file)) return StepResult::Next();
+
+  auto storages = pve_.NodeStorages(node);
+  if (!storages.ok()) {
+    return StepResult::Retry(fmt::format("node {}: cannot list storages: {}", node, Msg(storages.status())),
+                             milliseconds{5000});
+  }
+  std::vector<cel::StorageFacts> iso_capable;
+  for (const auto& s : *storages) {
+    if (s.enabled && s.active && s.HasContent("iso")) iso_capable.push_back(ToFacts(node, s));
+  }
+  std::sort(iso_capable.begin(), iso_capable.end(), [](const auto& a, const auto& b) { return a.name < b.name; });
+  const cel::StorageFacts* chosen = nullptr;
+  for (const auto& s : iso_capable) {
+    if (pass.selectors->iso) {
+      auto m = pass.selectors->iso->Matches(s);
+      if (!m.ok()) return StepResult::Failed(fmt::format("iso_storage_selector: {}", Msg(m.status())));
+      if (!*m) continue;
+    }
+    chosen = &s;
+    break;
+  }
+  if (chosen == nullptr) {
+    return StepResult::Failed(fmt::format(
+        "node {} has no enabled, active storage with 'iso' content{}; enable ISO content on a storage (e.g. local)",
+        node, pass.selectors->iso ? " matching iso_storage_selector" : ""));
+  }
+  const std::string storage = chosen->name;
+  const std::string volid = fmt::format("{}:iso/{}", storage, file);
+  const std::string key =
+      chosen->shared ? fmt::format("{}/{}", storage, file) : fmt::format("{}/{}/{}", node, storage, file);
+
+  auto content = pve_.StorageContent(node, storage, "iso");
+  if (!content.ok()) {
+    return StepResult::Retry(
+        fmt::format("node {} storage {}: cannot list ISOs: {}", node, storage, Msg(content.status())),
+        milliseconds{5000});
+  }
+  const bool present =
+      std::any_of(content->begin(), content->end(), [&](const pve::StorageVolume& v) { return v.volid == volid; });
+  if (present) {
+    ledger_.ClearDownload(key);
+    pass.machine.set_iso_storage(storage);
+    pass.machine.set_volume_id(volid);
+    pass.machine.clear_volume_upload_task();
+    if (auto s = SaveMachine(pass, "talosIso"); !s.ok()) return StepResult::Retry(Msg(s), milliseconds{2000});
+    return StepResult::Next();
+  }
+
+  // A download in flight (ours, another request's, or one a previous process started) is waited for.
+  std::string task = ledger_.Download(key).value_or(pass.machine.volume_upload_task());
+  if (!task.empty()) {
+    bool done = false;
+    StepResult polled = PollTask(task, fmt::format("download of {} to {}", file, storage), done);
+    if (!done) return polled;
+    ledger_.ClearDownload(key);
+    pass.machine.clear_volume_upload_task();
+    if (polled.kind == StepKind::kRetry) {
+      (void)SaveMachine(pass, "talosIso");
+      return polled;
+    }
+    return StepResult::Requeue(milliseconds{0});  // finished: the next pass sees the file
+  }
+
+  auto lock = ledger_.LockDownloads();
+  if (auto again = ledger_.Download(key)) return StepResult::Requeue(options_.task_poll);
+  omni::BootAssetRequest asset_request;
+  asset_request.talos_version = pass.machine.talos_version();
+  asset_request.schematic_id = pass.machine.schematic();
+  asset_request.kind = omni::BootAssetRequest::Kind::kIso;
+  asset_request.platform = "nocloud";
+  asset_request.architecture = "amd64";
+  // Proxmox cannot send request headers, so credentials (if any) must be in the URL.
+  asset_request.standalone_url = true;
+  absl::StatusOr<omni::BootAsset> asset;
+  {
+    std::lock_guard resolver_lock(resolver_mutex_);
+    asset = resolver_.Resolve(asset_request);
+  }
+  if (!asset.ok()) {
+    return StepResult::Retry(fmt::format("cannot resolve the Talos ISO URL: {}", Msg(asset.status())),
+                             milliseconds{10'000});
+  }
+  pve::DownloadUrlRequest download;
+  download.node = node;
+  download.storage = storage;
+  download.content = "iso";
+  download.filename = file;
+  download.url = asset->url;
+  auto upid = pve_.DownloadUrl(download);
+  if (!upid.ok()) {
+    const auto kind = pve::ClassifyError(upid.status());
+    if (kind == pve::ErrorKind::kAlreadyExists) return StepResult::Requeue(milliseconds{0});
+    return StepResult::Retry(
+        fmt::format("node {}: cannot start the Talos ISO download to {}: {}", node, storage, Msg(upid.status())),
+        milliseconds{10'000});
+  }
+  ledger_.SetDownload(key, upid->text);
+  pass.machine.set_iso_storage(storage);
+  pass.machine.set_volume_upload_task(upid->text);
+  if (auto s = SaveMachine(pass, "talosIso"); !s.ok()) return StepResult::Retry(Msg(s), milliseconds{2000});
+  pass.log->info("request {}: downloading {} to {} on {}", pass.request_id, file, storage, node);
+  return StepResult::Requeue(options_.task_poll);
+}
+
+MachineReconciler::StepResult MachineReconciler::Cidata(Pass& pass) {
+  if (!pass.machine.cidata_volume().empty()) return StepResult::Next();
+  const std::string& node = pass.machine.node();
+  const std::string& storage = pass.machine.iso_storage();
+
+  if (!pass.machine.cidata_upload_task().empty()) {
+    bool done = false;
+    StepResult polled = PollTask(pass.machine.cidata_upload_task(), "cloud-init ISO upload", done);
+    if (!done) return polled;
+    pass.machine.clear_cidata_upload_task();
+    if (polled.kind == StepKind::kRetry) {
+      (void)SaveMachine(pass, "cloudInit");
+      return polled;
+    }
+  }
+
+  auto params = ConnectionParams();
+  if (!params.ok()) {
+    return StepResult::Retry(fmt::format("cannot read Omni's join configuration: {}", Msg(params.status())),
+                             milliseconds{5000});
+  }
+  const bool tunnel = pass.spec.grpc_tunnel() == specs::ENABLED || params->enforce_grpc_tunnel;
+  auto args = omni::BuildJoinArgs(
+      *params, options_.provider_id,
+      options_.encode_request_ids ? std::optional<std::string>(pass.request_id) : std::nullopt, tunnel);
+  if (!args.ok()) return StepResult::Retry(fmt::format("join config: {}", Msg(args.status())), milliseconds{5000});
+  CidataContent content;
+  content.user_data = args->config;
+  content.instance_id = pass.request_id;
+  auto iso = BuildCidataIso(content);
+  if (!iso.ok()) return StepResult::Failed(fmt::format("cannot build the cloud-init ISO: {}", Msg(iso.status())));
+  const std::string file = CidataIsoFileName(pass.request_id, *iso);
+  const std::string volid = fmt::format("{}:iso/{}", storage, file);
+
+  auto listing = pve_.StorageContent(node, storage, "iso");
+  if (!listing.ok()) {
+    return StepResult::Retry(
+        fmt::format("node {} storage {}: cannot list ISOs: {}", node, storage, Msg(listing.status())),
+        milliseconds{5000});
+  }
+  if (std::any_of(listing->begin(), listing->end(), [&](const pve::StorageVolume& v) { return v.volid == volid; })) {
+    pass.machine.set_cidata_volume(volid);
+    pass.machine.set_cidata_node(node);
+    if (auto s = SaveMachine(pass, "cloudInit"); !s.ok()) return StepResult::Retry(Msg(s), milliseconds{2000});
+    return StepResult::Next();
+  }
+  auto upid = pve_.UploadIso(node, storage, file, *iso);
+  if (!upid.ok()) {
+    return StepResult::Retry(
+        fmt::format("node {}: cannot upload the cloud-init ISO to {}: {}", node, storage, Msg(upid.status())),
+        milliseconds{5000});
+  }
+  pass.machine.set_cidata_upload_task(upid->text);
+  pass.machine.set_cidata_node(node);
+  if (auto s = SaveMachine(pass, "cloudInit"); !s.ok()) return StepResult::Retry(Msg(s), milliseconds{2000});
+  return StepResult::Requeue(milliseconds{250});
+}
+
+MachineReconciler::StepResult MachineReconciler::CreateVm(Pass& pass) {
+  if (!pass.machine.vm_create_task().empty()) {
+    bool done = false;
+    StepResult polled =
+        PollTask(pass.machine.vm_create_task(), fmt::format("create of VM {}", pass.machine.vmid()), done);
+    if (!done) return polled;
+    pass.machine.clear_vm_create_task();
+    if (polled.kind == StepKind::kRetry) {
+      // A failed create removed its config, so the same VMID can be tried again.
+      (void)SaveMachine(pass, "createVm");
+      return polled;
+    }
+  }
+
+  // Our VM, wherever it is now: adopted rather than created twice.
+  auto vms = pve_.ClusterResources(pve::ResourceType::kVm);
+  if (!vms.ok()) return StepResult::Retry(fmt::format("cannot list VMs: {}", Msg(vms.status())), milliseconds{5000});
+  std::optional<pve::ClusterResource> mine;
+  std::set<std::int64_t> taken;
+  for (const auto& vm : *vms) {
+    if (!vm.vmid) continue;
+    taken.insert(*vm.vmid);
+    if (vm.type == "qemu" && IsOwnedBy(vm.tags, vm.name, options_.provider_id, pass.request_id)) {
+      if (mine) {
+        return StepResult::Failed(
+            fmt::format("VMs {} and {} both carry the markers of request {}; remove the one that is not in use",
+                        *mine->vmid, *vm.vmid, pass.request_id));
+      }
+      mine = vm;
+    }
+  }
+  if (mine) {
+    if (mine->lock == "create") return StepResult::Requeue(options_.task_poll);
+    const bool changed = pass.machine.vmid() != *mine->vmid || pass.machine.node() != mine->node;
+    if (changed) {
+      if (pass.machine.vmid() != *mine->vmid) {
+        std::lock_guard lock(stats_mutex_);
+        ++stats_.vms_adopted;
+      }
+      pass.machine.set_vmid(static_cast<std::int32_t>(*mine->vmid));
+      pass.machine.set_node(mine->node);
+      pass.machine.set_markers(true);
+      if (auto s = SaveMachine(pass, "createVm"); !s.ok()) return StepResult::Retry(Msg(s), milliseconds{2000});
+    }
+    ledger_.HoldVmid(pass.request_id, static_cast<std::uint32_t>(*mine->vmid));
+    return StepResult::Next();
+  }
+
+  if (pass.machine.vmid() != 0) {
+    for (const auto& vm : *vms) {
+      if (!vm.vmid || *vm.vmid != pass.machine.vmid()) continue;
+      // Our earlier create may still hold the lock (its config has no markers until the task ends).
+      if (vm.lock == "create") return StepResult::Requeue(options_.task_poll);
+      // Someone else's VM took the VMID: never touch it, pick another.
+      pass.log->warn("request {}: VMID {} is taken by a VM that is not ours ({}); choosing another", pass.request_id,
+                     pass.machine.vmid(), vm.name);
+      ledger_.ReleaseVmid(pass.request_id);
+      pass.machine.set_vmid(0);
+      break;
+    }
+  }
+
+  if (pass.machine.vmid() == 0) {
+    std::uint32_t first = kFirstVmid, last = kLastVmid;
+    if (pass.data.vmid_range) {
+      first = pass.data.vmid_range->first;
+      last = pass.data.vmid_range->last;
+    } else if (auto next = pve_.NextId(); next.ok()) {
+      first = static_cast<std::uint32_t>(*next);
+    }
+    auto claimed = ledger_.ClaimVmid(pass.request_id, taken, first, last);
+    if (!claimed) {
+      return StepResult::Failed(fmt::format("no free VMID in {}-{}; widen vmid_range or free VMIDs", first, last));
+    }
+    pass.machine.set_vmid(static_cast<std::int32_t>(*claimed));
+  } else if (!ledger_.HoldVmid(pass.request_id, static_cast<std::uint32_t>(pass.machine.vmid()))) {
+    pass.machine.set_vmid(0);
+    return StepResult::Requeue(milliseconds{0});
+  }
+
+  // Persist the intent before the call: after a crash the next pass waits for this VMID's lock or
+  // finds the VM by its markers.
+  pass.machine.set_markers(true);
+  pass.machine.set_create_intent_unix(
+      std::chrono::duration_cast<std::chrono::seconds>(clock_.Now().time_since_epoch()).count());
+  if (auto s = SaveMachine(pass, "createVm"); !s.ok()) return StepResult::Retry(Msg(s), milliseconds{2000});
+
+  VmIdentity identity{.request_id = pass.request_id,
+                      .provider_id = options_.provider_id,
+                      .request_set_id = pass.request_set,
+                      .vmid = static_cast<std::uint32_t>(pass.machine.vmid()),
+                      .smbios_uuid = pass.machine.uuid()};
+  DiskPlacement placement{
+      .boot_storage = pass.machine.boot_storage(),
+      .additional_storages = {pass.machine.additional_storages().begin(), pass.machine.additional_storages().end()}};
+  VmMedia media{.talos_iso_volume = pass.machine.volume_id(), .cidata_iso_volume = pass.machine.cidata_volume()};
+  const FormParams params = RenderCreateParams(pass.data, identity, placement, media);
+  pve::FormFields fields(params.begin(), params.end());
+  fields.erase(std::remove_if(fields.begin(), fields.end(), [](const auto& f) { return f.first == "vmid"; }),
+               fields.end());
+  auto upid = pve_.CreateVm(pass.machine.node(), pass.machine.vmid(), fields);
+  if (!upid.ok()) {
+    switch (pve::ClassifyError(upid.status())) {
+      case pve::ErrorKind::kAlreadyExists:
+        // Lost a race for the VMID (nextid reserves nothing): a fresh one next pass.
+        ledger_.ReleaseVmid(pass.request_id);
+        pass.machine.set_vmid(0);
+        (void)SaveMachine(pass, "createVm");
+        return StepResult::Requeue(milliseconds{0});
+      case pve::ErrorKind::kLocked:
+        return StepResult::Retry(fmt::format("VMID {} is locked: {}", pass.machine.vmid(), Msg(upid.status())),
+                                 milliseconds{2000});
+      case pve::ErrorKind::kBadParameter:
+        return StepResult::Failed(fmt::format("Proxmox rejected the VM configuration: {}", Msg(upid.status())));
+      default:
+        return StepResult::Retry(fmt::format("node {}: create VM {} failed: {}", pass.machine.node(),
+                                             pass.machine.vmid(), Msg(upid.status())),
+                                 milliseconds{5000});
+    }
+  }
+  pass.machine.set_vm_create_task(upid->text);
+  if (auto s = SaveMachine(pass, "createVm"); !s.ok()) return StepResult::Retry(Msg(s), milliseconds{2000});
+  {
+    std::lock_guard lock(stats_mutex_);
+    ++stats_.vms_created;
+  }
+  pass.log->info("request {}: creating VM {} on {}", pass.request_id, pass.machine.vmid(), pass.machine.node());
+  return StepResult::Requeue(options_.task_poll);
+}
+
+MachineReconciler::StepResult MachineReconciler::StartVm(Pass& pass) {
+  if (!pass.machine.vm_start_task().empty()) {
+    bool done = false;
+    StepResult polled =
+        PollTask(pass.machine.vm_start_task(), fmt::format("start of VM {}", pass.machine.vmid()), done);
+    if (!done) return polled;
+    pass.machine.clear_vm_start_task();
+    (void)SaveMachine(pass, "startVm");
+    if (polled.kind == StepKind::kRetry) return polled;
+  }
+  auto status = pve_.GetVmStatus(pass.machine.node(), pass.machine.vmid());
+  if (!status.ok()) {
+    if (NotFound(status.status())) {
+      // Moved or deleted behind our back: find it by its markers, or create it again.
+      auto found = FindOwnedVm(pass.request_id);
+      if (!found.ok()) return StepResult::Retry(Msg(found.status()), milliseconds{5000});
+      if (*found) {
+        pass.machine.set_node((*found)->node);
+      } else {
+        pass.machine.set_vmid(0);
+        pass.machine.clear_vm_create_task();
+      }
+      (void)SaveMachine(pass, "startVm");
+      return StepResult::Requeue(milliseconds{0});
+    }
+    return StepResult::Retry(
+        fmt::format("node {}: cannot read VM {}: {}", pass.machine.node(), pass.machine.vmid(), Msg(status.status())),
+        milliseconds{5000});
+  }
+  if (status->status == "running") return StepResult::Next();
+  auto upid = pve_.StartVm(pass.machine.node(), pass.machine.vmid());
+  if (!upid.ok()) {
+    return StepResult::Retry(
+        fmt::format("node {}: start of VM {} failed: {}", pass.machine.node(), pass.machine.vmid(), Msg(upid.status())),
+        milliseconds{5000});
+  }
+  pass.machine.set_vm_start_task(upid->text);
+  if (auto s = SaveMachine(pass, "startVm"); !s.ok()) return StepResult::Retry(Msg(s), milliseconds{2000});
+  return StepResult::Requeue(options_.task_poll);
+}
+
+Outcome MachineReconciler::Deprovision(const omni::Resource& request) {
+  auto log = util::Logger("provider");
+  const std::string& id = request.metadata.id;
+  const std::string owner = omni::ProvisionControllerName(options_.provider_id);
+
+  // 1. Config patch requests made for this machine (the Go provider's; we make none).
+  omni::ListRequest patches{std::string(omni::kNamespaceInfraProvider),
+                            std::string(omni::kTypeConfigPatchRequest),
+                            {omni::LabelTerm::Equal(std::string(omni::kLabelInfraProviderId), options_.provider_id),
+                             omni::LabelTerm::Equal(std::string(omni::kLabelMachineRequest), id)}};
+  auto listed = state_.List(patches);
+  if (!listed.ok()) return Outcome::Error(listed.status());
+  bool waiting = false;
+  for (const auto& patch : *listed) {
+    auto ready = state_.Teardown(patch.pointer(), owner);
+    if (!ready.ok()) {
+      if (!NotFound(ready.status())) return Outcome::Error(ready.status());
+      continue;
+    }
+    if (*ready) {
+      if (auto s = state_.Destroy(patch.pointer(), owner); !s.ok() && !NotFound(s)) return Outcome::Error(s);
+    } else {
+      waiting = true;
+    }
+  }
+  if (waiting) return Outcome::RequeueAfter(milliseconds{2000});
+
+  // 2. The status, once Omni has dropped its cleanup finalizer.
+  auto status_ready = state_.Teardown(StatusPointer(id), owner);
+  if (status_ready.ok()) {
+    if (!*status_ready) return Outcome::RequeueAfter(milliseconds{1000});
+    if (auto s = state_.Destroy(StatusPointer(id), owner); !s.ok() && !NotFound(s)) return Outcome::Error(s);
+  } else if (!NotFound(status_ready.status())) {
+    return Outcome::Error(status_ready.status());
+  }
+
+  // 3. The private state; without it there is nothing of ours to remove.
+  const omni::ResourcePointer state_pointer{omni::ProviderNamespace(options_.provider_id),
+                                            omni::ProviderMachineType(options_.provider_id), id};
+  auto state = state_.Get(state_pointer);
+  if (NotFound(state.status())) {
+    auto removed = state_.RemoveFinalizer(request.pointer(), owner);
+    if (!removed.ok() && !NotFound(removed.status())) return Outcome::Error(removed.status());
+    ledger_.Release(id);
+    return Outcome::Done();
+  }
+  if (!state.ok()) return Outcome::Error(state.status());
+  Pass pass;
+  pass.request_id = id;
+  pass.request = request;
+  pass.state_resource = *state;
+  pass.log = log;
+  if (auto s = omni::DecodeSpec(pass.state_resource, pass.machine); !s.ok()) return Outcome::Error(s);
+  const auto save = [&](const char* step) -> absl::Status {
+    const std::string state_owner = owner;
+    auto saved = state_.Modify(
+        pass.state_resource.pointer(), state_owner,
+        [&](omni::Resource& r) {
+          omni::EncodeSpec(pass.machine, r);
+          r.metadata.annotations[std::string(omni::kAnnotationStep)] = step;
+          return absl::OkStatus();
+        },
+        std::nullopt);
+    if (!saved.ok()) return saved.status();
+    pass.state_resource = *saved;
+    return absl::OkStatus();
+  };
+
+  // 4. The VM: located cluster-wide, so a migrated VM is found on its new node; deleted only when
+  // its markers (or, for the Go provider's state, its SMBIOS uuid) prove it is this request's.
+  if (!pass.machine.vm_delete_task().empty()) {
+    bool done = false;
+    StepResult polled =
+        PollTask(pass.machine.vm_delete_task(), fmt::format("delete of VM {}", pass.machine.vmid()), done);
+    if (!done) return Outcome::RequeueAfter(polled.after);
+    pass.machine.clear_vm_delete_task();
+    if (auto s = save("deprovision"); !s.ok()) return Outcome::Error(s);
+    if (polled.kind == StepKind::kRetry) return Outcome::Error(absl::UnavailableError(polled.message));
+  }
+  auto vms = pve_.ClusterResources(pve::ResourceType::kVm);
+  if (!vms.ok()) return Outcome::Error(vms.status());
+  std::optional<pve::ClusterResource> target;
+  for (const auto& vm : *vms) {
+    if (vm.type != "qemu" || !vm.vmid) continue;
+    if (IsOwnedBy(vm.tags, vm.name, options_.provider_id, id)) {
+      target = vm;
+      break;
+    }
+  }
+  if (!target && pass.machine.vmid() != 0) {
+    for (const auto& vm : *vms) {
+      if (vm.type != "qemu" || !vm.vmid || *vm.vmid != pass.machine.vmid()) continue;
+      if (vm.lock == "create") return Outcome::RequeueAfter(options_.task_poll);  // our create may still be running
+      if (!pass.machine.markers() && !pass.machine.uuid().empty()) {
+        // State from the Go provider: its VMs carry no markers of ours, but the SMBIOS uuid it stored.
+        auto config = pve_.GetVmConfig(vm.node, *vm.vmid);
+        if (!config.ok()) return Outcome::Error(config.status());
+        const std::string smbios = config->Get("smbios1").value_or("");
+        if (smbios.find("uuid=" + pass.machine.uuid()) != std::string::npos) target = vm;
+      }
+      if (!target) {
+        log->warn("request {}: VM {} on {} does not carry this request's markers; leaving it alone", id, *vm.vmid,
+                  vm.node);
+      }
+    }
+  }
+  if (target) {
+    const std::string node = target->node;
+    const auto vmid = *target->vmid;
+    if (target->lock == "create") return Outcome::RequeueAfter(options_.task_poll);
+    auto status = pve_.GetVmStatus(node, vmid);
+    if (!status.ok() && !NotFound(status.status())) return Outcome::Error(status.status());
+    if (status.ok()) {
+      if (status->status == "running") {
+        if (!pass.machine.vm_stop_task().empty()) {
+          bool done = false;
+          StepResult polled = PollTask(pass.machine.vm_stop_task(), fmt::format("shutdown of VM {}", vmid), done);
+          if (!done) return Outcome::RequeueAfter(polled.after);
+          pass.machine.clear_vm_stop_task();
+          (void)save("deprovision");
+          // A guest that ignored the shutdown was force-stopped by Proxmox (forceStop); look again.
+          return Outcome::RequeueAfter(milliseconds{0});
+        }
+        auto upid = pve_.ShutdownVm(node, vmid, {.timeout = options_.shutdown_timeout, .force_stop = true});
+        if (!upid.ok()) return Outcome::Error(upid.status());
+        pass.machine.set_vm_stop_task(upid->text);
+        if (auto s = save("deprovision"); !s.ok()) return Outcome::Error(s);
+        return Outcome::RequeueAfter(options_.task_poll);
+      }
+      auto upid = pve_.DeleteVm(node, vmid, /*purge=*/true, /*destroy_unreferenced_disks=*/true);
+      if (!upid.ok()) {
+        if (pve::ClassifyError(upid.status()) == pve::ErrorKind::kLocked)
+          return Outcome::RequeueAfter(milliseconds{2000});
+        if (!NotFound(upid.status())) return Outcome::Error(upid.status());
+      } else {
+        pass.machine.set_vm_delete_task(upid->text);
+        pass.machine.set_node(node);
+        pass.machine.set_vmid(static_cast<std::int32_t>(vmid));
+        if (auto s = save("deprovision"); !s.ok()) return Outcome::Error(s);
+        log->info("request {}: deleting VM {} on {}", id, vmid, node);
+        std::lock_guard lock(stats_mutex_);
+        ++stats_.vms_deleted;
+        return Outcome::RequeueAfter(options_.task_poll);
+      }
+    }
+  }
+
+  // 5. Our cloud-init ISO (the Talos ISO is shared and left to garbage collection); its delete
+  // task is waited for, so nothing is left once the request is gone.
+  if (!pass.machine.cidata_delete_task().empty()) {
+    bool done = false;
+    StepResult polled = PollTask(pass.machine.cidata_delete_task(), "delete of the cloud-init ISO", done);
+    if (!done) return Outcome::RequeueAfter(polled.after);
+    pass.machine.clear_cidata_delete_task();
+    if (polled.kind == StepKind::kRetry) {
+      // A failed delete of a volume that is gone anyway (deleted by hand, or never there) is done.
+      const std::string& volid = pass.machine.cidata_volume();
+      auto listing = pve_.StorageContent(CidataNode(pass.machine), volid.substr(0, volid.find(':')), "iso");
+      const bool present = !listing.ok() || std::any_of(listing->begin(), listing->end(),
+                                                        [&](const pve::StorageVolume& v) { return v.volid == volid; });
+      if (present) {
+        (void)save("deprovision");
+        return Outcome::Error(absl::UnavailableError(polled.message));
+      }
+    }
+    pass.machine.clear_cidata_volume();
+    if (auto s = save("deprovision"); !s.ok()) return Outcome::Error(s);
+  }
+  if (!pass.machine.cidata_volume().empty() && !CidataNode(pass.machine).empty()) {
+    const std::string& volid = pass.machine.cidata_volume();
+    const std::string storage = volid.substr(0, volid.find(':'));
+    auto deleted = pve_.DeleteVolume(CidataNode(pass.machine), storage, volid);
+    if (deleted.ok()) {
+      pass.machine.set_cidata_delete_task(deleted->text);
+      if (auto s = save("deprovision"); !s.ok()) return Outcome::Error(s);
+      return Outcome::RequeueAfter(options_.task_poll);
+    }
+    if (!NotFound(deleted.status())) {
+      const auto kind = pve::ClassifyError(deleted.status());
+      if (kind != pve::ErrorKind::kNodeUnreachable) return Outcome::Error(deleted.status());
+      log->warn("request {}: node {} unreachable, leaving {} for garbage collection", id, CidataNode(pass.machine),
+                volid);
+    }
+    pass.machine.clear_cidata_volume();
+    if (auto s = save("deprovision"); !s.ok()) return Outcome::Error(s);
+  }
+
+  // 6. The private state, then the finalizer: Omni then destroys the request.
+  auto ready = state_.Teardown(state_pointer, owner);
+  if (!ready.ok() && !NotFound(ready.status())) return Outcome::Error(ready.status());
+  if (ready.ok()) {
+    if (auto s = state_.Destroy(state_pointer, owner); !s.ok() && !NotFound(s)) return Outcome::Error(s);
+  }
+  auto removed = state_.RemoveFinalizer(request.pointer(), owner);
+  if (!removed.ok() && !NotFound(removed.status())) return Outcome::Error(removed.status());
+  ledger_.Release(id);
+  {
+    std::lock_guard lock(stats_mutex_);
+    ++stats_.deprovisioned;
+  }
+  log->info("request {}: deprovisioned", id);
+  return Outcome::Done();
+}
+
+}  // namespace omni_proxmox::provider

@@ -1,0 +1,127 @@
+#pragma once
+
+// Reconciles one MachineRequest at a time toward its desired state: a running VM with our
+// ownership markers while the request lives, nothing once it is torn down. Level-based: each
+// pass reads the request, the provider's state resource and Proxmox, performs at most a few
+// idempotent side effects, persists what it learned before acting on it, and asks to be
+// requeued while Proxmox works. A crash at any point resumes from the persisted state, and
+// the VM is always found by its markers before anything is created, so no request ever gets
+// two VMs.
+//
+// Thread-safe: workers call Reconcile() concurrently for different request IDs (the work
+// queue never hands one ID to two workers).
+
+#include <chrono>
+#include <functional>
+#include <memory>
+#include <mutex>
+#include <optional>
+#include <string>
+
+#include "omni/join_config.h"
+#include "omni/management_client.h"
+#include "omni/schematic.h"
+#include "omni/state_client.h"
+#include "provider/reconciler/ledger.h"
+#include "provider/reconciler/work_queue.h"
+#include "pve/client.h"
+#include "util/clock.h"
+#include "util/random.h"
+
+namespace omni_proxmox::provider {
+
+struct ReconcilerOptions {
+  std::string provider_id = "proxmox";
+  // Graceful shutdown before delete; Proxmox force-stops after it.
+  std::chrono::seconds shutdown_timeout{60};
+  std::chrono::milliseconds task_poll{1000};
+  // Retry interval after a placement that found no room or no storage (stage FAILED meanwhile).
+  std::chrono::milliseconds failed_retry{60'000};
+  // Put the request ID into join tokens, so a machine registers with its request (Omni's
+  // WithEncodeRequestIDsIntoTokens) and a wrong join config is refused.
+  bool encode_request_ids = true;
+  // How long connection parameters (join token, API URL) are cached.
+  std::chrono::seconds connection_params_ttl{60};
+};
+
+// Counters a caller may export as metrics. Thread-safe snapshots.
+struct ReconcilerStats {
+  long provisioned = 0;
+  long deprovisioned = 0;
+  long vms_created = 0;
+  long vms_adopted = 0;
+  long vms_deleted = 0;
+  long failures = 0;
+};
+
+class MachineReconciler {
+ public:
+  MachineReconciler(ReconcilerOptions options, pve::Client& pve, omni::StateClient& state,
+                    omni::ManagementClient& management, std::string image_factory_url, const util::Clock& clock,
+                    util::Random& random);
+
+  Outcome Reconcile(const std::string& request_id);
+
+  ReconcilerStats Stats() const;
+  Ledger& ledger() { return ledger_; }
+
+  // Hook for step timing metrics: step name, seconds.
+  std::function<void(const std::string&, double)> on_step_duration;
+
+ private:
+  struct Pass;
+  enum class StepKind { kNext, kRequeue, kRetry, kFailed };
+  struct StepResult {
+    StepKind kind = StepKind::kNext;
+    std::chrono::milliseconds after{0};
+    std::string message;  // kRetry / kFailed: the error shown in the status
+
+    static StepResult Next() { return {}; }
+    static StepResult Requeue(std::chrono::milliseconds d) { return {StepKind::kRequeue, d, ""}; }
+    static StepResult Retry(std::string message, std::chrono::milliseconds d) {
+      return {StepKind::kRetry, d, std::move(message)};
+    }
+    static StepResult Failed(std::string message) { return {StepKind::kFailed, {}, std::move(message)}; }
+  };
+
+  Outcome Provision(Pass& pass);
+  Outcome Deprovision(const omni::Resource& request);
+
+  StepResult Place(Pass& pass);
+  StepResult Schematic(Pass& pass);
+  StepResult TalosIso(Pass& pass);
+  StepResult Cidata(Pass& pass);
+  StepResult CreateVm(Pass& pass);
+  StepResult StartVm(Pass& pass);
+
+  absl::Status SaveMachine(Pass& pass, const std::string& step);
+  absl::Status WriteStatus(const std::string& request_id, const omni::Resource& request, int stage,
+                           const std::string& text, const std::string& error, const std::string& uuid);
+  absl::StatusOr<omni::ConnectionParams> ConnectionParams();
+  // Our VM for a request: by markers cluster-wide; nullopt when none.
+  absl::StatusOr<std::optional<pve::ClusterResource>> FindOwnedVm(const std::string& request_id);
+  StepResult PollTask(const std::string& upid_text, const std::string& what, bool& done);
+
+  const ReconcilerOptions options_;
+  pve::Client& pve_;
+  omni::StateClient& state_;
+  omni::ManagementClient& management_;
+  const util::Clock& clock_;
+  util::Random& random_;
+  Ledger ledger_;
+
+  std::mutex resolver_mutex_;
+  omni::BootAssetResolver resolver_;
+
+  std::mutex params_mutex_;
+  std::optional<omni::ConnectionParams> params_;
+  util::Clock::MonotonicTime params_fetched_{};
+
+  mutable std::mutex stats_mutex_;
+  ReconcilerStats stats_;
+};
+
+// A random (version 4) UUID, lowercase, for the VM's SMBIOS identity.
+std::string NewUuid(util::Random& random);
+
+}  // namespace omni_proxmox::provider
