@@ -236,8 +236,8 @@ absl::StatusOr<std::string> BuildCidataIso(const CidataContent& content) {
       iso_write_opts_set_iso_level(opts.get(), 2),
       iso_write_opts_set_rockridge(opts.get(), 1),
       iso_write_opts_set_joliet(opts.get(), 1),
-      // Keep the volume id lower-case "cidata" as genisoimage -V and go-diskfs write it; strict
-      // d-characters would turn it into "CIDATA", which not every NoCloud reader accepts.
+      // Keep the volume id lower-case "cidata", the label the Go provider (go-diskfs) and
+      // genisoimage -V write; strict d-characters would turn it into "CIDATA".
       iso_write_opts_set_relaxed_vol_atts(opts.get(), 1),
       // Joliet names exactly "user-data" etc. (no ";1" version, no forced "."), as mkisofs writes
       // them; readers that use Joliet (isoinfo -J, Windows) look files up by those names.
@@ -291,9 +291,10 @@ std::string CidataIsoFileName(std::string_view request_id, const std::string& is
     id += keep ? c : '-';
   }
   if (id.empty()) id = "unnamed";
-  unsigned char digest[EVP_MAX_MD_SIZE];
+  unsigned char digest[EVP_MAX_MD_SIZE] = {};
   unsigned int digest_len = 0;
-  // SHA-256 through EVP cannot fail for in-memory input short of an allocation failure, which is fatal anyway.
+  // SHA-256 of an in-memory buffer fails only when OpenSSL cannot allocate, and this process would
+  // not survive that anyway; the zeroed digest keeps the name well-formed even then.
   EVP_Digest(iso_bytes.data(), iso_bytes.size(), digest, &digest_len, EVP_sha256(), nullptr);
   return fmt::format("omni-cidata-{}-{:02x}{:02x}{:02x}{:02x}.iso", id, digest[0], digest[1], digest[2], digest[3]);
 }
