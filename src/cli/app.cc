@@ -48,6 +48,7 @@ int RunCli(int argc, char** argv) {
   RegisterOmniSimCommand(app, ctx);
   RegisterPveSimCommand(app, ctx);
   RegisterSelectorCommand(app, ctx);
+  RegisterRunCommand(app, ctx);
 
   app.parse_complete_callback([&] {
     ctx.output = output == "json" ? OutputFormat::kJson : OutputFormat::kTable;
@@ -58,6 +59,15 @@ int RunCli(int argc, char** argv) {
       throw CLI::ValidationError("--log-level", std::string(status.message()));
     }
   });
+
+  // The Go provider's command line (flags only) runs the provider, so existing compose files work.
+  std::vector<char*> args(argv, argv + argc);
+  std::string run_word = "run";
+  if (argc > 1 && IsGoProviderFlag(argv[1])) {
+    args.insert(args.begin() + 1, run_word.data());
+    argc = static_cast<int>(args.size());
+    argv = args.data();
+  }
 
   // An unknown first word gets a hint instead of CLI11's generic "not expected" text.
   const auto names = SubcommandNames(app);

@@ -19,3 +19,28 @@ ProcessResult RunProcess(const std::vector<std::string>& argv, const std::string
                          std::chrono::seconds timeout = std::chrono::seconds{60});
 
 }  // namespace omni_proxmox::testing
+
+namespace omni_proxmox::testing {
+
+// A child process running in the background, with stdout and stderr sent to files. Killed
+// (SIGKILL) on destruction if still running.
+class ChildProcess {
+ public:
+  ChildProcess(const std::vector<std::string>& argv, const std::vector<std::string>& extra_env, std::string log_path);
+  ~ChildProcess();
+  ChildProcess(const ChildProcess&) = delete;
+  ChildProcess& operator=(const ChildProcess&) = delete;
+
+  int pid() const { return pid_; }
+  void Signal(int signal_number);
+  // Waits for exit up to `timeout`; returns the exit code, or -1 if killed by a signal or still running.
+  int Wait(std::chrono::seconds timeout);
+  std::string Log() const;  // stdout and stderr so far
+
+ private:
+  int pid_ = -1;
+  bool exited_ = false;
+  std::string log_path_;
+};
+
+}  // namespace omni_proxmox::testing

@@ -1,0 +1,123 @@
+// `omni-proxmox run` as a separate process against the simulators hosted by the test.
+
+#include <signal.h>
+
+#include <cstdio>
+#include <filesystem>
+#include <fstream>
+
+#include <fmt/format.h>
+#include <gmock/gmock.h>
+#include <gtest/gtest.h>
+#include <nlohmann/json.hpp>
+
+#include "sim/omni/standin.h"
+#include "sim/pve/simulator.h"
+#include "support/subprocess.h"
+
+namespace omni_proxmox::cli {
+namespace {
+
+using omni_proxmox::testing::ChildProcess;
+using omni_proxmox::testing::RunProcess;
+using ::testing::HasSubstr;
+
+class RunCommandTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    dir_ = std::filesystem::temp_directory_path() / fmt::format("op-run-{}-{}", getpid(), counter_++);
+    std::filesystem::create_directories(dir_);
+    auto standin = sim::omni::StandIn::Start({.provider_id = "proxmox"});
+    ASSERT_TRUE(standin.ok()) << standin.status();
+    standin_ = std::move(*standin);
+    sim::pve::SimulatorOptions options;
+    options.time_scale = 25;
+    options.on_vm_started = [this](const sim::pve::VmBootInfo& boot) {
+      (void)standin_->MachineJoined(boot.user_data, boot.smbios_uuid);
+    };
+    auto sim = sim::pve::Simulator::Start(options);
+    ASSERT_TRUE(sim.ok()) << sim.status();
+    sim_ = std::move(*sim);
+    Write("config.yaml", fmt::format("proxmox:\n  url: {}/api2/json\n  tokenID: \"{}\"\n  tokenSecretFile: secret\n",
+                                     sim_->base_url(), sim_->default_token_id()));
+    Write("secret", sim_->default_token_secret());
+    Write("key", standin_->provider_key());
+  }
+
+  void TearDown() override { std::filesystem::remove_all(dir_); }
+
+  void Write(const std::string& name, const std::string& content) {
+    std::ofstream out(dir_ / name);
+    out << content;
+  }
+  std::string Path(const std::string& name) const { return (dir_ / name).string(); }
+
+  static inline int counter_ = 0;
+  std::filesystem::path dir_;
+  std::unique_ptr<sim::omni::StandIn> standin_;
+  std::unique_ptr<sim::pve::Simulator> sim_;
+};
+
+TEST_F(RunCommandTest, GoProviderFlagsProvisionAndStopCleanlyOnSigterm) {
+  ASSERT_TRUE(standin_
+                  ->ApplyMachineClass("workers",
+                                      "cores: 2\nmemory: 4096\ndisk_size: 20\nstorage_selector: type == "
+                                      "\"lvmthin\"\n")
+                  .ok());
+  // Only the Go provider's flags (plus ours for the key file and the listen port): `run` is implied.
+  ChildProcess provider(
+      {OP_BINARY, "--config-file", Path("config.yaml"), "--omni-api-endpoint", standin_->grpc_endpoint(),
+       "--omni-service-account-key-file", Path("key"), "--listen", "127.0.0.1:0"},
+      {}, Path("provider.log"));
+  ASSERT_TRUE(standin_->WaitFor([&] { return standin_->ProviderConnected("proxmox"); }, std::chrono::seconds{30}))
+      << provider.Log();
+  ASSERT_TRUE(standin_->ScaleMachineRequestSet("workers", "workers", 2).ok());
+  ASSERT_TRUE(standin_->WaitFor([&] { return standin_->JoinedMachines().size() == 2; }, std::chrono::seconds{60}))
+      << provider.Log();
+  EXPECT_EQ(sim_->StateForTest()["vms"].size(), 2u);
+  provider.Signal(SIGTERM);
+  EXPECT_EQ(provider.Wait(std::chrono::seconds{30}), 0) << provider.Log();
+  const std::string log = provider.Log();
+  EXPECT_THAT(log, HasSubstr("running as provider 'proxmox'"));
+  // Secrets never reach the log.
+  EXPECT_EQ(log.find(sim_->default_token_secret()), std::string::npos);
+  EXPECT_EQ(log.find(standin_->provider_key()), std::string::npos);
+}
+
+TEST_F(RunCommandTest, ProviderIdCaseMismatchNamesBoth) {
+  auto result =
+      RunProcess({OP_BINARY, "run", "--config-file", Path("config.yaml"), "--omni-api-endpoint",
+                  standin_->grpc_endpoint(), "--omni-service-account-key-file", Path("key"), "--id", "Proxmox"});
+  EXPECT_EQ(result.exit_code, 2);
+  EXPECT_THAT(result.err, HasSubstr("provider ID 'Proxmox' (--id) differs only in case from the key's identity "
+                                    "'proxmox'"));
+}
+
+TEST_F(RunCommandTest, MissingKeyAndEndpointAreUsageErrors) {
+  auto no_key = RunProcess(
+      {OP_BINARY, "run", "--config-file", Path("config.yaml"), "--omni-api-endpoint", standin_->grpc_endpoint()}, "",
+      {"OMNI_SERVICE_ACCOUNT_KEY=", "OMNI_INFRA_PROVIDER_KEY="});
+  EXPECT_EQ(no_key.exit_code, 2);
+  EXPECT_THAT(no_key.err, HasSubstr("no infra provider key"));
+  auto no_endpoint = RunProcess(
+      {OP_BINARY, "run", "--config-file", Path("config.yaml"), "--omni-service-account-key-file", Path("key")}, "",
+      {"OMNI_ENDPOINT=", "OMNI_DOMAIN="});
+  EXPECT_EQ(no_endpoint.exit_code, 2);
+  EXPECT_THAT(no_endpoint.err, HasSubstr("no Omni endpoint"));
+}
+
+TEST_F(RunCommandTest, OperatorEnvNamesWork) {
+  // OMNI_INFRA_PROVIDER_KEY as in the operator document's .env (OMNI_DOMAIN would mean https, so the
+  // endpoint comes from OMNI_ENDPOINT here).
+  ChildProcess provider(
+      {OP_BINARY, "run", "--config-file", Path("config.yaml"), "--listen", "127.0.0.1:0"},
+      {"OMNI_INFRA_PROVIDER_KEY=" + standin_->provider_key(), "OMNI_ENDPOINT=" + standin_->grpc_endpoint()},
+      Path("provider.log"));
+  EXPECT_TRUE(standin_->WaitFor([&] { return standin_->ProviderConnected("proxmox"); }, std::chrono::seconds{30}))
+      << provider.Log();
+  provider.Signal(SIGINT);
+  EXPECT_EQ(provider.Wait(std::chrono::seconds{30}), 0) << provider.Log();
+}
+
+}  // namespace
+}  // namespace omni_proxmox::cli
