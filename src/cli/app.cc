@@ -49,6 +49,7 @@ int RunCli(int argc, char** argv) {
   RegisterPveSimCommand(app, ctx);
   RegisterSelectorCommand(app, ctx);
   RegisterRunCommand(app, ctx);
+  RegisterDemoCommand(app, ctx);
 
   app.parse_complete_callback([&] {
     ctx.output = output == "json" ? OutputFormat::kJson : OutputFormat::kTable;

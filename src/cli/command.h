@@ -35,6 +35,7 @@ void RegisterOmniSimCommand(CLI::App& root, CommandContext& ctx);
 void RegisterPveSimCommand(CLI::App& root, CommandContext& ctx);
 void RegisterSelectorCommand(CLI::App& root, CommandContext& ctx);
 void RegisterRunCommand(CLI::App& root, CommandContext& ctx);
+void RegisterDemoCommand(CLI::App& root, CommandContext& ctx);
 // True for a flag of the Go provider: a command line made only of those runs `run`.
 bool IsGoProviderFlag(std::string_view arg);
 
