@@ -16,6 +16,7 @@
 #include "omni/specs.h"
 #include "omni/specs/omni.pb.h"
 #include "omni/state_client.h"
+#include "provider/machine.pb.h"
 #include "provider/model/providerdata.h"
 #include "provider/reconciler/controller.h"
 #include "provider/reconciler/machine_reconciler.h"
@@ -128,8 +129,9 @@ class ProviderE2ETest : public ::testing::Test {
     controller_options.resync_interval = milliseconds{3000};
     controller_ = std::make_unique<ProviderController>(controller_options, *reconciler_, *state_, *pve_,
                                                        util::RealClock(), random_);
-    controller_->Start();
   }
+
+  void StartProvider() { controller_->Start(); }
 
   void TearDown() override {
     if (controller_) controller_->Stop();
@@ -195,6 +197,7 @@ class ProviderE2ETest : public ::testing::Test {
 };
 
 TEST_F(ProviderE2ETest, ScaleUpDownOnFourNodes) {
+  StartProvider();
   ASSERT_TRUE(standin_->ApplyMachineClass("workers", kWorkerClass).ok());
   ASSERT_TRUE(standin_->ScaleMachineRequestSet("workers", "workers", 12).ok());
   ASSERT_TRUE(WaitFor([&] { return Provisioned() == 12; }, std::chrono::seconds{90})) << Dump();
@@ -261,6 +264,7 @@ TEST_F(ProviderE2ETest, ScaleUpDownOnFourNodes) {
 }
 
 TEST_F(ProviderE2ETest, InvalidProviderDataFailsWithoutAVm) {
+  StartProvider();
   ASSERT_TRUE(
       standin_->ApplyMachineClass("broken", "cores: 4\nmemroy: 8192\ndisk_size: 40\nstorage_selector: x\n").ok());
   ASSERT_TRUE(standin_->ScaleMachineRequestSet("broken", "broken", 1).ok());
@@ -279,6 +283,7 @@ TEST_F(ProviderE2ETest, InvalidProviderDataFailsWithoutAVm) {
 }
 
 TEST_F(ProviderE2ETest, UnmatchedSelectorAndFullClusterFailWithoutAVm) {
+  StartProvider();
   ASSERT_TRUE(
       standin_
           ->ApplyMachineClass("nomatch", "cores: 1\nmemory: 2048\ndisk_size: 10\nstorage_selector: name == \"nvme\"\n")
@@ -307,6 +312,7 @@ TEST_F(ProviderE2ETest, UnmatchedSelectorAndFullClusterFailWithoutAVm) {
 }
 
 TEST_F(ProviderE2ETest, MigratedAndOutOfBandDeletedVmsAreTornDownAndForeignVmsKept) {
+  StartProvider();
   ASSERT_TRUE(standin_->ApplyMachineClass("workers", kWorkerClass).ok());
   ASSERT_TRUE(standin_->ScaleMachineRequestSet("workers", "workers", 2).ok());
   ASSERT_TRUE(WaitFor([&] { return Provisioned() == 2; })) << Dump();
@@ -333,6 +339,7 @@ TEST_F(ProviderE2ETest, MigratedAndOutOfBandDeletedVmsAreTornDownAndForeignVmsKe
 }
 
 TEST_F(ProviderE2ETest, OfflineNodeIsSkipped) {
+  StartProvider();
   ASSERT_TRUE(sim_->SetNodeOnline("pve1", false).ok());
   ASSERT_TRUE(sim_->SetNodeOnline("pve2", false).ok());
   ASSERT_TRUE(standin_->ApplyMachineClass("workers", kWorkerClass).ok());
@@ -342,11 +349,98 @@ TEST_F(ProviderE2ETest, OfflineNodeIsSkipped) {
 }
 
 TEST_F(ProviderE2ETest, HealthReportsRegisteredAndConnected) {
+  StartProvider();
   ASSERT_TRUE(WaitFor([&] { return standin_->ProviderConnected("proxmox") && controller_->Health().omni_ok; }))
       << controller_->Health().omni_error;
   auto health = controller_->Health();
   EXPECT_TRUE(health.registered);
   EXPECT_TRUE(health.proxmox_ok) << health.proxmox_error;
+}
+
+// Switching from the Go provider: its state (MachineSpec fields 1-8, 11; VMs without our markers) is
+// honoured: a half-provisioned request is finished on its existing VM, and teardown deletes the VMs
+// the state names, identified by VMID and SMBIOS uuid, and nothing else.
+TEST_F(ProviderE2ETest, GoProviderStateIsAdoptedAndTornDown) {
+  ASSERT_TRUE(standin_->ApplyMachineClass("workers", kWorkerClass).ok());
+  ASSERT_TRUE(standin_->ScaleMachineRequestSet("workers", "workers", 2).ok());
+  ASSERT_TRUE(WaitFor([&] { return MachineRequests() == 2; }));
+  auto requests =
+      state_->List({std::string(omni::kNamespaceInfraProvider), std::string(omni::kTypeMachineRequest), {}});
+  ASSERT_TRUE(requests.ok());
+  const std::string owner = omni::ProvisionControllerName("proxmox");
+  struct Legacy {
+    std::string request;
+    int vmid;
+    std::string node;
+    std::string uuid;
+    bool provisioned;
+  };
+  std::vector<Legacy> legacy = {
+      {(*requests)[0].metadata.id, 700, "pve2", "11111111-2222-4333-8444-555555555555", true},
+      {(*requests)[1].metadata.id, 701, "pve3", "66666666-7777-4888-9999-aaaaaaaaaaaa", false}};
+  for (const auto& l : legacy) {
+    // What the Go provider leaves behind: its finalizer, a status, its state, and a VM without our markers.
+    ASSERT_TRUE(state_->AddFinalizer((*requests)[l.provisioned ? 0 : 1].pointer(), owner).ok());
+    omni::Resource status;
+    status.metadata = {.ns = std::string(omni::kNamespaceInfraProvider),
+                       .type = std::string(omni::kTypeMachineRequestStatus),
+                       .id = l.request};
+    status.metadata.labels = (*requests)[l.provisioned ? 0 : 1].metadata.labels;
+    Stage spec;
+    spec.set_id(l.uuid);
+    spec.set_stage(l.provisioned ? Stage::PROVISIONED : Stage::PROVISIONING);
+    spec.set_status(l.provisioned ? "Provision Complete" : "Running Step: \"startVM\" (5/5)");
+    omni::EncodeSpec(spec, status);
+    ASSERT_TRUE(state_->Create(status, owner).ok());
+    omni::Resource machine;
+    machine.metadata = {
+        .ns = omni::ProviderNamespace("proxmox"), .type = omni::ProviderMachineType("proxmox"), .id = l.request};
+    MachineSpec go_state;
+    go_state.set_uuid(l.uuid);
+    go_state.set_node(l.node);
+    go_state.set_vmid(l.vmid);
+    go_state.set_schematic("376567988ad370138ad8b2698212367b8edcb69b5fd68c80be1f2ec7d603b4ba");
+    go_state.set_talos_version("1.10.4");
+    omni::EncodeSpec(go_state, machine);
+    ASSERT_TRUE(state_->Create(machine, owner).ok());
+    pve::FormFields vm = {{"name", "talos-" + l.request},
+                          {"memory", "8192"},
+                          {"scsi0", "vm_ssd:40"},
+                          {"smbios1", "uuid=" + l.uuid},
+                          {"tags", "machine-request." + l.request}};
+    auto upid = pve_->CreateVm(l.node, l.vmid, vm);
+    ASSERT_TRUE(upid.ok()) << upid.status();
+    ASSERT_TRUE(pve_->WaitTask(*upid, util::RealClock().Monotonic() + std::chrono::seconds{30}).ok());
+    if (l.provisioned) {
+      auto start = pve_->StartVm(l.node, l.vmid);
+      ASSERT_TRUE(start.ok());
+      ASSERT_TRUE(pve_->WaitTask(*start, util::RealClock().Monotonic() + std::chrono::seconds{30}).ok());
+    }
+  }
+  // A stranger with a VMID next to them and another uuid.
+  auto foreign = pve_->CreateVm("pve3", 702,
+                                {{"name", "talos-foreign"},
+                                 {"memory", "2048"},
+                                 {"scsi0", "local-lvm:4"},
+                                 {"smbios1", "uuid=" + legacy[1].uuid.substr(0, 35) + "b"}});
+  ASSERT_TRUE(foreign.ok());
+  ASSERT_TRUE(pve_->WaitTask(*foreign, util::RealClock().Monotonic() + std::chrono::seconds{30}).ok());
+
+  StartProvider();
+  ASSERT_TRUE(WaitFor([&] { return Provisioned() == 2; })) << Dump();
+  Json vms = Vms();
+  EXPECT_EQ(vms.size(), 3u) << "no second VM for a request the Go provider had started: " << vms.dump(1);
+  for (const auto& vm : vms) {
+    if (vm["vmid"] == 701) {
+      EXPECT_EQ(vm["status"], "running") << "the half-provisioned VM was started";
+    }
+  }
+
+  ASSERT_TRUE(standin_->ScaleMachineRequestSet("workers", "workers", 0).ok());
+  ASSERT_TRUE(WaitFor([&] { return MachineRequests() == 0; })) << Dump() << Vms().dump(1);
+  vms = Vms();
+  ASSERT_EQ(vms.size(), 1u) << vms.dump(1);
+  EXPECT_EQ(vms[0]["vmid"], 702);
 }
 
 }  // namespace

@@ -180,6 +180,14 @@ absl::Status MachineReconciler::SaveMachine(Pass& pass, const std::string& step)
   return absl::OkStatus();
 }
 
+absl::StatusOr<bool> MachineReconciler::IsLegacyOwned(const MachineSpec& machine, const pve::ClusterResource& vm) {
+  if (machine.markers() || machine.uuid().empty() || !vm.vmid || *vm.vmid != machine.vmid()) return false;
+  auto config = pve_.GetVmConfig(vm.node, *vm.vmid);
+  if (!config.ok()) return config.status();
+  const std::string smbios = config->Get("smbios1").value_or("");
+  return smbios.find("uuid=" + machine.uuid()) != std::string::npos;
+}
+
 absl::StatusOr<std::optional<pve::ClusterResource>> MachineReconciler::FindOwnedVm(const std::string& request_id) {
   auto vms = pve_.ClusterResources(pve::ResourceType::kVm);
   if (!vms.ok()) return vms.status();
@@ -701,6 +709,17 @@ MachineReconciler::StepResult MachineReconciler::CreateVm(Pass& pass) {
       if (!vm.vmid || *vm.vmid != pass.machine.vmid()) continue;
       // Our earlier create may still hold the lock (its config has no markers until the task ends).
       if (vm.lock == "create") return StepResult::Requeue(options_.task_poll);
+      // State from the Go provider: its VM has none of our markers but the SMBIOS uuid it stored.
+      auto legacy = IsLegacyOwned(pass.machine, vm);
+      if (!legacy.ok()) return StepResult::Retry(Msg(legacy.status()), milliseconds{5000});
+      if (*legacy) {
+        pass.machine.set_node(vm.node);
+        if (auto s = SaveMachine(pass, "createVm"); !s.ok()) return StepResult::Retry(Msg(s), milliseconds{2000});
+        ledger_.HoldVmid(pass.request_id, static_cast<std::uint32_t>(*vm.vmid));
+        std::lock_guard lock(stats_mutex_);
+        ++stats_.vms_adopted;
+        return StepResult::Next();
+      }
       // Someone else's VM took the VMID: never touch it, pick another.
       pass.log->warn("request {}: VMID {} is taken by a VM that is not ours ({}); choosing another", pass.request_id,
                      pass.machine.vmid(), vm.name);
@@ -912,13 +931,10 @@ Outcome MachineReconciler::Deprovision(const omni::Resource& request) {
     for (const auto& vm : *vms) {
       if (vm.type != "qemu" || !vm.vmid || *vm.vmid != pass.machine.vmid()) continue;
       if (vm.lock == "create") return Outcome::RequeueAfter(options_.task_poll);  // our create may still be running
-      if (!pass.machine.markers() && !pass.machine.uuid().empty()) {
-        // State from the Go provider: its VMs carry no markers of ours, but the SMBIOS uuid it stored.
-        auto config = pve_.GetVmConfig(vm.node, *vm.vmid);
-        if (!config.ok()) return Outcome::Error(config.status());
-        const std::string smbios = config->Get("smbios1").value_or("");
-        if (smbios.find("uuid=" + pass.machine.uuid()) != std::string::npos) target = vm;
-      }
+      // State from the Go provider: its VMs carry no markers of ours, but the SMBIOS uuid it stored.
+      auto legacy = IsLegacyOwned(pass.machine, vm);
+      if (!legacy.ok()) return Outcome::Error(legacy.status());
+      if (*legacy) target = vm;
       if (!target) {
         log->warn("request {}: VM {} on {} does not carry this request's markers; leaving it alone", id, *vm.vmid,
                   vm.node);

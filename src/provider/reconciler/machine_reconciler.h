@@ -30,6 +30,8 @@
 
 namespace omni_proxmox::provider {
 
+class MachineSpec;  // proto/provider/machine.proto
+
 struct ReconcilerOptions {
   std::string provider_id = "proxmox";
   // Graceful shutdown before delete; Proxmox force-stops after it.
@@ -100,6 +102,9 @@ class MachineReconciler {
   absl::StatusOr<omni::ConnectionParams> ConnectionParams();
   // Our VM for a request: by markers cluster-wide; nullopt when none.
   absl::StatusOr<std::optional<pve::ClusterResource>> FindOwnedVm(const std::string& request_id);
+  // True when `vm` is the one the Go provider's state `machine` describes (no markers of ours:
+  // same VMID and the stored SMBIOS uuid).
+  absl::StatusOr<bool> IsLegacyOwned(const MachineSpec& machine, const pve::ClusterResource& vm);
   StepResult PollTask(const std::string& upid_text, const std::string& what, bool& done);
 
   const ReconcilerOptions options_;
