@@ -5,6 +5,7 @@
 #include "pve/client.h"
 
 #include <signal.h>
+#include <unistd.h>
 
 #include <atomic>
 #include <fstream>
@@ -134,7 +135,8 @@ class ClientTest : public ::testing::Test {
 };
 
 TEST_F(ClientTest, TokenAuthOverVerifiedTlsWithCaFile) {
-  std::string ca_path = ::testing::TempDir() + "/pve-sim-ca.pem";
+  // Per process: ctest runs test cases in parallel processes that would overwrite a shared file.
+  std::string ca_path = ::testing::TempDir() + "/pve-sim-ca-client-" + std::to_string(getpid()) + ".pem";
   {
     std::ofstream out(ca_path);
     out << sim_->ca_certificate_pem();

@@ -3,6 +3,8 @@
 
 #include <signal.h>
 
+#include <cstdlib>
+#include <filesystem>
 #include <fstream>
 
 #include <fmt/format.h>
@@ -47,9 +49,15 @@ class PveCheckCliTest : public ::testing::Test {
     auto sim = sim::pve::Simulator::Start(options);
     ASSERT_TRUE(sim.ok()) << sim.status();
     sim_ = std::move(*sim);
-    dir_ = ::testing::TempDir();
+    // A directory of this test's own: ctest runs test cases as parallel processes, and a shared
+    // /tmp/pve-ca.pem would be overwritten by another test's simulator certificate.
+    std::string pattern = ::testing::TempDir() + "pve-check-XXXXXX";
+    ASSERT_NE(mkdtemp(pattern.data()), nullptr);
+    dir_ = pattern;
     std::ofstream(dir_ + "/pve-ca.pem") << sim_->ca_certificate_pem();
   }
+
+  void TearDown() override { std::filesystem::remove_all(dir_); }
 
   std::string WriteConfig(const std::string& name, const std::string& auth) {
     std::string path = dir_ + "/" + name;

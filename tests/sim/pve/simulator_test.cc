@@ -1,5 +1,7 @@
 #include "sim/pve/simulator.h"
 
+#include <unistd.h>
+
 #include <atomic>
 #include <chrono>
 #include <fstream>
@@ -921,7 +923,8 @@ TEST(PveSimTlsTest, ServesHttpsWithGeneratedCertificate) {
   EXPECT_EQ((*sim)->base_url().rfind("https://127.0.0.1:", 0), 0u);
   std::string pem = (*sim)->ca_certificate_pem();
   EXPECT_NE(pem.find("BEGIN CERTIFICATE"), std::string::npos);
-  std::string path = ::testing::TempDir() + "/pve-sim-ca.pem";
+  // Per process: ctest runs test cases in parallel processes that would overwrite a shared file.
+  std::string path = ::testing::TempDir() + "/pve-sim-ca-sim-" + std::to_string(getpid()) + ".pem";
   {
     std::ofstream out(path);
     out << pem;
