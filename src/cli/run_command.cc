@@ -191,13 +191,12 @@ int RunProvider(RunFlags flags) {
   }
 
   util::MetricsRegistry metrics;
-  auto& step_seconds = [&]() -> util::MetricsRegistry& { return metrics; }();
   provider::ReconcilerOptions reconciler_options;
   reconciler_options.provider_id = flags.id;
   provider::MachineReconciler reconciler(reconciler_options, **pve, **state, **management, factory, util::RealClock(),
                                          random);
-  reconciler.on_step_duration = [&step_seconds](const std::string& step, double seconds) {
-    step_seconds
+  reconciler.on_step_duration = [&metrics](const std::string& step, double seconds) {
+    metrics
         .GetHistogram("omni_proxmox_step_duration_seconds", "Time one pass spent in a provisioning step",
                       {{"step", step}})
         .Observe(seconds);
