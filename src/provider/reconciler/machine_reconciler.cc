@@ -168,13 +168,17 @@ absl::Status MachineReconciler::WriteStatus(const std::string& request_id, const
   return updated.ok() ? absl::OkStatus() : updated.status();
 }
 
-absl::Status MachineReconciler::SaveMachine(Pass& pass, const std::string& step) {
+absl::Status MachineReconciler::SaveMachine(Pass& pass, const std::string& step,
+                                            std::optional<std::string_view> expected_phase) {
   const std::string owner = omni::ProvisionControllerName(options_.provider_id);
-  auto saved = state_.Modify(pass.state_resource.pointer(), owner, [&](omni::Resource& r) {
-    omni::EncodeSpec(pass.machine, r);
-    r.metadata.annotations[std::string(omni::kAnnotationStep)] = step;
-    return absl::OkStatus();
-  });
+  auto saved = state_.Modify(
+      pass.state_resource.pointer(), owner,
+      [&](omni::Resource& r) {
+        omni::EncodeSpec(pass.machine, r);
+        r.metadata.annotations[std::string(omni::kAnnotationStep)] = step;
+        return absl::OkStatus();
+      },
+      expected_phase);
   if (!saved.ok()) return saved.status();
   pass.state_resource = *saved;
   return absl::OkStatus();
@@ -204,6 +208,16 @@ absl::StatusOr<std::optional<pve::ClusterResource>> MachineReconciler::FindOwned
     found = vm;
   }
   return found;
+}
+
+absl::StatusOr<bool> MachineReconciler::IsoPresent(const std::string& node, const std::string& volid) {
+  const std::string storage = volid.substr(0, volid.find(':'));
+  auto listing = pve_.StorageContent(node, storage, "iso");
+  if (!listing.ok()) {
+    return absl::Status(listing.status().code(),
+                        fmt::format("node {} storage {}: cannot list ISOs: {}", node, storage, Msg(listing.status())));
+  }
+  return std::any_of(listing->begin(), listing->end(), [&](const pve::StorageVolume& v) { return v.volid == volid; });
 }
 
 MachineReconciler::StepResult MachineReconciler::PollTask(const std::string& upid_text, const std::string& what,
@@ -525,15 +539,9 @@ MachineReconciler::StepResult MachineReconciler::TalosIso(Pass& pass) {
   const std::string key =
       chosen->shared ? fmt::format("{}/{}", storage, file) : fmt::format("{}/{}/{}", node, storage, file);
 
-  auto content = pve_.StorageContent(node, storage, "iso");
-  if (!content.ok()) {
-    return StepResult::Retry(
-        fmt::format("node {} storage {}: cannot list ISOs: {}", node, storage, Msg(content.status())),
-        milliseconds{5000});
-  }
-  const bool present =
-      std::any_of(content->begin(), content->end(), [&](const pve::StorageVolume& v) { return v.volid == volid; });
-  if (present) {
+  auto present = IsoPresent(node, volid);
+  if (!present.ok()) return StepResult::Retry(Msg(present.status()), milliseconds{5000});
+  if (*present) {
     ledger_.ClearDownload(key);
     pass.machine.set_iso_storage(storage);
     pass.machine.set_volume_id(volid);
@@ -632,13 +640,9 @@ MachineReconciler::StepResult MachineReconciler::Cidata(Pass& pass) {
   const std::string file = CidataIsoFileName(pass.request_id, *iso);
   const std::string volid = fmt::format("{}:iso/{}", storage, file);
 
-  auto listing = pve_.StorageContent(node, storage, "iso");
-  if (!listing.ok()) {
-    return StepResult::Retry(
-        fmt::format("node {} storage {}: cannot list ISOs: {}", node, storage, Msg(listing.status())),
-        milliseconds{5000});
-  }
-  if (std::any_of(listing->begin(), listing->end(), [&](const pve::StorageVolume& v) { return v.volid == volid; })) {
+  auto present = IsoPresent(node, volid);
+  if (!present.ok()) return StepResult::Retry(Msg(present.status()), milliseconds{5000});
+  if (*present) {
     pass.machine.set_cidata_volume(volid);
     pass.machine.set_cidata_node(node);
     if (auto s = SaveMachine(pass, "cloudInit"); !s.ok()) return StepResult::Retry(Msg(s), milliseconds{2000});
@@ -891,20 +895,8 @@ Outcome MachineReconciler::Deprovision(const omni::Resource& request) {
   pass.state_resource = *state;
   pass.log = log;
   if (auto s = omni::DecodeSpec(pass.state_resource, pass.machine); !s.ok()) return Outcome::Error(s);
-  const auto save = [&](const char* step) -> absl::Status {
-    const std::string state_owner = owner;
-    auto saved = state_.Modify(
-        pass.state_resource.pointer(), state_owner,
-        [&](omni::Resource& r) {
-          omni::EncodeSpec(pass.machine, r);
-          r.metadata.annotations[std::string(omni::kAnnotationStep)] = step;
-          return absl::OkStatus();
-        },
-        std::nullopt);
-    if (!saved.ok()) return saved.status();
-    pass.state_resource = *saved;
-    return absl::OkStatus();
-  };
+  // Teardown writes the state in whatever phase it is in.
+  const auto save = [&](const char* step) { return SaveMachine(pass, step, std::nullopt); };
 
   // 4. The VM: located cluster-wide, so a migrated VM is found on its new node; deleted only when
   // its markers (or, for the Go provider's state, its SMBIOS uuid) prove it is this request's.
@@ -991,11 +983,8 @@ Outcome MachineReconciler::Deprovision(const omni::Resource& request) {
     pass.machine.clear_cidata_delete_task();
     if (polled.kind == StepKind::kRetry) {
       // A failed delete of a volume that is gone anyway (deleted by hand, or never there) is done.
-      const std::string& volid = pass.machine.cidata_volume();
-      auto listing = pve_.StorageContent(CidataNode(pass.machine), volid.substr(0, volid.find(':')), "iso");
-      const bool present = !listing.ok() || std::any_of(listing->begin(), listing->end(),
-                                                        [&](const pve::StorageVolume& v) { return v.volid == volid; });
-      if (present) {
+      auto present = IsoPresent(CidataNode(pass.machine), pass.machine.cidata_volume());
+      if (!present.ok() || *present) {
         (void)save("deprovision");
         return Outcome::Error(absl::UnavailableError(polled.message));
       }

@@ -96,7 +96,11 @@ class MachineReconciler {
   StepResult CreateVm(Pass& pass);
   StepResult StartVm(Pass& pass);
 
-  absl::Status SaveMachine(Pass& pass, const std::string& step);
+  // Writes the state spec and the step annotation (read-modify-write, retried on conflicts).
+  absl::Status SaveMachine(Pass& pass, const std::string& step,
+                           std::optional<std::string_view> expected_phase = omni::kPhaseRunning);
+  // Whether an ISO volume ("storage:iso/file") is listed on `node`.
+  absl::StatusOr<bool> IsoPresent(const std::string& node, const std::string& volid);
   absl::Status WriteStatus(const std::string& request_id, const omni::Resource& request, int stage,
                            const std::string& text, const std::string& error, const std::string& uuid);
   absl::StatusOr<omni::ConnectionParams> ConnectionParams();
