@@ -4,18 +4,15 @@
 #include <signal.h>
 
 #include <cstdlib>
-#include <fstream>
 #include <iostream>
-#include <sstream>
 #include <thread>
 
 #include <fmt/format.h>
 #include <spdlog/spdlog.h>
 
 #include "cli/command.h"
+#include "cli/connection.h"
 #include "cli/status_server.h"
-#include "omni/client_options.h"
-#include "omni/keys.h"
 #include "omni/management_client.h"
 #include "omni/provider_status.h"
 #include "omni/schematic.h"
@@ -23,7 +20,6 @@
 #include "provider/model/providerdata.h"
 #include "provider/reconciler/controller.h"
 #include "provider/reconciler/machine_reconciler.h"
-#include "pve/config.h"
 #include "util/log.h"
 #include "util/metrics.h"
 #include "util/random.h"
@@ -61,40 +57,13 @@ std::string Base64(std::string_view in) {
 }
 
 struct RunFlags {
-  std::string config_file;
-  std::string endpoint;
-  std::string key;
-  std::string key_file;
-  std::string id = "proxmox";
-  bool id_given = false;
+  ConnectionFlags connection;
   std::string name = "Proxmox";
   std::string description = "Proxmox VE infrastructure provider (omni-proxmox)";
-  bool insecure_skip_verify = false;
   int concurrency = 8;
   std::string listen = "127.0.0.1:9489";
   std::chrono::milliseconds heartbeat{15'000};
 };
-
-std::optional<std::string> Env(const char* name) {
-  const char* value = std::getenv(name);
-  if (value == nullptr || *value == '\0') return std::nullopt;
-  return std::string(value);
-}
-
-absl::StatusOr<std::string> ReadSecretFile(const std::string& path, const char* flag) {
-  std::ifstream in(path);
-  if (!in) return absl::InvalidArgumentError(fmt::format("{}: cannot read '{}'", flag, path));
-  std::stringstream buffer;
-  buffer << in.rdbuf();
-  std::string text = buffer.str();
-  while (!text.empty() && (text.back() == '\n' || text.back() == '\r' || text.back() == ' ')) text.pop_back();
-  return text;
-}
-
-std::string Lower(std::string s) {
-  for (auto& c : s) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
-  return s;
-}
 
 // Waits for SIGINT or SIGTERM (blocked in every thread by RunProvider before any is started).
 void WaitForSignal() {
@@ -114,77 +83,17 @@ int RunProvider(RunFlags flags) {
     return kExitUsage;
   };
 
-  // The key: flag, file, or the environment names of the Go provider and of the operator document.
-  std::string encoded_key = flags.key;
-  if (encoded_key.empty() && !flags.key_file.empty()) {
-    auto read = ReadSecretFile(flags.key_file, "--omni-service-account-key-file");
-    if (!read.ok()) return usage_error(std::string(read.status().message()));
-    encoded_key = *read;
-  }
-  if (encoded_key.empty())
-    encoded_key = Env("OMNI_SERVICE_ACCOUNT_KEY").value_or(Env("OMNI_INFRA_PROVIDER_KEY").value_or(""));
-  if (encoded_key.empty()) {
-    return usage_error(
-        "no infra provider key: pass --omni-service-account-key-file FILE (keeps it out of the process list), "
-        "--omni-service-account-key, or set OMNI_SERVICE_ACCOUNT_KEY / OMNI_INFRA_PROVIDER_KEY");
-  }
-  std::string endpoint = flags.endpoint;
-  if (endpoint.empty()) endpoint = Env("OMNI_ENDPOINT").value_or("");
-  if (endpoint.empty()) {
-    if (auto domain = Env("OMNI_DOMAIN")) endpoint = fmt::format("https://{}/", *domain);
-  }
-  if (endpoint.empty()) {
-    return usage_error(
-        "no Omni endpoint: pass --omni-api-endpoint https://<account>.omni.siderolabs.io/ or set "
-        "OMNI_ENDPOINT (or OMNI_DOMAIN)");
-  }
-  auto key = omni::DecodeServiceAccountKey(encoded_key);
-  if (!key.ok()) return usage_error(fmt::format("infra provider key: {}", std::string(key.status().message())));
-  auto key_id = omni::ProviderIdFromKeyName(key->name);
-  if (!key_id.ok()) return usage_error(std::string(key_id.status().message()));
-  if (flags.id != *key_id) {
-    if (Lower(flags.id) == Lower(*key_id)) {
-      return usage_error(
-          fmt::format("provider ID '{}' (--id) differs only in case from the key's identity '{}' ({}); Omni IDs are "
-                      "case-sensitive, so use --id {}",
-                      flags.id, *key_id, key->name, *key_id));
-    }
-    if (flags.id_given) {
-      return usage_error(
-          fmt::format("provider ID '{}' (--id) does not match the key's identity '{}' ({}); use --id {} "
-                      "or the key of provider '{}'",
-                      flags.id, *key_id, key->name, *key_id, flags.id));
-    }
-    log->info("using provider ID '{}' from the key (no --id given)", *key_id);
-    flags.id = *key_id;
-  }
-
-  absl::StatusOr<pve::ClientOptions> pve_options = flags.config_file.empty()
-                                                       ? pve::ConfigFromEnv([](const char* name) { return Env(name); })
-                                                       : pve::LoadConfigFile(flags.config_file);
-  if (!pve_options.ok()) {
-    return usage_error(flags.config_file.empty()
-                           ? fmt::format("no --config-file and no Proxmox settings in the environment: {}",
-                                         std::string(pve_options.status().message()))
-                           : std::string(pve_options.status().message()));
-  }
-  auto pve = pve::MakeHttpClient(*pve_options, util::RealClock());
-  if (!pve.ok()) return usage_error(std::string(pve.status().message()));
-
-  util::Random random(util::Random::SeedFromDevice());
-  omni::ClientOptions omni_options;
-  omni_options.endpoint = endpoint;
-  omni_options.insecure_skip_verify = flags.insecure_skip_verify;
-  omni_options.key = *key;
-  omni_options.provider_id = flags.id;
-  omni_options.random = &random;
-  auto state = omni::MakeGrpcStateClient(omni_options);
-  if (!state.ok()) return usage_error(std::string(state.status().message()));
-  auto management = omni::MakeGrpcManagementClient(omni_options);
-  if (!management.ok()) return usage_error(std::string(management.status().message()));
+  auto connections = Connect(flags.connection);
+  if (!connections.ok()) return usage_error(std::string(connections.status().message()));
+  auto& pve = connections->pve;
+  auto& state = connections->state;
+  auto& management = connections->management;
+  auto& random = *connections->random;
+  const std::string& provider_id = connections->provider_id;
+  const std::string& endpoint = connections->endpoint;
 
   std::string factory = std::string(omni::kDefaultImageFactoryUrl);
-  if (auto fetched = omni::FetchImageFactoryBaseUrl(**state); fetched.ok()) {
+  if (auto fetched = omni::FetchImageFactoryBaseUrl(*state); fetched.ok()) {
     factory = *fetched;
   } else {
     log->warn("cannot read FeaturesConfig yet ({}); using {}", std::string(fetched.status().message()), factory);
@@ -192,8 +101,8 @@ int RunProvider(RunFlags flags) {
 
   util::MetricsRegistry metrics;
   provider::ReconcilerOptions reconciler_options;
-  reconciler_options.provider_id = flags.id;
-  provider::MachineReconciler reconciler(reconciler_options, **pve, **state, **management, factory, util::RealClock(),
+  reconciler_options.provider_id = provider_id;
+  provider::MachineReconciler reconciler(reconciler_options, *pve, *state, *management, factory, util::RealClock(),
                                          random);
   reconciler.on_step_duration = [&metrics](const std::string& step, double seconds) {
     metrics
@@ -202,7 +111,7 @@ int RunProvider(RunFlags flags) {
         .Observe(seconds);
   };
   provider::ControllerOptions controller_options;
-  controller_options.info = {.id = flags.id,
+  controller_options.info = {.id = provider_id,
                              .name = flags.name,
                              .description = flags.description,
                              .icon = Base64(kIconSvg),
@@ -210,7 +119,7 @@ int RunProvider(RunFlags flags) {
                              .version = util::kVersion};
   controller_options.concurrency = flags.concurrency;
   controller_options.heartbeat_interval = flags.heartbeat;
-  provider::ProviderController controller(controller_options, reconciler, **state, **pve, util::RealClock(), random);
+  provider::ProviderController controller(controller_options, reconciler, *state, *pve, util::RealClock(), random);
 
   StatusServerOptions status_options;
   status_options.listen = flags.listen;
@@ -225,7 +134,7 @@ int RunProvider(RunFlags flags) {
   auto status_server = StatusServer::Start(status_options);
   if (!status_server.ok()) return usage_error(std::string(status_server.status().message()));
   log->info("omni-proxmox {} running as provider '{}' against {}; /healthz /readyz /metrics on {}:{}", util::kVersion,
-            flags.id, endpoint, (*status_server)->host(), (*status_server)->port());
+            provider_id, endpoint, (*status_server)->host(), (*status_server)->port());
 
   controller.Start();
   std::jthread stats([&](std::stop_token stop) {
@@ -277,23 +186,14 @@ void RegisterRunCommand(CLI::App& root, CommandContext& ctx) {
       "      --omni-service-account-key-file /run/secrets/omni-key\n"
       "  OMNI_DOMAIN=omni.tailnet.ts.net OMNI_INFRA_PROVIDER_KEY=... omni-proxmox run --config-file config.yaml\n"
       "The key may also come from OMNI_SERVICE_ACCOUNT_KEY; the endpoint from OMNI_ENDPOINT.");
-  cmd->add_option("--config-file", flags->config_file, "Proxmox config.yaml (the Go provider's format)");
-  cmd->add_option("--omni-api-endpoint", flags->endpoint, "Omni API endpoint (env OMNI_ENDPOINT, or OMNI_DOMAIN)");
-  cmd->add_option("--omni-service-account-key", flags->key,
-                  "Infra provider key (env OMNI_SERVICE_ACCOUNT_KEY or OMNI_INFRA_PROVIDER_KEY); prefer the -file "
-                  "form, which keeps it out of the process list");
-  cmd->add_option("--omni-service-account-key-file", flags->key_file, "File holding the infra provider key");
-  cmd->add_option("--id", flags->id, "Provider ID; must equal the key's identity (default: the key's, else proxmox)")
-      ->capture_default_str();
+  AddConnectionFlags(*cmd, flags->connection);
   cmd->add_option("--provider-name", flags->name, "Name shown in Omni")->capture_default_str();
   cmd->add_option("--provider-description", flags->description, "Description shown in Omni")->capture_default_str();
-  cmd->add_flag("--insecure-skip-verify", flags->insecure_skip_verify, "Do not verify Omni's TLS certificate");
   cmd->add_option("--concurrency", flags->concurrency, "MachineRequests reconciled in parallel")
       ->check(CLI::Range(1, 256))
       ->capture_default_str();
   cmd->add_option("--listen", flags->listen, "Address for /healthz, /readyz and /metrics")->capture_default_str();
-  cmd->callback([flags, cmd, &ctx] {
-    flags->id_given = cmd->count("--id") > 0;
+  cmd->callback([flags, &ctx] {
     // Signals are taken by WaitForSignal(); block them before any thread starts so none inherits them.
     sigset_t set;
     sigemptyset(&set);

@@ -1,0 +1,67 @@
+#pragma once
+
+// How every command that talks to Omni and Proxmox gets its settings: the Go provider's flags and
+// environment variables (so one compose file or shell profile serves `run`, `doctor`, `status`
+// and `gc` alike), resolved into clients. Internal to cli/.
+
+#include <memory>
+#include <optional>
+#include <string>
+
+#include "absl/status/statusor.h"
+#include <CLI/CLI.hpp>
+
+#include "omni/keys.h"
+#include "omni/management_client.h"
+#include "omni/state_client.h"
+#include "pve/client.h"
+#include "pve/config.h"
+#include "util/random.h"
+
+namespace omni_proxmox::cli {
+
+struct ConnectionFlags {
+  std::string config_file;
+  std::string endpoint;
+  std::string key;
+  std::string key_file;
+  std::string id = "proxmox";
+  bool id_given = false;
+  bool insecure_skip_verify = false;
+};
+
+// Adds --config-file, --omni-api-endpoint, --omni-service-account-key[-file], --id and
+// --insecure-skip-verify to `cmd`, bound to `flags` (which must outlive the parse).
+void AddConnectionFlags(CLI::App& cmd, ConnectionFlags& flags);
+
+// The value of an environment variable, or nullopt when unset or empty.
+std::optional<std::string> Env(const char* name);
+
+// Each resolver returns InvalidArgument with a message naming the flag or variable and the fix.
+// The endpoint: --omni-api-endpoint, else OMNI_ENDPOINT, else https://$OMNI_DOMAIN/.
+absl::StatusOr<std::string> ResolveOmniEndpoint(const ConnectionFlags& flags);
+// The key: --omni-service-account-key, its -file form, else OMNI_SERVICE_ACCOUNT_KEY or
+// OMNI_INFRA_PROVIDER_KEY; decoded, never echoed.
+absl::StatusOr<omni::ServiceAccountKey> ResolveProviderKey(const ConnectionFlags& flags);
+// The provider ID: the key's identity. A different --id is an error; one differing only in case
+// gets its own message naming both, because Omni IDs are case-sensitive.
+absl::StatusOr<std::string> ResolveProviderId(const ConnectionFlags& flags, const omni::ServiceAccountKey& key);
+// Proxmox settings: --config-file, else the environment (pve::ConfigFromEnv).
+absl::StatusOr<pve::ClientOptions> ResolvePveOptions(const ConnectionFlags& flags);
+
+// Everything a command needs to talk to both sides. Clients are created lazily by gRPC and
+// libcurl, so a successful Connect() says the settings are usable, not that the peers answer.
+struct Connections {
+  std::string provider_id;
+  std::string endpoint;
+  pve::ClientOptions pve_options;
+  omni::ServiceAccountKey key;
+  std::unique_ptr<util::Random> random;  // outlives the Omni clients, which borrow it
+  std::unique_ptr<pve::Client> pve;
+  std::unique_ptr<omni::StateClient> state;
+  std::unique_ptr<omni::ManagementClient> management;
+};
+
+absl::StatusOr<Connections> Connect(const ConnectionFlags& flags);
+
+}  // namespace omni_proxmox::cli
