@@ -661,6 +661,7 @@ FaultSpec ParseFault(const YAML::Node& node) {
   spec.message = YamlGet<std::string>(node, "message", "simulated fault");
   spec.latency = milliseconds(YamlGet<int>(node, "latency_ms", 0));
   spec.drop_connection = YamlGet<bool>(node, "drop", false);
+  spec.after_effect = YamlGet<bool>(node, "after_effect", false);
   return spec;
 }
 
@@ -1098,17 +1099,18 @@ HttpResponse Simulator::Impl::Handle(const HttpRequest& request) {
         }
       }
     }
+    if (fault && fault->after_effect) reply = Dispatch(request, rng);
     if (fault) {
       if (fault->latency.count() > 0) std::this_thread::sleep_for(fault->latency);
       if (fault->drop_connection) {
-        HttpResponse dropped;
-        dropped.drop_connection = true;
-        return dropped;
+        reply = Reply{};
+        reply.drop = true;
+      } else if (fault->status_code != 0) {
+        reply = Error(fault->status_code, fault->message);
+        reply.empty_body = fault->status_code >= 595;
+      } else if (!fault->after_effect) {
+        reply = Dispatch(request, rng);
       }
-    }
-    if (fault && fault->status_code != 0) {
-      reply = Error(fault->status_code, fault->message);
-      reply.empty_body = fault->status_code >= 595;
     } else {
       reply = Dispatch(request, rng);
     }
@@ -3179,6 +3181,7 @@ Reply Simulator::Impl::HandleSim(const HttpRequest& request) {
       spec.message = param("message", spec.message);
       spec.latency = milliseconds(std::stoi(param("latency_ms", "0")));
       spec.drop_connection = param("drop", "0") == "1" || param("drop") == "true";
+      spec.after_effect = param("after_effect", "0") == "1" || param("after_effect") == "true";
       SetFault(param("endpoint"), spec);
       return Ok(nullptr);
     }

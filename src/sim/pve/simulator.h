@@ -40,6 +40,9 @@ struct FaultSpec {
   std::string message = "simulated fault";  // the reason phrase
   std::chrono::milliseconds latency{0};     // added before answering (real time, not simulated)
   bool drop_connection = false;             // close the socket without answering
+  // Carry the request out first, then add the latency and drop or replace the answer: the client
+  // cannot tell whether its create or delete happened (a proxy timeout, a connection lost mid-reply).
+  bool after_effect = false;
 };
 
 struct SimulatorOptions {

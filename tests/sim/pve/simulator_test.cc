@@ -885,6 +885,36 @@ TEST_F(PveSimTest, RandomFaultRateIsSeeded) {
   EXPECT_LT(failures, 150);
 }
 
+// A fault after the effect: the create happens although the client never sees its UPID, as when
+// a connection is lost mid-reply; a replaced answer hides a delete that went through.
+TEST_F(PveSimTest, FaultAfterEffectCarriesTheRequestOut) {
+  FaultSpec dropped;
+  dropped.drop_connection = true;
+  dropped.after_effect = true;
+  sim_->SetFault("POST /nodes/*/qemu", dropped);
+  EXPECT_EQ(client_->PostJson("/nodes/pve1/qemu", {{"vmid", 991}, {"name", "lost-reply"}}).status, 0);
+  sim_->ClearFaults();
+  json vms = sim_->StateForTest()["vms"];
+  ASSERT_EQ(vms.size(), 1u) << vms.dump();
+  EXPECT_EQ(vms[0]["vmid"], 991);
+
+  SimClient sim_http(*sim_, "");
+  ASSERT_EQ(
+      sim_http
+          .PostForm("/_sim/fault", "endpoint=POST%20/nodes/*/qemu&status=500&message=proxy%20timeout&after_effect=1")
+          .status,
+      200);
+  auto hidden = client_->PostJson("/nodes/pve1/qemu", {{"vmid", 992}, {"name", "hidden-create"}});
+  EXPECT_EQ(hidden.status, 500);
+  EXPECT_EQ(hidden.reason, "proxy timeout");
+  EXPECT_EQ(sim_->StateForTest()["vms"].size(), 2u);
+
+  // Without after_effect the request never reaches the cluster.
+  sim_->SetFault("POST /nodes/*/qemu", FaultSpec{1.0, 500, "refused", std::chrono::milliseconds(0), false, false});
+  EXPECT_EQ(client_->PostJson("/nodes/pve1/qemu", {{"vmid", 993}, {"name", "refused"}}).status, 500);
+  EXPECT_EQ(sim_->StateForTest()["vms"].size(), 2u);
+}
+
 // ---- scenario ----
 
 TEST(PveSimScenarioTest, ErrorsNameTheField) {
