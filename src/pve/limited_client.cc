@@ -1,0 +1,404 @@
+#include "pve/limited_client.h"
+
+#include <algorithm>
+#include <cmath>
+#include <thread>
+#include <utility>
+#include <vector>
+
+#include <fmt/format.h>
+
+#include "pve/errors.h"
+
+namespace omni_proxmox::pve {
+namespace {
+
+constexpr char kRequestsTotal[] = "omni_proxmox_pve_requests_total";
+constexpr char kRequestsHelp[] = "Proxmox API calls by endpoint template, method and result";
+constexpr char kDuration[] = "omni_proxmox_pve_request_duration_seconds";
+constexpr char kDurationHelp[] = "Proxmox API call latency (limiter waits excluded)";
+constexpr char kInFlight[] = "omni_proxmox_pve_tasks_in_flight";
+constexpr char kInFlightHelp[] = "Heavy Proxmox tasks (create, delete, download, upload) holding a slot, per node";
+constexpr char kRateLimited[] = "omni_proxmox_pve_rate_limited_seconds_total";
+constexpr char kRateLimitedHelp[] = "Time callers spent waiting for a request token or a per-node task slot";
+
+// Call latencies range from a local GET (ms) to an ISO upload or a long task wait (minutes).
+std::vector<double> LatencyBuckets() { return {0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300}; }
+
+template <typename T>
+absl::Status StatusOf(const absl::StatusOr<T>& result) {
+  return result.status();
+}
+
+// True for a config change that allocates or imports a disk ("local-lvm:32", "import-from=..."),
+// which runs as a long qmconfig task holding the VM lock; attaching an existing volume does not.
+bool AllocatesDisk(const FormFields& params) {
+  static constexpr std::string_view kDiskPrefixes[] = {"scsi", "virtio", "sata", "ide", "efidisk", "tpmstate"};
+  for (const auto& [key, value] : params) {
+    const bool disk_key = std::any_of(std::begin(kDiskPrefixes), std::end(kDiskPrefixes), [&](std::string_view p) {
+      return key.size() > p.size() && key.starts_with(p) &&
+             std::all_of(key.begin() + static_cast<std::ptrdiff_t>(p.size()), key.end(),
+                         [](char c) { return c >= '0' && c <= '9'; });
+    });
+    if (!disk_key) continue;
+    if (value.find("import-from=") != std::string::npos) return true;
+    // "<storage>:<size in GiB>[,options]": a new volume of that size.
+    const std::string_view volume = std::string_view(value).substr(0, value.find(','));
+    const auto colon = volume.find(':');
+    if (colon == std::string_view::npos || colon + 1 == volume.size()) continue;
+    const std::string_view size = volume.substr(colon + 1);
+    if (std::all_of(size.begin(), size.end(), [](char c) { return (c >= '0' && c <= '9') || c == '.'; })) return true;
+  }
+  return false;
+}
+
+}  // namespace
+
+// One heavy-task slot on a node, freed when the lease dies unless it was handed to a task.
+class LimitedClient::SlotLease {
+ public:
+  SlotLease(LimitedClient* owner, std::string node) : owner_(owner), node_(std::move(node)) {}
+  SlotLease(SlotLease&& other) noexcept : owner_(std::exchange(other.owner_, nullptr)), node_(std::move(other.node_)) {}
+  SlotLease& operator=(SlotLease&&) = delete;
+  SlotLease(const SlotLease&) = delete;
+  ~SlotLease() {
+    if (owner_ != nullptr) owner_->FreeSlot(node_);
+  }
+  const std::string& node() const { return node_; }
+  // The slot now belongs to a task; the lease no longer frees it.
+  void Release() { owner_ = nullptr; }
+
+ private:
+  LimitedClient* owner_;
+  std::string node_;
+};
+
+absl::Status ValidateLimitOptions(const LimitOptions& options) {
+  if (options.max_tasks_per_node < 0) {
+    return absl::InvalidArgumentError(fmt::format(
+        "--max-tasks-per-node: {} is negative; use a positive count, or 0 for no limit", options.max_tasks_per_node));
+  }
+  if (!std::isfinite(options.requests_per_second) || options.requests_per_second < 0) {
+    return absl::InvalidArgumentError(
+        fmt::format("--pve-requests-per-second: {} is not a rate; use a positive number, or 0 for no limit",
+                    options.requests_per_second));
+  }
+  if (options.burst < 0) {
+    return absl::InvalidArgumentError(
+        fmt::format("pve request burst: {} is negative; use a positive count, or 0 for twice the rate", options.burst));
+  }
+  if (options.slot_check_interval <= std::chrono::milliseconds::zero()) {
+    return absl::InvalidArgumentError("slot_check_interval must be positive");
+  }
+  return absl::OkStatus();
+}
+
+LimitedClient::LimitedClient(Client& inner, LimitOptions options, const util::Clock& clock,
+                             util::MetricsRegistry* metrics)
+    : inner_(inner), options_(std::move(options)), clock_(clock), metrics_(metrics) {
+  if (options_.requests_per_second > 0) {
+    capacity_ = options_.burst > 0 ? options_.burst : std::max(1.0, std::ceil(2 * options_.requests_per_second));
+  }
+  tokens_ = capacity_;
+  refilled_at_ = clock_.Monotonic();
+  if (metrics_ != nullptr) {
+    rate_wait_seconds_ = &metrics_->GetCounter(kRateLimited, kRateLimitedHelp, {{"limit", "requests_per_second"}});
+    slot_wait_seconds_ = &metrics_->GetCounter(kRateLimited, kRateLimitedHelp, {{"limit", "tasks_per_node"}});
+  }
+}
+
+LimitedClient::~LimitedClient() { Close(); }
+
+void LimitedClient::Close() {
+  std::lock_guard lock(slots_mutex_);
+  closed_ = true;
+  slots_changed_.notify_all();
+}
+
+int LimitedClient::TasksInFlight(std::string_view node) const {
+  std::lock_guard lock(slots_mutex_);
+  auto it = slots_.find(node);
+  return it == slots_.end() ? 0 : it->second.in_use;
+}
+
+int LimitedClient::SlotWaiters(std::string_view node) const {
+  std::lock_guard lock(slots_mutex_);
+  auto it = slots_.find(node);
+  return it == slots_.end() ? 0 : static_cast<int>(it->second.waiting.size());
+}
+
+void LimitedClient::AwaitToken() {
+  if (options_.requests_per_second <= 0) return;
+  double wait_seconds = 0;
+  {
+    std::lock_guard lock(bucket_mutex_);
+    const auto now = clock_.Monotonic();
+    const double elapsed = std::chrono::duration<double>(now - refilled_at_).count();
+    if (elapsed > 0) {
+      tokens_ = std::min(capacity_, tokens_ + elapsed * options_.requests_per_second);
+      refilled_at_ = now;
+    }
+    // Taking the token before waiting reserves this caller's place: the next caller computes
+    // its wait behind it, so callers go out in arrival order at the configured rate.
+    tokens_ -= 1;
+    if (tokens_ < 0) wait_seconds = -tokens_ / options_.requests_per_second;
+  }
+  if (wait_seconds <= 0) return;
+  const auto wait = std::chrono::ceil<std::chrono::milliseconds>(std::chrono::duration<double>(wait_seconds));
+  if (rate_wait_seconds_ != nullptr) rate_wait_seconds_->Increment(wait_seconds);
+  if (options_.sleep) {
+    options_.sleep(wait);
+  } else {
+    std::this_thread::sleep_for(wait);
+  }
+}
+
+void LimitedClient::UpdateInFlightGauge(const std::string& node, int value) {
+  if (metrics_ != nullptr) metrics_->GetGauge(kInFlight, kInFlightHelp, {{"node", node}}).Set(value);
+}
+
+absl::StatusOr<LimitedClient::SlotLease> LimitedClient::AcquireSlot(std::string_view node_view) {
+  const std::string node(node_view);
+  const auto started = clock_.Monotonic();
+  std::unique_lock lock(slots_mutex_);
+  NodeSlots& slots = slots_[node];
+  const std::uint64_t ticket = next_ticket_++;
+  slots.waiting.push_back(ticket);
+  const auto my_turn = [&] {
+    // Without a limit slots are still counted, for the in-flight gauge.
+    return closed_ || (slots.waiting.front() == ticket &&
+                       (options_.max_tasks_per_node <= 0 || slots.in_use < options_.max_tasks_per_node));
+  };
+  while (!my_turn()) {
+    if (slots_changed_.wait_for(lock, options_.slot_check_interval, my_turn)) break;
+    // Only the first in line polls, so a long queue does not multiply the status calls.
+    if (slots.waiting.front() == ticket) {
+      lock.unlock();
+      CheckHeldTasks(node);
+      lock.lock();
+    }
+  }
+  slots.waiting.erase(std::find(slots.waiting.begin(), slots.waiting.end(), ticket));
+  if (closed_) {
+    slots_changed_.notify_all();
+    return MakeError(ErrorKind::kTransient,
+                     fmt::format("not starting a task on node '{}': the provider is shutting down", node));
+  }
+  const int in_use = ++slots.in_use;
+  // The next in line may also fit.
+  slots_changed_.notify_all();
+  lock.unlock();
+  UpdateInFlightGauge(node, in_use);
+  if (slot_wait_seconds_ != nullptr) {
+    slot_wait_seconds_->Increment(std::chrono::duration<double>(clock_.Monotonic() - started).count());
+  }
+  return SlotLease(this, node);
+}
+
+void LimitedClient::FreeSlot(const std::string& node) {
+  int in_use = 0;
+  {
+    std::lock_guard lock(slots_mutex_);
+    NodeSlots& slots = slots_[node];
+    in_use = slots.in_use = std::max(0, slots.in_use - 1);
+    slots_changed_.notify_all();
+  }
+  UpdateInFlightGauge(node, in_use);
+}
+
+void LimitedClient::HoldForTask(SlotLease& lease, const Upid& upid) {
+  std::lock_guard lock(slots_mutex_);
+  // Keyed by the node the slot was taken on; a UPID names the same node for these calls.
+  slots_[lease.node()].tasks.emplace(upid.text, upid);
+  lease.Release();
+}
+
+void LimitedClient::TaskFinished(const Upid& upid) {
+  std::string node;
+  {
+    std::lock_guard lock(slots_mutex_);
+    for (auto& [name, slots] : slots_) {
+      if (slots.tasks.erase(upid.text) > 0) {
+        node = name;
+        break;
+      }
+    }
+  }
+  if (!node.empty()) FreeSlot(node);
+}
+
+void LimitedClient::CheckHeldTasks(const std::string& node) {
+  std::vector<Upid> held;
+  {
+    std::lock_guard lock(slots_mutex_);
+    for (const auto& [text, upid] : slots_[node].tasks) held.push_back(upid);
+  }
+  // GetTaskStatus frees the slot of a task that stopped or is gone.
+  for (const auto& upid : held) (void)GetTaskStatus(upid);
+}
+
+template <typename Call>
+auto LimitedClient::Measured(std::string_view method, std::string_view endpoint, Call&& call) -> decltype(call()) {
+  AwaitToken();
+  const auto started = clock_.Monotonic();
+  auto result = call();
+  if (metrics_ != nullptr) {
+    const double seconds = std::chrono::duration<double>(clock_.Monotonic() - started).count();
+    const ErrorKind kind = ClassifyError(StatusOf(result));
+    const std::string result_label = kind == ErrorKind::kOk ? "ok" : std::string(ErrorKindName(kind));
+    metrics_
+        ->GetCounter(kRequestsTotal, kRequestsHelp,
+                     {{"endpoint", std::string(endpoint)}, {"method", std::string(method)}, {"result", result_label}})
+        .Increment();
+    metrics_
+        ->GetHistogram(kDuration, kDurationHelp, {{"endpoint", std::string(endpoint)}, {"method", std::string(method)}},
+                       LatencyBuckets())
+        .Observe(seconds);
+  }
+  return result;
+}
+
+template <typename Call>
+absl::StatusOr<Upid> LimitedClient::Heavy(std::string_view node, std::string_view method, std::string_view endpoint,
+                                          Call&& call) {
+  auto lease = AcquireSlot(node);
+  if (!lease.ok()) return lease.status();
+  absl::StatusOr<Upid> upid = Measured(method, endpoint, std::forward<Call>(call));
+  // On failure (or an exception) the lease frees the slot as it goes out of scope.
+  if (upid.ok()) HoldForTask(*lease, *upid);
+  return upid;
+}
+
+absl::StatusOr<VersionInfo> LimitedClient::Version() {
+  return Measured("GET", "/version", [&] { return inner_.Version(); });
+}
+
+absl::StatusOr<Permissions> LimitedClient::GetPermissions(std::string_view path) {
+  return Measured("GET", "/access/permissions", [&] { return inner_.GetPermissions(path); });
+}
+
+absl::StatusOr<std::vector<Node>> LimitedClient::ListNodes() {
+  return Measured("GET", "/nodes", [&] { return inner_.ListNodes(); });
+}
+
+absl::StatusOr<std::vector<ClusterResource>> LimitedClient::ClusterResources(ResourceType type) {
+  return Measured("GET", "/cluster/resources", [&] { return inner_.ClusterResources(type); });
+}
+
+absl::StatusOr<std::int64_t> LimitedClient::NextId() {
+  return Measured("GET", "/cluster/nextid", [&] { return inner_.NextId(); });
+}
+
+absl::StatusOr<std::vector<NodeStorage>> LimitedClient::NodeStorages(std::string_view node, std::string_view content,
+                                                                     bool enabled_only) {
+  return Measured("GET", "/nodes/{node}/storage", [&] { return inner_.NodeStorages(node, content, enabled_only); });
+}
+
+absl::StatusOr<std::vector<StorageVolume>> LimitedClient::StorageContent(std::string_view node,
+                                                                         std::string_view storage,
+                                                                         std::string_view content) {
+  return Measured("GET", "/nodes/{node}/storage/{storage}/content",
+                  [&] { return inner_.StorageContent(node, storage, content); });
+}
+
+absl::StatusOr<VolumeInfo> LimitedClient::GetVolume(std::string_view node, std::string_view storage,
+                                                    std::string_view volid) {
+  return Measured("GET", "/nodes/{node}/storage/{storage}/content/{volume}",
+                  [&] { return inner_.GetVolume(node, storage, volid); });
+}
+
+absl::StatusOr<Upid> LimitedClient::DownloadUrl(const DownloadUrlRequest& request) {
+  return Heavy(request.node, "POST", "/nodes/{node}/storage/{storage}/download-url",
+               [&] { return inner_.DownloadUrl(request); });
+}
+
+absl::StatusOr<Upid> LimitedClient::UploadIso(std::string_view node, std::string_view storage,
+                                              std::string_view filename, std::string_view bytes) {
+  return Heavy(node, "POST", "/nodes/{node}/storage/{storage}/upload",
+               [&] { return inner_.UploadIso(node, storage, filename, bytes); });
+}
+
+absl::StatusOr<Upid> LimitedClient::DeleteVolume(std::string_view node, std::string_view storage,
+                                                 std::string_view volid) {
+  return Measured("DELETE", "/nodes/{node}/storage/{storage}/content/{volume}",
+                  [&] { return inner_.DeleteVolume(node, storage, volid); });
+}
+
+absl::StatusOr<std::vector<VmStatus>> LimitedClient::ListVms(std::string_view node) {
+  return Measured("GET", "/nodes/{node}/qemu", [&] { return inner_.ListVms(node); });
+}
+
+absl::StatusOr<Upid> LimitedClient::CreateVm(std::string_view node, std::int64_t vmid, const FormFields& params) {
+  return Heavy(node, "POST", "/nodes/{node}/qemu", [&] { return inner_.CreateVm(node, vmid, params); });
+}
+
+absl::StatusOr<VmConfig> LimitedClient::GetVmConfig(std::string_view node, std::int64_t vmid) {
+  return Measured("GET", "/nodes/{node}/qemu/{vmid}/config", [&] { return inner_.GetVmConfig(node, vmid); });
+}
+
+absl::StatusOr<std::optional<Upid>> LimitedClient::UpdateVmConfig(std::string_view node, std::int64_t vmid,
+                                                                  const FormFields& params) {
+  const auto update = [&] { return inner_.UpdateVmConfig(node, vmid, params); };
+  constexpr std::string_view kEndpoint = "/nodes/{node}/qemu/{vmid}/config";
+  if (!AllocatesDisk(params)) return Measured("POST", kEndpoint, update);
+  auto lease = AcquireSlot(node);
+  if (!lease.ok()) return lease.status();
+  auto upid = Measured("POST", kEndpoint, update);
+  // A change finished synchronously has no task to wait for: the lease frees the slot.
+  if (upid.ok() && upid->has_value()) HoldForTask(*lease, **upid);
+  return upid;
+}
+
+absl::StatusOr<VmStatus> LimitedClient::GetVmStatus(std::string_view node, std::int64_t vmid) {
+  return Measured("GET", "/nodes/{node}/qemu/{vmid}/status/current", [&] { return inner_.GetVmStatus(node, vmid); });
+}
+
+absl::StatusOr<Upid> LimitedClient::StartVm(std::string_view node, std::int64_t vmid) {
+  return Measured("POST", "/nodes/{node}/qemu/{vmid}/status/start", [&] { return inner_.StartVm(node, vmid); });
+}
+
+absl::StatusOr<Upid> LimitedClient::StopVm(std::string_view node, std::int64_t vmid) {
+  return Measured("POST", "/nodes/{node}/qemu/{vmid}/status/stop", [&] { return inner_.StopVm(node, vmid); });
+}
+
+absl::StatusOr<Upid> LimitedClient::ShutdownVm(std::string_view node, std::int64_t vmid,
+                                               const ShutdownOptions& options) {
+  return Measured("POST", "/nodes/{node}/qemu/{vmid}/status/shutdown",
+                  [&] { return inner_.ShutdownVm(node, vmid, options); });
+}
+
+absl::StatusOr<Upid> LimitedClient::DeleteVm(std::string_view node, std::int64_t vmid, bool purge,
+                                             bool destroy_unreferenced_disks) {
+  return Heavy(node, "DELETE", "/nodes/{node}/qemu/{vmid}",
+               [&] { return inner_.DeleteVm(node, vmid, purge, destroy_unreferenced_disks); });
+}
+
+absl::StatusOr<TaskStatus> LimitedClient::GetTaskStatus(const Upid& upid) {
+  auto status = Measured("GET", "/nodes/{node}/tasks/{upid}/status", [&] { return inner_.GetTaskStatus(upid); });
+  if ((status.ok() && !status->running) || ClassifyError(status.status()) == ErrorKind::kNotFound) {
+    TaskFinished(upid);
+  }
+  return status;
+}
+
+absl::StatusOr<TaskLog> LimitedClient::GetTaskLog(const Upid& upid, std::int64_t start, std::int64_t limit) {
+  return Measured("GET", "/nodes/{node}/tasks/{upid}/log", [&] { return inner_.GetTaskLog(upid, start, limit); });
+}
+
+absl::StatusOr<std::vector<TaskStatus>> LimitedClient::ListTasks(std::string_view node,
+                                                                 std::optional<std::int64_t> vmid, bool active_only) {
+  return Measured("GET", "/nodes/{node}/tasks", [&] { return inner_.ListTasks(node, vmid, active_only); });
+}
+
+absl::StatusOr<TaskStatus> LimitedClient::WaitTask(const Upid& upid, util::Clock::MonotonicTime deadline) {
+  struct FreeWhenDone {
+    LimitedClient* self;
+    const Upid& upid;
+    // However the wait ends (finished, failed, timed out, thrown), the caller has stopped
+    // waiting on this task, and its slot must not outlive that.
+    ~FreeWhenDone() { self->TaskFinished(upid); }
+  } free_when_done{this, upid};
+  return Measured("WAIT", "/nodes/{node}/tasks/{upid}/status", [&] { return inner_.WaitTask(upid, deadline); });
+}
+
+}  // namespace omni_proxmox::pve

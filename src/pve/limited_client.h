@@ -1,0 +1,162 @@
+#pragma once
+
+// A pve::Client decorator that keeps the provider from overwhelming Proxmox and measures every
+// call. It wraps any Client (normally MakeHttpClient's), so the reconciler is unaware of it.
+//
+// Limits:
+//  - At most `max_tasks_per_node` heavy tasks per node. Heavy calls are the ones whose worker task
+//    takes a VM or storage lock for long or does bulk I/O: VM create, VM delete, download-url,
+//    ISO upload, and a config change that allocates or imports a disk. A slot is taken before the
+//    call (FIFO per node: callers are served in arrival order) and held until the task is observed
+//    finished: GetTaskStatus reports it stopped or gone, or a WaitTask on it returns (however it
+//    ends). A heavy call that fails, or returns no task, frees its slot at once.
+//    A caller waiting for a slot checks the oldest held tasks of that node itself every
+//    `slot_check_interval`, so a slot whose owner never polls again (its request was deleted, or
+//    every worker is itself waiting for a slot) is still freed when Proxmox finishes the task:
+//    waiting can never deadlock on the caller's own work.
+//  - A global token bucket: `requests_per_second` sustained with bursts of `burst` calls. Every
+//    call takes one token before it goes out; WaitTask takes one for the whole wait (its polls
+//    are paced by the inner client's task_poll settings).
+//
+// Metrics (when a registry is given):
+//   omni_proxmox_pve_requests_total{endpoint,method,result}   result = "ok" or an ErrorKindName
+//   omni_proxmox_pve_request_duration_seconds{endpoint,method} histogram, limiter waits excluded
+//   omni_proxmox_pve_tasks_in_flight{node}                     heavy-task slots held
+//   omni_proxmox_pve_rate_limited_seconds_total{limit}         limit = requests_per_second |
+//                                                              tasks_per_node
+// `endpoint` is the API path template ("/nodes/{node}/qemu/{vmid}/status/start"): never a node
+// name, VMID or UPID, so the number of series stays bounded. WaitTask is method "WAIT".
+//
+// Thread-safe, like every Client.
+
+#include <chrono>
+#include <condition_variable>
+#include <cstdint>
+#include <deque>
+#include <functional>
+#include <map>
+#include <mutex>
+#include <string>
+#include <string_view>
+
+#include "pve/client.h"
+#include "util/clock.h"
+#include "util/metrics.h"
+
+namespace omni_proxmox::pve {
+
+struct LimitOptions {
+  // Heavy tasks in flight per node; 0 = unlimited.
+  int max_tasks_per_node = 4;
+  // Sustained request rate toward Proxmox; 0 = unlimited.
+  double requests_per_second = 50;
+  // Calls that may go out back to back after an idle period; 0 = twice requests_per_second.
+  int burst = 0;
+  // How often a caller waiting for a task slot re-checks the node's held tasks itself.
+  std::chrono::milliseconds slot_check_interval{2000};
+  // How a rate-limited caller waits. Default: std::this_thread::sleep_for. Tests advance a
+  // ManualClock instead.
+  std::function<void(std::chrono::milliseconds)> sleep;
+};
+
+// Checks the options; InvalidArgument naming the flag (--max-tasks-per-node,
+// --pve-requests-per-second) and the fix otherwise.
+absl::Status ValidateLimitOptions(const LimitOptions& options);
+
+class LimitedClient final : public Client {
+ public:
+  // `inner`, `clock` and `metrics` (may be null) must outlive this client.
+  // REQUIRES: ValidateLimitOptions(options).ok().
+  LimitedClient(Client& inner, LimitOptions options, const util::Clock& clock, util::MetricsRegistry* metrics);
+  ~LimitedClient() override;
+
+  // Wakes every caller waiting for a task slot with kTransient "shutting down" and refuses new
+  // heavy calls the same way, so a stopping provider does not wait for Proxmox tasks to end.
+  void Close();
+
+  // Heavy-task slots held on `node` (calls in progress and tasks not yet seen finished).
+  int TasksInFlight(std::string_view node) const;
+  // Callers waiting for a slot on `node`.
+  int SlotWaiters(std::string_view node) const;
+
+  absl::StatusOr<VersionInfo> Version() override;
+  absl::StatusOr<Permissions> GetPermissions(std::string_view path = "") override;
+  absl::StatusOr<std::vector<Node>> ListNodes() override;
+  absl::StatusOr<std::vector<ClusterResource>> ClusterResources(ResourceType type) override;
+  absl::StatusOr<std::int64_t> NextId() override;
+  absl::StatusOr<std::vector<NodeStorage>> NodeStorages(std::string_view node, std::string_view content = "",
+                                                        bool enabled_only = false) override;
+  absl::StatusOr<std::vector<StorageVolume>> StorageContent(std::string_view node, std::string_view storage,
+                                                            std::string_view content = "") override;
+  absl::StatusOr<VolumeInfo> GetVolume(std::string_view node, std::string_view storage,
+                                       std::string_view volid) override;
+  absl::StatusOr<Upid> DownloadUrl(const DownloadUrlRequest& request) override;
+  absl::StatusOr<Upid> UploadIso(std::string_view node, std::string_view storage, std::string_view filename,
+                                 std::string_view bytes) override;
+  absl::StatusOr<Upid> DeleteVolume(std::string_view node, std::string_view storage, std::string_view volid) override;
+  absl::StatusOr<std::vector<VmStatus>> ListVms(std::string_view node) override;
+  absl::StatusOr<Upid> CreateVm(std::string_view node, std::int64_t vmid, const FormFields& params) override;
+  absl::StatusOr<VmConfig> GetVmConfig(std::string_view node, std::int64_t vmid) override;
+  absl::StatusOr<std::optional<Upid>> UpdateVmConfig(std::string_view node, std::int64_t vmid,
+                                                     const FormFields& params) override;
+  absl::StatusOr<VmStatus> GetVmStatus(std::string_view node, std::int64_t vmid) override;
+  absl::StatusOr<Upid> StartVm(std::string_view node, std::int64_t vmid) override;
+  absl::StatusOr<Upid> StopVm(std::string_view node, std::int64_t vmid) override;
+  absl::StatusOr<Upid> ShutdownVm(std::string_view node, std::int64_t vmid,
+                                  const ShutdownOptions& options = {}) override;
+  absl::StatusOr<Upid> DeleteVm(std::string_view node, std::int64_t vmid, bool purge,
+                                bool destroy_unreferenced_disks) override;
+  absl::StatusOr<TaskStatus> GetTaskStatus(const Upid& upid) override;
+  absl::StatusOr<TaskLog> GetTaskLog(const Upid& upid, std::int64_t start = 0, std::int64_t limit = 50) override;
+  absl::StatusOr<std::vector<TaskStatus>> ListTasks(std::string_view node, std::optional<std::int64_t> vmid,
+                                                    bool active_only) override;
+  absl::StatusOr<TaskStatus> WaitTask(const Upid& upid, util::Clock::MonotonicTime deadline) override;
+
+ private:
+  class SlotLease;
+  struct NodeSlots {
+    int in_use = 0;
+    std::deque<std::uint64_t> waiting;  // tickets in arrival order
+    std::map<std::string, Upid> tasks;  // UPID text -> task holding a slot
+  };
+
+  // Takes a token (sleeping while the bucket is empty).
+  void AwaitToken();
+  // Takes a heavy-task slot on `node` in FIFO order; kTransient after Close().
+  absl::StatusOr<SlotLease> AcquireSlot(std::string_view node);
+  // Moves a lease's slot to `upid`, to be freed when the task is seen finished.
+  void HoldForTask(SlotLease& lease, const Upid& upid);
+  void FreeSlot(const std::string& node);
+  // Frees the slot of `upid` if it holds one.
+  void TaskFinished(const Upid& upid);
+  // Polls the held tasks of `node` (outside the lock) and frees the finished ones.
+  void CheckHeldTasks(const std::string& node);
+  void UpdateInFlightGauge(const std::string& node, int value);
+
+  // Runs `call` after taking a token; counts it and times it under `endpoint`/`method`.
+  template <typename Call>
+  auto Measured(std::string_view method, std::string_view endpoint, Call&& call) -> decltype(call());
+  // A heavy call: slot, then Measured; the slot follows the returned task.
+  template <typename Call>
+  absl::StatusOr<Upid> Heavy(std::string_view node, std::string_view method, std::string_view endpoint, Call&& call);
+
+  Client& inner_;
+  const LimitOptions options_;
+  const util::Clock& clock_;
+  util::MetricsRegistry* const metrics_;
+  util::Counter* rate_wait_seconds_ = nullptr;
+  util::Counter* slot_wait_seconds_ = nullptr;
+
+  std::mutex bucket_mutex_;
+  double capacity_ = 0;  // the burst
+  double tokens_ = 0;    // may go negative: callers queued behind the bucket
+  util::Clock::MonotonicTime refilled_at_{};
+
+  mutable std::mutex slots_mutex_;
+  std::condition_variable slots_changed_;
+  std::map<std::string, NodeSlots, std::less<>> slots_;  // guarded by slots_mutex_
+  std::uint64_t next_ticket_ = 0;                        // guarded by slots_mutex_
+  bool closed_ = false;                                  // guarded by slots_mutex_
+};
+
+}  // namespace omni_proxmox::pve
