@@ -2,22 +2,32 @@
 
 #include <unistd.h>
 
+#include <algorithm>
 #include <cstdio>
 #include <mutex>
+#include <ostream>
 
 #include <fmt/format.h>
 #include <spdlog/details/log_msg.h>
 #include <spdlog/formatter.h>
 #include <spdlog/pattern_formatter.h>
+#include <spdlog/sinks/dist_sink.h>
+#include <spdlog/sinks/ostream_sink.h>
 #include <spdlog/sinks/stdout_color_sinks.h>
 #include <spdlog/spdlog.h>
 
 namespace omni_proxmox::util {
 namespace {
 
-// Formats one JSON object per line: {"ts":...,"level":...,"logger":...,"msg":...}.
-// A message may carry structured fields as trailing " key=value" pairs only by
-// convention; they stay inside "msg" so nothing is dropped.
+// The LogContext fields of this thread, outer scopes first (keys may repeat).
+thread_local LogFields t_context;
+
+bool IsReservedJsonKey(std::string_view key) {
+  return key == "ts" || key == "level" || key == "logger" || key == "msg";
+}
+
+// Formats one JSON object per line: {"ts":...,"level":...,"logger":...,"msg":...} followed by
+// the thread's LogContext fields.
 class JsonFormatter final : public spdlog::formatter {
  public:
   void format(const spdlog::details::log_msg& msg, spdlog::memory_buf_t& dest) override {
@@ -30,43 +40,100 @@ class JsonFormatter final : public spdlog::formatter {
     std::snprintf(ts, sizeof(ts), "%04d-%02d-%02dT%02d:%02d:%02d.%06lldZ", tm.tm_year + 1900, tm.tm_mon + 1, tm.tm_mday,
                   tm.tm_hour, tm.tm_min, tm.tm_sec, static_cast<long long>(micros));
     const auto level = spdlog::level::to_string_view(msg.level);
-    const std::string line = fmt::format(R"({{"ts":"{}","level":"{}","logger":"{}","msg":"{}"}})"
-                                         "\n",
-                                         ts, std::string_view(level.data(), level.size()),
-                                         JsonEscape(std::string_view(msg.logger_name.data(), msg.logger_name.size())),
-                                         JsonEscape(std::string_view(msg.payload.data(), msg.payload.size())));
+    std::string line = fmt::format(R"({{"ts":"{}","level":"{}","logger":"{}","msg":"{}")", ts,
+                                   std::string_view(level.data(), level.size()),
+                                   JsonEscape(std::string_view(msg.logger_name.data(), msg.logger_name.size())),
+                                   JsonEscape(std::string_view(msg.payload.data(), msg.payload.size())));
+    for (const auto& [key, value] : LogContext::Current()) {
+      line += fmt::format(R"(,"{}{}":"{}")", IsReservedJsonKey(key) ? "ctx_" : "", JsonEscape(key), JsonEscape(value));
+    }
+    line += "}\n";
     dest.append(line.data(), line.data() + line.size());
   }
 
   std::unique_ptr<spdlog::formatter> clone() const override { return std::make_unique<JsonFormatter>(); }
 };
 
+// The console form of the LogContext fields: "[request_id=r1 step=createVm] ", or nothing.
+class ContextFlag final : public spdlog::custom_flag_formatter {
+ public:
+  void format(const spdlog::details::log_msg&, const std::tm&, spdlog::memory_buf_t& dest) override {
+    const LogFields fields = LogContext::Current();
+    if (fields.empty()) return;
+    std::string text = "[";
+    for (const auto& [key, value] : fields) {
+      if (text.size() > 1) text += ' ';
+      text += key;
+      text += '=';
+      text += value;
+    }
+    text += "] ";
+    dest.append(text.data(), text.data() + text.size());
+  }
+
+  std::unique_ptr<custom_flag_formatter> clone() const override { return std::make_unique<ContextFlag>(); }
+};
+
 std::mutex g_mutex;
 LogOptions g_options;
-std::shared_ptr<spdlog::sinks::stderr_color_sink_mt> g_sink;
+// Every logger writes to this one sink; InitLogging swaps what it forwards to (stderr or a test's
+// stream), so loggers made before InitLogging follow it.
+std::shared_ptr<spdlog::sinks::dist_sink_mt> g_sink;
 
-void ApplyFormat(const std::shared_ptr<spdlog::sinks::stderr_color_sink_mt>& sink, LogFormat format) {
-  if (format == LogFormat::kJson) {
-    sink->set_formatter(std::make_unique<JsonFormatter>());
-  } else {
-    sink->set_formatter(std::make_unique<spdlog::pattern_formatter>("%Y-%m-%d %H:%M:%S.%e %^%-5l%$ [%n] %v"));
-  }
-}
-
-LogFormat Resolve(LogFormat format) {
+LogFormat Resolve(LogFormat format, bool to_stderr) {
   if (format != LogFormat::kAuto) return format;
-  return isatty(STDERR_FILENO) ? LogFormat::kConsole : LogFormat::kJson;
+  return to_stderr && isatty(STDERR_FILENO) ? LogFormat::kConsole : LogFormat::kJson;
 }
 
-std::shared_ptr<spdlog::sinks::stderr_color_sink_mt> SinkLocked() {
+std::unique_ptr<spdlog::formatter> FormatterFor(LogFormat resolved) {
+  if (resolved == LogFormat::kJson) return std::make_unique<JsonFormatter>();
+  auto formatter = std::make_unique<spdlog::pattern_formatter>();
+  formatter->add_flag<ContextFlag>('*').set_pattern("%Y-%m-%d %H:%M:%S.%e %^%-5l%$ [%n] %*%v");
+  return formatter;
+}
+
+void ApplyOutputLocked() {
+  std::shared_ptr<spdlog::sinks::sink> target;
+  if (g_options.output != nullptr) {
+    target = std::make_shared<spdlog::sinks::ostream_sink_mt>(*g_options.output, /*force_flush=*/true);
+  } else {
+    target = std::make_shared<spdlog::sinks::stderr_color_sink_mt>();
+  }
+  g_sink->set_sinks({target});
+  g_sink->set_formatter(FormatterFor(Resolve(g_options.format, g_options.output == nullptr)));
+}
+
+std::shared_ptr<spdlog::sinks::dist_sink_mt> SinkLocked() {
   if (!g_sink) {
-    g_sink = std::make_shared<spdlog::sinks::stderr_color_sink_mt>();
-    ApplyFormat(g_sink, Resolve(g_options.format));
+    g_sink = std::make_shared<spdlog::sinks::dist_sink_mt>();
+    ApplyOutputLocked();
   }
   return g_sink;
 }
 
 }  // namespace
+
+LogContext::LogContext(std::initializer_list<std::pair<std::string, std::string>> fields)
+    : restore_size_(t_context.size()) {
+  t_context.insert(t_context.end(), fields.begin(), fields.end());
+}
+
+LogContext::~LogContext() { t_context.resize(restore_size_); }
+
+LogFields LogContext::Current() {
+  LogFields fields;
+  for (const auto& [key, value] : t_context) {
+    auto it = std::find_if(fields.begin(), fields.end(), [&](const auto& field) { return field.first == key; });
+    if (it == fields.end()) {
+      fields.emplace_back(key, value);
+    } else {
+      it->second = value;
+    }
+  }
+  return fields;
+}
+
+std::unique_ptr<spdlog::formatter> MakeLogFormatter(LogFormat format) { return FormatterFor(Resolve(format, true)); }
 
 std::string JsonEscape(std::string_view text) {
   std::string out;
@@ -123,8 +190,8 @@ absl::Status InitLogging(const LogOptions& options) {
   }
   std::lock_guard lock(g_mutex);
   g_options = options;
-  auto sink = SinkLocked();
-  ApplyFormat(sink, Resolve(options.format));
+  SinkLocked();
+  ApplyOutputLocked();
   spdlog::set_level(level);
   spdlog::apply_all([&](const std::shared_ptr<spdlog::logger>& logger) { logger->set_level(level); });
   return absl::OkStatus();
