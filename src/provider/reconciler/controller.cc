@@ -22,6 +22,8 @@ ProviderController::ProviderController(ControllerOptions options, MachineReconci
       queue_(
           {.workers = options_.concurrency},
           [this](const std::string& id) {
+            // Every line logged while this request is reconciled carries its ID; steps refine "step".
+            util::LogContext context({{"request_id", id}, {"step", "reconcile"}});
             Outcome outcome = reconciler_.Reconcile(id);
             if (outcome.kind == Outcome::Kind::kError) {
               util::Logger("provider")->warn("request {}: {} (will retry)", id, std::string(outcome.error.message()));
@@ -35,9 +37,14 @@ ProviderController::~ProviderController() { Stop(); }
 void ProviderController::Start() {
   queue_.Start();
   housekeeping_ = std::jthread([this](std::stop_token stop) { HousekeepingLoop(stop); });
+  if (options_.gc_cycle) garbage_ = std::jthread([this](std::stop_token stop) { GarbageLoop(stop); });
 }
 
 void ProviderController::Stop() {
+  if (garbage_.joinable()) {
+    garbage_.request_stop();
+    garbage_.join();
+  }
   if (housekeeping_.joinable()) {
     housekeeping_.request_stop();
     housekeeping_.join();
@@ -175,6 +182,21 @@ void ProviderController::HousekeepingLoop(std::stop_token stop) {
       next_resync = now + options_.resync_interval;
     }
     sleep_for(std::chrono::milliseconds{200});
+  }
+}
+
+void ProviderController::GarbageLoop(std::stop_token stop) {
+  std::mutex wait_mutex;
+  std::condition_variable_any wait;
+  const auto sleep_for = [&](std::chrono::milliseconds d) {
+    std::unique_lock lock(wait_mutex);
+    wait.wait_for(lock, stop, d, [] { return false; });
+  };
+  // The first cycle waits one interval, so the watches have fed the reconciler what it owns.
+  while (!stop.stop_requested()) {
+    sleep_for(options_.gc_interval);
+    if (stop.stop_requested() || !Health().registered) continue;
+    options_.gc_cycle();
   }
 }
 

@@ -6,6 +6,7 @@
 // never stops the process. Start()/Stop() from one thread; Health() is thread-safe.
 
 #include <chrono>
+#include <functional>
 #include <memory>
 #include <mutex>
 #include <string>
@@ -26,6 +27,10 @@ struct ControllerOptions {
   int concurrency = 8;
   std::chrono::milliseconds heartbeat_interval{15'000};
   std::chrono::milliseconds resync_interval{60'000};
+  // Garbage collection (provider/gc), run on its own thread every gc_interval once registered, so
+  // a slow delete never delays the heartbeat. Empty: no garbage collection.
+  std::function<void()> gc_cycle;
+  std::chrono::milliseconds gc_interval{300'000};
 };
 
 struct ControllerHealth {
@@ -55,6 +60,7 @@ class ProviderController {
   bool Register();
   void Heartbeat();
   void Resync();
+  void GarbageLoop(std::stop_token stop);
 
   const ControllerOptions options_;
   MachineReconciler& reconciler_;
@@ -69,6 +75,7 @@ class ProviderController {
   std::unique_ptr<omni::Watcher> status_watch_;
   std::unique_ptr<omni::Watcher> registration_watch_;
   std::jthread housekeeping_;
+  std::jthread garbage_;
 };
 
 }  // namespace omni_proxmox::provider

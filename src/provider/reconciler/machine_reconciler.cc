@@ -56,11 +56,6 @@ cel::StorageFacts ToFacts(const std::string& node, const pve::NodeStorage& s) {
   return f;
 }
 
-std::string TalosIsoFileName(const std::string& schematic, std::string version) {
-  if (!version.empty() && version.front() == 'v') version.erase(version.begin());
-  return fmt::format("talos-{}-v{}-nocloud-amd64.iso", schematic.substr(0, 16), version);
-}
-
 // The task log tail of a failed task, for status messages.
 std::string TaskFailureText(const pve::TaskStatus& status, const std::vector<std::string>& tail) {
   std::string text = status.exit_status.value_or("unknown error");
@@ -87,6 +82,36 @@ struct MachineReconciler::Pass {
   std::string request_set;
   std::shared_ptr<spdlog::logger> log;
 };
+
+std::string TalosIsoFileName(const std::string& schematic, std::string version) {
+  if (!version.empty() && version.front() == 'v') version.erase(version.begin());
+  return fmt::format("talos-{}-v{}-nocloud-amd64.iso", schematic.substr(0, 16), version);
+}
+
+absl::StatusOr<VmRemovalStep> AdvanceVmRemoval(pve::Client& pve, const pve::ClusterResource& vm,
+                                               std::chrono::seconds shutdown_timeout) {
+  if (!vm.vmid) return VmRemovalStep{};
+  const auto vmid = *vm.vmid;
+  // A create, migration or delete in progress owns the VM until it ends.
+  if (!vm.lock.empty()) return VmRemovalStep{.kind = VmRemovalStep::Kind::kBusy, .task = std::nullopt};
+  auto status = pve.GetVmStatus(vm.node, vmid);
+  if (NotFound(status.status())) return VmRemovalStep{};
+  if (!status.ok()) return status.status();
+  if (status->status == "running") {
+    auto upid = pve.ShutdownVm(vm.node, vmid, {.timeout = shutdown_timeout, .force_stop = true});
+    if (!upid.ok()) return upid.status();
+    return VmRemovalStep{.kind = VmRemovalStep::Kind::kShuttingDown, .task = *upid};
+  }
+  auto upid = pve.DeleteVm(vm.node, vmid, /*purge=*/true, /*destroy_unreferenced_disks=*/true);
+  if (!upid.ok()) {
+    if (pve::ClassifyError(upid.status()) == pve::ErrorKind::kLocked) {
+      return VmRemovalStep{.kind = VmRemovalStep::Kind::kBusy, .task = std::nullopt};
+    }
+    if (NotFound(upid.status())) return VmRemovalStep{};
+    return upid.status();
+  }
+  return VmRemovalStep{.kind = VmRemovalStep::Kind::kDeleting, .task = *upid};
+}
 
 std::string NewUuid(util::Random& random) {
   std::uint64_t hi = random.Uniform(UINT64_MAX);
@@ -249,6 +274,7 @@ MachineReconciler::StepResult MachineReconciler::PollTask(const std::string& upi
 }
 
 Outcome MachineReconciler::Reconcile(const std::string& request_id) {
+  util::LogContext context({{"request_id", request_id}, {"step", "reconcile"}});
   auto log = util::Logger("provider");
   auto request = state_.Get(RequestPointer(request_id));
   if (NotFound(request.status())) {
@@ -356,6 +382,7 @@ Outcome MachineReconciler::Provision(Pass& pass) {
     const auto& step = kSteps[i];
     const std::string text = fmt::format("Running Step: \"{}\" ({}/{})", step.name, i + 1, kStepCount);
     const auto started = clock_.Monotonic();
+    util::LogContext step_context({{"step", step.name}});
     StepResult result = (this->*step.run)(pass);
     if (on_step_duration) {
       on_step_duration(step.name, std::chrono::duration<double>(clock_.Monotonic() - started).count());
@@ -843,6 +870,7 @@ MachineReconciler::StepResult MachineReconciler::StartVm(Pass& pass) {
 }
 
 Outcome MachineReconciler::Deprovision(const omni::Resource& request) {
+  util::LogContext step_context({{"step", "teardown"}});
   auto log = util::Logger("provider");
   const std::string& id = request.metadata.id;
   const std::string owner = omni::ProvisionControllerName(options_.provider_id);
@@ -934,39 +962,32 @@ Outcome MachineReconciler::Deprovision(const omni::Resource& request) {
     }
   }
   if (target) {
-    const std::string node = target->node;
-    const auto vmid = *target->vmid;
-    if (target->lock == "create") return Outcome::RequeueAfter(options_.task_poll);
-    auto status = pve_.GetVmStatus(node, vmid);
-    if (!status.ok() && !NotFound(status.status())) return Outcome::Error(status.status());
-    if (status.ok()) {
-      if (status->status == "running") {
-        if (!pass.machine.vm_stop_task().empty()) {
-          bool done = false;
-          StepResult polled = PollTask(pass.machine.vm_stop_task(), fmt::format("shutdown of VM {}", vmid), done);
-          if (!done) return Outcome::RequeueAfter(polled.after);
-          pass.machine.clear_vm_stop_task();
-          (void)save("deprovision");
-          // A guest that ignored the shutdown was force-stopped by Proxmox (forceStop); look again.
-          return Outcome::RequeueAfter(milliseconds{0});
-        }
-        auto upid = pve_.ShutdownVm(node, vmid, {.timeout = options_.shutdown_timeout, .force_stop = true});
-        if (!upid.ok()) return Outcome::Error(upid.status());
-        pass.machine.set_vm_stop_task(upid->text);
+    if (!pass.machine.vm_stop_task().empty()) {
+      bool done = false;
+      StepResult polled = PollTask(pass.machine.vm_stop_task(), fmt::format("shutdown of VM {}", *target->vmid), done);
+      if (!done) return Outcome::RequeueAfter(polled.after);
+      pass.machine.clear_vm_stop_task();
+      (void)save("deprovision");
+      // A guest that ignored the shutdown was force-stopped by Proxmox (forceStop); look again.
+      return Outcome::RequeueAfter(milliseconds{0});
+    }
+    auto step = AdvanceVmRemoval(pve_, *target, options_.shutdown_timeout);
+    if (!step.ok()) return Outcome::Error(step.status());
+    switch (step->kind) {
+      case VmRemovalStep::Kind::kGone:
+        break;
+      case VmRemovalStep::Kind::kBusy:
+        return Outcome::RequeueAfter(target->lock == "create" ? options_.task_poll : milliseconds{2000});
+      case VmRemovalStep::Kind::kShuttingDown:
+        pass.machine.set_vm_stop_task(step->task->text);
         if (auto s = save("deprovision"); !s.ok()) return Outcome::Error(s);
         return Outcome::RequeueAfter(options_.task_poll);
-      }
-      auto upid = pve_.DeleteVm(node, vmid, /*purge=*/true, /*destroy_unreferenced_disks=*/true);
-      if (!upid.ok()) {
-        if (pve::ClassifyError(upid.status()) == pve::ErrorKind::kLocked)
-          return Outcome::RequeueAfter(milliseconds{2000});
-        if (!NotFound(upid.status())) return Outcome::Error(upid.status());
-      } else {
-        pass.machine.set_vm_delete_task(upid->text);
-        pass.machine.set_node(node);
-        pass.machine.set_vmid(static_cast<std::int32_t>(vmid));
+      case VmRemovalStep::Kind::kDeleting: {
+        pass.machine.set_vm_delete_task(step->task->text);
+        pass.machine.set_node(target->node);
+        pass.machine.set_vmid(static_cast<std::int32_t>(*target->vmid));
         if (auto s = save("deprovision"); !s.ok()) return Outcome::Error(s);
-        log->info("request {}: deleting VM {} on {}", id, vmid, node);
+        log->info("request {}: deleting VM {} on {}", id, *target->vmid, target->node);
         std::lock_guard lock(stats_mutex_);
         ++stats_.vms_deleted;
         return Outcome::RequeueAfter(options_.task_poll);

@@ -133,4 +133,20 @@ class MachineReconciler {
 // A random (version 4) UUID, lowercase, for the VM's SMBIOS identity.
 std::string NewUuid(util::Random& random);
 
+// "talos-<first 16 of schematic>-v<version>-nocloud-amd64.iso": the Talos ISO file a request uses.
+std::string TalosIsoFileName(const std::string& schematic, std::string version);
+
+// One step toward a deleted VM, shared by teardown and garbage collection so both destroy the
+// same way. The caller has just re-read `vm` cluster-wide and verified it is ours. A running VM
+// gets a graceful shutdown (Proxmox force-stops it after `shutdown_timeout`); a stopped one is
+// deleted with purge and its unreferenced disks. The caller waits for `task`, then calls again
+// until kGone.
+struct VmRemovalStep {
+  enum class Kind { kGone, kBusy, kShuttingDown, kDeleting };
+  Kind kind = Kind::kGone;
+  std::optional<pve::Upid> task;  // kShuttingDown, kDeleting
+};
+absl::StatusOr<VmRemovalStep> AdvanceVmRemoval(pve::Client& pve, const pve::ClusterResource& vm,
+                                               std::chrono::seconds shutdown_timeout);
+
 }  // namespace omni_proxmox::provider

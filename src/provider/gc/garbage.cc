@@ -1,0 +1,272 @@
+#include "provider/gc/garbage.h"
+
+#include <algorithm>
+#include <cctype>
+#include <charconv>
+
+#include <fmt/format.h>
+
+#include "provider/vmspec/ownership.h"
+
+namespace omni_proxmox::provider {
+namespace {
+
+bool IsLowerHex(std::string_view text) {
+  return !text.empty() &&
+         std::all_of(text.begin(), text.end(), [](char c) { return (c >= '0' && c <= '9') || (c >= 'a' && c <= 'f'); });
+}
+
+std::string Lower(std::string_view text) {
+  std::string out(text);
+  for (auto& c : out) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
+  return out;
+}
+
+// "local:iso/file.iso" -> "file.iso"; anything else -> "".
+std::string_view IsoFileOf(std::string_view volid) {
+  const auto slash = volid.find(":iso/");
+  return slash == std::string_view::npos ? std::string_view{} : volid.substr(slash + 5);
+}
+
+bool IsDriveKey(std::string_view key) {
+  for (std::string_view prefix : {"ide", "sata", "scsi", "virtio", "efidisk", "tpmstate"}) {
+    if (key.size() > prefix.size() && key.starts_with(prefix) &&
+        std::all_of(key.begin() + static_cast<std::ptrdiff_t>(prefix.size()), key.end(),
+                    [](char c) { return c >= '0' && c <= '9'; })) {
+      return true;
+    }
+  }
+  return false;
+}
+
+std::int64_t AgeOf(std::int64_t now, std::int64_t created) { return std::max<std::int64_t>(0, now - created); }
+
+}  // namespace
+
+absl::StatusOr<GcMode> ParseGcMode(std::string_view text) {
+  if (text == "off") return GcMode::kOff;
+  if (text == "report") return GcMode::kReport;
+  if (text == "delete") return GcMode::kDelete;
+  return absl::InvalidArgumentError(
+      fmt::format("--gc-mode '{}' is not a mode; use off, report (log and count findings) or delete", text));
+}
+
+std::string_view GcModeName(GcMode mode) {
+  switch (mode) {
+    case GcMode::kOff:
+      return "off";
+    case GcMode::kReport:
+      return "report";
+    case GcMode::kDelete:
+      return "delete";
+  }
+  return "report";
+}
+
+absl::StatusOr<std::chrono::seconds> ParseGcDuration(std::string_view text, std::string_view flag) {
+  const auto invalid = [&] {
+    return absl::InvalidArgumentError(
+        fmt::format("{} '{}' is not a duration; use e.g. 90s, 10m or 1h (a plain number is seconds)", flag, text));
+  };
+  if (text.empty()) return invalid();
+  std::int64_t multiplier = 1;
+  std::string_view digits = text;
+  switch (text.back()) {
+    case 's':
+      digits.remove_suffix(1);
+      break;
+    case 'm':
+      multiplier = 60;
+      digits.remove_suffix(1);
+      break;
+    case 'h':
+      multiplier = 3600;
+      digits.remove_suffix(1);
+      break;
+    default:
+      break;
+  }
+  std::int64_t value = 0;
+  const auto [end, error] = std::from_chars(digits.data(), digits.data() + digits.size(), value);
+  if (digits.empty() || error != std::errc{} || end != digits.data() + digits.size() || value < 0 ||
+      value > 10'000'000) {
+    return invalid();
+  }
+  return std::chrono::seconds{value * multiplier};
+}
+
+std::string_view GarbageKindName(GarbageKind kind) {
+  switch (kind) {
+    case GarbageKind::kOrphanVm:
+      return "orphan_vm";
+    case GarbageKind::kTalosIso:
+      return "talos_iso";
+    case GarbageKind::kCidataIso:
+      return "cidata_iso";
+  }
+  return "orphan_vm";
+}
+
+bool IsTalosIsoFile(std::string_view file) {
+  constexpr std::string_view kPrefix = "talos-", kSuffix = "-nocloud-amd64.iso";
+  if (!file.starts_with(kPrefix) || !file.ends_with(kSuffix)) return false;
+  std::string_view middle = file.substr(kPrefix.size(), file.size() - kPrefix.size() - kSuffix.size());
+  // "<16 hex>-v<version>"
+  if (middle.size() < 19 || !IsLowerHex(middle.substr(0, 16)) || middle.substr(16, 2) != "-v") return false;
+  const std::string_view version = middle.substr(18);
+  return !version.empty() && std::all_of(version.begin(), version.end(), [](char c) {
+    return std::isalnum(static_cast<unsigned char>(c)) || c == '.' || c == '-' || c == '+';
+  });
+}
+
+bool IsCidataIsoFile(std::string_view file) {
+  constexpr std::string_view kPrefix = "omni-cidata-", kSuffix = ".iso";
+  if (!file.starts_with(kPrefix) || !file.ends_with(kSuffix)) return false;
+  std::string_view middle = file.substr(kPrefix.size(), file.size() - kPrefix.size() - kSuffix.size());
+  // "<request, 1-64 of [A-Za-z0-9_-]>-<8 hex>"
+  if (middle.size() < 10 || middle[middle.size() - 9] != '-' || !IsLowerHex(middle.substr(middle.size() - 8))) {
+    return false;
+  }
+  const std::string_view request = middle.substr(0, middle.size() - 9);
+  return request.size() <= 64 && std::all_of(request.begin(), request.end(), [](char c) {
+           return std::isalnum(static_cast<unsigned char>(c)) || c == '_' || c == '-';
+         });
+}
+
+std::vector<std::string> AttachedVolumes(const std::map<std::string, std::string>& config) {
+  std::vector<std::string> out;
+  for (const auto& [key, value] : config) {
+    if (!IsDriveKey(key)) continue;
+    std::string volume = value.substr(0, value.find(','));
+    if (volume.empty() || volume == "none" || volume == "cdrom") continue;
+    out.push_back(std::move(volume));
+  }
+  return out;
+}
+
+std::optional<std::int64_t> CreatedUnixFromMeta(std::string_view meta) {
+  std::size_t start = 0;
+  while (start <= meta.size()) {
+    const std::size_t end = std::min(meta.find(',', start), meta.size());
+    const std::string_view item = meta.substr(start, end - start);
+    if (item.starts_with("ctime=")) {
+      std::int64_t value = 0;
+      const auto digits = item.substr(6);
+      const auto [ptr, error] = std::from_chars(digits.data(), digits.data() + digits.size(), value);
+      if (error == std::errc{} && ptr == digits.data() + digits.size() && value > 0) return value;
+      return std::nullopt;
+    }
+    start = end + 1;
+  }
+  return std::nullopt;
+}
+
+GarbageReport FindGarbage(const GarbageInputs& in) {
+  GarbageReport report;
+  if (!in.omni_error.empty()) {
+    report.skipped = true;
+    report.skip_reason = fmt::format(
+        "cannot read Omni ({}); without the MachineRequests every VM would look "
+        "orphaned, so nothing is collected this cycle",
+        in.omni_error);
+    return report;
+  }
+  if (!in.proxmox_error.empty()) {
+    report.skipped = true;
+    report.skip_reason = fmt::format("cannot list Proxmox VMs ({}); nothing is collected this cycle", in.proxmox_error);
+    return report;
+  }
+  const std::int64_t grace = in.grace_period.count();
+  const std::string provider_tag = SanitizeTag(in.provider_id);
+
+  // Requests by the form their ID takes in a VM's request tag.
+  std::set<std::string> live_request_tags;
+  for (const auto& r : in.requests) live_request_tags.insert(SanitizeTag(r.id));
+  for (const auto& id : in.in_flight) live_request_tags.insert(SanitizeTag(id));
+
+  for (const auto& vm : in.vms) {
+    Ownership ownership;
+    if (!ParseOwnership(vm.tags, ownership) || ownership.provider_id != provider_tag) continue;  // not ours
+    // Our VMs carry a request tag and the name derived from it; a VM whose markers disagree was
+    // edited by someone, and we never guess about such a VM.
+    if (ownership.request_id.empty() || Lower(vm.name) != Lower(VmNameFor(ownership.request_id))) continue;
+    if (live_request_tags.contains(ownership.request_id)) continue;
+    const std::string what = fmt::format("VM {} ({}) on {}", vm.vmid, vm.name, vm.node);
+    if (!vm.lock.empty()) {
+      report.kept.push_back(fmt::format("{}: locked ({}), looked at again next cycle", what, vm.lock));
+      continue;
+    }
+    if (!vm.config_read || !vm.created_unix) {
+      report.kept.push_back(fmt::format("{}: its creation time cannot be read, so its age is unknown", what));
+      continue;
+    }
+    const std::int64_t age = AgeOf(in.now_unix, *vm.created_unix);
+    if (age < grace) {
+      report.kept.push_back(fmt::format("{}: no request, but only {}s old (grace period {}s)", what, age, grace));
+      continue;
+    }
+    report.found.push_back({.kind = GarbageKind::kOrphanVm,
+                            .node = vm.node,
+                            .vmid = vm.vmid,
+                            .name = vm.name,
+                            .request_id = ownership.request_id,
+                            .storage = "",
+                            .volid = "",
+                            .age_seconds = age});
+  }
+
+  // What live requests still need, by volume and by file name.
+  std::set<std::string> needed_volumes, needed_files;
+  for (const auto& r : in.requests) {
+    for (const auto& v : r.volumes) {
+      needed_volumes.insert(v);
+      needed_files.insert(std::string(IsoFileOf(v)));
+    }
+    for (const auto& f : r.iso_files) needed_files.insert(f);
+  }
+  const bool any_unreadable = !in.unreadable_nodes.empty();
+  std::set<std::string> reported_shared;
+  for (const auto& iso : in.isos) {
+    const std::string_view file = IsoFileOf(iso.volid);
+    const bool talos = IsTalosIsoFile(file), cidata = IsCidataIsoFile(file);
+    if (!talos && !cidata) continue;  // not ours: never a candidate
+    if (iso.shared && reported_shared.contains(iso.volid)) continue;
+    const std::string what = fmt::format("{} on {}", iso.volid, iso.node);
+    if (needed_volumes.contains(iso.volid) || needed_files.contains(std::string(file))) continue;
+    // A local storage's file is used by VMs on its node only; a shared one by any VM.
+    const bool referenced = std::any_of(in.vms.begin(), in.vms.end(), [&](const ObservedVm& vm) {
+      return (iso.shared || vm.node == iso.node) &&
+             std::find(vm.media.begin(), vm.media.end(), iso.volid) != vm.media.end();
+    });
+    if (referenced) continue;
+    const bool unprovable = in.unreadable_nodes.contains(iso.node) || (iso.shared && any_unreadable) ||
+                            std::any_of(in.vms.begin(), in.vms.end(), [&](const ObservedVm& vm) {
+                              return !vm.config_read && (iso.shared || vm.node == iso.node);
+                            });
+    if (unprovable) {
+      report.kept.push_back(fmt::format("{}: a VM config that might use it cannot be read", what));
+      continue;
+    }
+    if (!iso.created_unix) {
+      report.kept.push_back(fmt::format("{}: its creation time is unknown", what));
+      continue;
+    }
+    const std::int64_t age = AgeOf(in.now_unix, *iso.created_unix);
+    if (age < grace) {
+      report.kept.push_back(fmt::format("{}: unused, but only {}s old (grace period {}s)", what, age, grace));
+      continue;
+    }
+    if (iso.shared) reported_shared.insert(iso.volid);
+    report.found.push_back({.kind = talos ? GarbageKind::kTalosIso : GarbageKind::kCidataIso,
+                            .node = iso.node,
+                            .vmid = 0,
+                            .name = "",
+                            .request_id = "",
+                            .storage = iso.storage,
+                            .volid = iso.volid,
+                            .age_seconds = age});
+  }
+  return report;
+}
+
+}  // namespace omni_proxmox::provider

@@ -1,0 +1,278 @@
+// Garbage collection end to end: the provider's controller runs GC cycles against the Proxmox
+// simulator and the Omni stand-in over real sockets. A MachineRequest destroyed behind the
+// provider's back leaves an orphan VM that report mode only reports and delete mode deletes after
+// the grace period; a foreign VM and another provider's VM are never touched; ISOs left after
+// scaling to 0 are removed.
+
+#include <thread>
+
+#include <fmt/format.h>
+#include <gmock/gmock.h>
+#include <gtest/gtest.h>
+#include <nlohmann/json.hpp>
+
+#include "omni/join_config.h"
+#include "omni/keys.h"
+#include "omni/management_client.h"
+#include "omni/specs.h"
+#include "omni/state_client.h"
+#include "provider/gc/collector.h"
+#include "provider/model/providerdata.h"
+#include "provider/reconciler/controller.h"
+#include "provider/reconciler/machine_reconciler.h"
+#include "provider/vmspec/ownership.h"
+#include "pve/client.h"
+#include "sim/omni/standin.h"
+#include "sim/pve/simulator.h"
+#include "util/metrics.h"
+
+namespace omni_proxmox::provider {
+namespace {
+
+using Json = nlohmann::json;
+using std::chrono::milliseconds;
+using std::chrono::seconds;
+
+// Simulated time runs 25 times faster than real time, for Proxmox's tasks and for the ages GC
+// compares with the grace period alike (both read `clock_`).
+constexpr double kTimeScale = 25;
+constexpr seconds kGrace{300};  // 12 s of real time
+
+constexpr const char* kClass = "cores: 2\nmemory: 2048\ndisk_size: 10\nstorage_selector: type == \"lvmthin\"\n";
+
+class GarbageE2ETest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    auto standin = sim::omni::StandIn::Start({.provider_id = "proxmox"});
+    ASSERT_TRUE(standin.ok()) << standin.status();
+    standin_ = std::move(*standin);
+    sim::pve::SimulatorOptions sim_options;
+    sim_options.clock = &clock_;
+    sim_options.on_vm_started = [this](const sim::pve::VmBootInfo& boot) {
+      (void)standin_->MachineJoined(boot.user_data, boot.smbios_uuid);
+    };
+    auto sim = sim::pve::Simulator::Start(sim_options);
+    ASSERT_TRUE(sim.ok()) << sim.status();
+    sim_ = std::move(*sim);
+    pve::ClientOptions pve_options{};
+    pve_options.base_url = sim_->base_url() + "/api2/json";
+    pve_options.token_id = sim_->default_token_id();
+    pve_options.token_secret = util::Secret<std::string>(sim_->default_token_secret());
+    auto pve = pve::MakeHttpClient(pve_options, util::RealClock());
+    ASSERT_TRUE(pve.ok()) << pve.status();
+    pve_ = std::move(*pve);
+    auto key = omni::DecodeServiceAccountKey(standin_->provider_key());
+    ASSERT_TRUE(key.ok()) << key.status();
+    omni::ClientOptions omni_options{};
+    omni_options.endpoint = standin_->grpc_endpoint();
+    omni_options.key = *key;
+    omni_options.provider_id = "proxmox";
+    omni_options.random = &random_;
+    auto state = omni::MakeGrpcStateClient(omni_options);
+    ASSERT_TRUE(state.ok()) << state.status();
+    state_ = std::move(*state);
+    auto management = omni::MakeGrpcManagementClient(omni_options);
+    ASSERT_TRUE(management.ok()) << management.status();
+    management_ = std::move(*management);
+  }
+
+  void TearDown() override { StopProvider(); }
+
+  // The provider as `run --gc-mode <mode>` wires it, with a fresh registry per start.
+  void StartProvider(GcMode mode) {
+    StopProvider();
+    metrics_ = std::make_unique<util::MetricsRegistry>();
+    ReconcilerOptions options;
+    options.provider_id = "proxmox";
+    options.task_poll = milliseconds{100};
+    options.shutdown_timeout = seconds{5};
+    reconciler_ = std::make_unique<MachineReconciler>(options, *pve_, *state_, *management_, standin_->factory_url(),
+                                                      clock_, random_);
+    collector_ = std::make_unique<GarbageCollector>(GarbageCollectorOptions{.provider_id = "proxmox",
+                                                                            .grace_period = kGrace,
+                                                                            .shutdown_timeout = seconds{5},
+                                                                            .task_timeout = seconds{60}},
+                                                    *pve_, *state_, clock_, metrics_.get());
+    collector_->in_flight = [this] {
+      std::set<std::string> ids;
+      for (const auto& r : reconciler_->ledger().Reservations()) ids.insert(r.request_id);
+      return ids;
+    };
+    ControllerOptions controller_options;
+    controller_options.info = {.id = "proxmox",
+                               .name = "Proxmox",
+                               .description = "gc under test",
+                               .icon = "",
+                               .schema = ProviderDataJsonSchema(),
+                               .version = "test"};
+    controller_options.heartbeat_interval = milliseconds{1000};
+    controller_options.resync_interval = milliseconds{2000};
+    controller_options.gc_interval = milliseconds{500};
+    controller_options.gc_cycle = [this, mode] { collector_->RunCycle(mode); };
+    controller_ = std::make_unique<ProviderController>(controller_options, *reconciler_, *state_, *pve_,
+                                                       util::RealClock(), random_);
+    controller_->Start();
+  }
+
+  void StopProvider() {
+    if (controller_) controller_->Stop();
+    controller_.reset();
+    collector_.reset();
+    reconciler_.reset();
+  }
+
+  double Metric(const std::string& series) {
+    const std::string text = metrics_->RenderText();
+    const auto at = text.find("\n" + series + " ");
+    return at == std::string::npos ? -1 : std::stod(text.substr(at + series.size() + 2));
+  }
+
+  Json Vms() {
+    const Json state = sim_->StateForTest();
+    return state["vms"];
+  }
+  std::vector<std::string> IsoVolumes(const std::string& prefix) {
+    const Json state = sim_->StateForTest();
+    std::vector<std::string> out;
+    for (const auto& v : state["volumes"]) {
+      const std::string volid = v.value("volid", "");
+      if (volid.find(":iso/" + prefix) != std::string::npos) out.push_back(volid);
+    }
+    return out;
+  }
+  bool HasVm(int vmid) {
+    for (const auto& vm : Vms()) {
+      if (vm["vmid"] == vmid) return true;
+    }
+    return false;
+  }
+  // Polls: several conditions here (metrics, simulator state) change without any Omni write.
+  static bool WaitFor(const std::function<bool()>& predicate, seconds timeout = seconds{120}) {
+    const auto deadline = std::chrono::steady_clock::now() + timeout;
+    while (!predicate()) {
+      if (std::chrono::steady_clock::now() > deadline) return false;
+      std::this_thread::sleep_for(milliseconds{100});
+    }
+    return true;
+  }
+  std::vector<omni::Resource> Requests() {
+    auto list = state_->List({std::string(omni::kNamespaceInfraProvider), std::string(omni::kTypeMachineRequest), {}});
+    return list.ok() ? *list : std::vector<omni::Resource>{};
+  }
+
+  void CreateVm(int vmid, const std::string& name, const std::string& tags) {
+    pve::FormFields fields = {{"name", name}, {"memory", "1024"}, {"scsi0", "local-lvm:2"}, {"tags", tags}};
+    auto upid = pve_->CreateVm("pve2", vmid, fields);
+    ASSERT_TRUE(upid.ok()) << upid.status();
+    ASSERT_TRUE(pve_->WaitTask(*upid, util::RealClock().Monotonic() + seconds{60}).ok());
+  }
+
+  util::ScaledClock clock_{kTimeScale};
+  util::Random random_{7};
+  std::unique_ptr<sim::omni::StandIn> standin_;
+  std::unique_ptr<sim::pve::Simulator> sim_;
+  std::unique_ptr<pve::Client> pve_;
+  std::unique_ptr<omni::StateClient> state_;
+  std::unique_ptr<omni::ManagementClient> management_;
+  std::unique_ptr<util::MetricsRegistry> metrics_;
+  std::unique_ptr<MachineReconciler> reconciler_;
+  std::unique_ptr<GarbageCollector> collector_;
+  std::unique_ptr<ProviderController> controller_;
+};
+
+TEST_F(GarbageE2ETest, OrphanReportedThenDeletedForeignKeptIsosRemovedAfterScaleToZero) {
+  StartProvider(GcMode::kReport);
+  ASSERT_TRUE(standin_->ApplyMachineClass("workers", kClass).ok());
+  ASSERT_TRUE(standin_->ScaleMachineRequestSet("workers", "workers", 2).ok());
+  ASSERT_TRUE(WaitFor([&] { return standin_->JoinedMachines().size() == 2; }));
+  ASSERT_EQ(Vms().size(), 2u);
+  // Someone else's VM, and a VM of another omni-proxmox provider whose request we cannot see.
+  CreateVm(4242, "someone-elses", "prod");
+  CreateVm(4343, "lab-x", fmt::format("{};{};{}", kManagedTag, ProviderTag("proxmox-lab"), RequestTag("lab-x")));
+
+  // The provider is down while a MachineRequest disappears without its finalizer being honoured.
+  StopProvider();
+  const auto requests = Requests();
+  ASSERT_EQ(requests.size(), 2u);
+  const std::string gone = requests[0].metadata.id;
+  int orphan_vmid = 0;
+  for (const auto& vm : Vms()) {
+    if (vm["config"].value("name", "") == VmNameFor(gone)) orphan_vmid = vm["vmid"];
+  }
+  ASSERT_NE(orphan_vmid, 0);
+  auto& store = standin_->state();
+  const std::string ns(omni::kNamespaceInfraProvider), type(omni::kTypeMachineRequest);
+  ASSERT_TRUE(store
+                  .Modify(ns, type, gone,
+                          [](sim::omni::Resource& r) {
+                            r.finalizers.clear();
+                            return true;
+                          })
+                  .ok());
+  auto stored = store.Get(ns, type, gone);
+  ASSERT_TRUE(stored.ok());
+  ASSERT_TRUE(store.Destroy(ns, type, gone, stored->owner).ok());
+  // The set controller replaces the request with a new one; keep the count at 1 so only one remains.
+  ASSERT_TRUE(standin_->ScaleMachineRequestSet("workers", "workers", 1).ok());
+
+  // Report mode: the orphan is counted once it is older than the grace period, and left alone.
+  StartProvider(GcMode::kReport);
+  ASSERT_TRUE(WaitFor([&] { return Metric("omni_proxmox_gc_findings{kind=\"orphan_vm\"}") == 1; }))
+      << metrics_->RenderText();
+  EXPECT_TRUE(HasVm(orphan_vmid));
+  EXPECT_EQ(Metric("omni_proxmox_gc_deleted_total{kind=\"orphan_vm\"}"), 0);
+
+  // Delete mode: the orphan and its cloud-init ISO go; the foreign and the other provider's VMs stay.
+  StartProvider(GcMode::kDelete);
+  ASSERT_TRUE(WaitFor([&] { return !HasVm(orphan_vmid); })) << Vms().dump(1);
+  ASSERT_TRUE(WaitFor([&] { return Metric("omni_proxmox_gc_deleted_total{kind=\"orphan_vm\"}") == 1; }))
+      << metrics_->RenderText();
+  EXPECT_TRUE(HasVm(4242));
+  EXPECT_TRUE(HasVm(4343));
+  ASSERT_TRUE(WaitFor([&] {
+    for (const auto& v : IsoVolumes("omni-cidata-")) {
+      if (v.find(gone) != std::string::npos) return false;
+    }
+    return true;
+  })) << sim_->StateForTest()["volumes"].dump(1);
+
+  // Scale to 0: teardown removes the VMs and their cloud-init ISOs; GC then removes the shared
+  // Talos ISO nothing uses any more.
+  ASSERT_FALSE(IsoVolumes("talos-").empty());
+  ASSERT_TRUE(standin_->ScaleMachineRequestSet("workers", "workers", 0).ok());
+  ASSERT_TRUE(WaitFor([&] { return Requests().empty(); }));
+  ASSERT_TRUE(WaitFor([&] { return IsoVolumes("talos-").empty() && IsoVolumes("omni-cidata-").empty(); }))
+      << sim_->StateForTest()["volumes"].dump(1);
+  EXPECT_TRUE(WaitFor([&] { return Metric("omni_proxmox_gc_deleted_total{kind=\"talos_iso\"}") >= 1; }))
+      << metrics_->RenderText();
+  EXPECT_TRUE(HasVm(4242));
+  EXPECT_TRUE(HasVm(4343));
+  EXPECT_EQ(Vms().size(), 2u);
+}
+
+TEST_F(GarbageE2ETest, NothingIsCollectedWhileOmniCannotBeRead) {
+  // An orphan by its markers: its request never existed.
+  CreateVm(4444, "workers-vanished",
+           fmt::format("{};{};{}", kManagedTag, ProviderTag("proxmox"), RequestTag("workers-vanished")));
+  GarbageCollector collector({.provider_id = "proxmox",
+                              .grace_period = seconds{0},
+                              .shutdown_timeout = seconds{5},
+                              .task_timeout = seconds{60}},
+                             *pve_, *state_, clock_);
+  standin_->StopServing();
+  auto cycle = collector.RunCycle(GcMode::kDelete);
+  EXPECT_TRUE(cycle.report.skipped);
+  EXPECT_THAT(cycle.report.skip_reason, ::testing::HasSubstr("cannot read Omni"));
+  EXPECT_TRUE(HasVm(4444));
+  ASSERT_TRUE(standin_->ResumeServing().ok());
+  ASSERT_TRUE(WaitFor([&] {
+    cycle = collector.RunCycle(GcMode::kDelete);
+    return !cycle.report.skipped;
+  }));
+  ASSERT_EQ(cycle.outcomes.size(), 1u);
+  EXPECT_TRUE(cycle.outcomes[0].deleted) << cycle.outcomes[0].error;
+  EXPECT_FALSE(HasVm(4444));
+}
+
+}  // namespace
+}  // namespace omni_proxmox::provider

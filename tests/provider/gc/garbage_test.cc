@@ -1,0 +1,226 @@
+// The garbage rules with plain values: what is an orphan, which ISOs are unused, and everything
+// that must be kept.
+
+#include "provider/gc/garbage.h"
+
+#include <fmt/format.h>
+#include <gmock/gmock.h>
+#include <gtest/gtest.h>
+
+#include "provider/vmspec/ownership.h"
+
+namespace omni_proxmox::provider {
+namespace {
+
+using ::testing::HasSubstr;
+using ::testing::IsEmpty;
+using ::testing::SizeIs;
+
+constexpr std::int64_t kNow = 1'800'000'000;
+constexpr const char* kTalosFile = "talos-376567988ad37013-v1.9.5-nocloud-amd64.iso";
+constexpr const char* kTalosFile2 = "talos-aaaabbbbccccdddd-v1.10.0-nocloud-amd64.iso";
+
+std::string Tags(const std::string& provider, const std::string& request) {
+  return fmt::format("{};{};{};{}", kManagedTag, ProviderTag(provider), RequestTag(request), RequestSetTag("workers"));
+}
+
+ObservedVm OurVm(std::int64_t vmid, const std::string& request, std::int64_t age_seconds,
+                 const std::string& provider = "proxmox") {
+  return {.node = "pve1",
+          .vmid = vmid,
+          .name = VmNameFor(request),
+          .tags = Tags(provider, request),
+          .lock = "",
+          .config_read = true,
+          .created_unix = kNow - age_seconds,
+          .media = {"local:iso/" + std::string(kTalosFile), "local:iso/omni-cidata-" + request + "-0123abcd.iso"}};
+}
+
+ObservedIso Iso(const std::string& file, std::int64_t age_seconds, const std::string& node = "pve1",
+                bool shared = false, const std::string& storage = "local") {
+  return {.node = node,
+          .storage = storage,
+          .shared = shared,
+          .volid = storage + ":iso/" + file,
+          .created_unix = kNow - age_seconds};
+}
+
+GarbageInputs Inputs() {
+  GarbageInputs in;
+  in.provider_id = "proxmox";
+  in.now_unix = kNow;
+  in.grace_period = std::chrono::seconds{600};
+  return in;
+}
+
+TEST(GarbageTest, VmWithoutRequestPastGraceIsAnOrphanAtTheEdge) {
+  auto in = Inputs();
+  in.vms = {OurVm(101, "workers-old", 600), OurVm(102, "workers-young", 599)};
+  auto report = FindGarbage(in);
+  ASSERT_FALSE(report.skipped);
+  ASSERT_THAT(report.found, SizeIs(1));
+  EXPECT_EQ(report.found[0].kind, GarbageKind::kOrphanVm);
+  EXPECT_EQ(report.found[0].vmid, 101);
+  EXPECT_EQ(report.found[0].request_id, "workers-old");
+  EXPECT_EQ(report.found[0].age_seconds, 600);
+  ASSERT_THAT(report.kept, SizeIs(1));
+  EXPECT_THAT(report.kept[0], HasSubstr("only 599s old"));
+}
+
+TEST(GarbageTest, VmWhoseRequestExistsIsNotAnOrphanEvenWithUppercaseRequestId) {
+  auto in = Inputs();
+  in.requests = {{.id = "Workers-ABC", .volumes = {}, .iso_files = {}}};
+  in.vms = {OurVm(101, "Workers-ABC", 100'000)};
+  EXPECT_THAT(FindGarbage(in).found, IsEmpty());
+}
+
+TEST(GarbageTest, InFlightRequestIsNotAnOrphan) {
+  auto in = Inputs();
+  in.in_flight = {"workers-new"};
+  in.vms = {OurVm(101, "workers-new", 100'000)};
+  EXPECT_THAT(FindGarbage(in).found, IsEmpty());
+}
+
+TEST(GarbageTest, ForeignAndOtherProviderVmsAreNeverOrphans) {
+  auto in = Inputs();
+  ObservedVm foreign{.node = "pve1",
+                     .vmid = 200,
+                     .name = "database",
+                     .tags = "prod",
+                     .lock = "",
+                     .config_read = true,
+                     .created_unix = kNow - 100'000,
+                     .media = {}};
+  ObservedVm other = OurVm(201, "workers-x", 100'000, "proxmox-lab");
+  // Our markers on a VM whose name does not match them: edited by someone, never guessed about.
+  ObservedVm renamed = OurVm(202, "workers-y", 100'000);
+  renamed.name = "my-renamed-vm";
+  in.vms = {foreign, other, renamed};
+  EXPECT_THAT(FindGarbage(in).found, IsEmpty());
+}
+
+TEST(GarbageTest, LockedOrAgelessVmsAreKept) {
+  auto in = Inputs();
+  ObservedVm locked = OurVm(101, "workers-a", 100'000);
+  locked.lock = "migrate";
+  ObservedVm unreadable = OurVm(102, "workers-b", 100'000);
+  unreadable.config_read = false;
+  ObservedVm no_meta = OurVm(103, "workers-c", 100'000);
+  no_meta.created_unix.reset();
+  in.vms = {locked, unreadable, no_meta};
+  auto report = FindGarbage(in);
+  EXPECT_THAT(report.found, IsEmpty());
+  EXPECT_THAT(report.kept, SizeIs(3));
+}
+
+TEST(GarbageTest, OmniReadFailureSkipsTheWholeCycle) {
+  auto in = Inputs();
+  in.omni_error = "listing MachineRequests: Omni unreachable";
+  in.vms = {OurVm(101, "workers-old", 100'000)};
+  in.isos = {Iso(kTalosFile2, 100'000)};
+  auto report = FindGarbage(in);
+  EXPECT_TRUE(report.skipped);
+  EXPECT_THAT(report.skip_reason, HasSubstr("Omni unreachable"));
+  EXPECT_THAT(report.found, IsEmpty());
+
+  in.omni_error.clear();
+  in.proxmox_error = "connection refused";
+  report = FindGarbage(in);
+  EXPECT_TRUE(report.skipped);
+  EXPECT_THAT(report.found, IsEmpty());
+}
+
+TEST(GarbageTest, ReferencedIsosAreKeptAndUnreferencedOnesFound) {
+  auto in = Inputs();
+  in.requests = {{.id = "workers-live", .volumes = {}, .iso_files = {}}};
+  in.vms = {OurVm(101, "workers-live", 100'000)};
+  in.isos = {
+      Iso(kTalosFile, 100'000),                               // attached to VM 101
+      Iso("omni-cidata-workers-live-0123abcd.iso", 100'000),  // attached to VM 101
+      Iso(kTalosFile2, 100'000),                              // nothing uses it
+      Iso("omni-cidata-workers-gone-89abcdef.iso", 100'000),  // nothing uses it
+      Iso("omni-cidata-workers-fresh-89abcdef.iso", 599),     // too young
+      Iso("debian-12.iso", 100'000),                          // not ours
+      Iso("talos-v1.9.5-metal-amd64.iso", 100'000),           // the Go provider's or a person's: not ours
+      Iso(kTalosFile, 100'000, "pve2"),                       // local file on pve2: VM 101 is on pve1
+  };
+  auto report = FindGarbage(in);
+  ASSERT_THAT(report.found, SizeIs(3));
+  EXPECT_EQ(report.found[0].kind, GarbageKind::kTalosIso);
+  EXPECT_EQ(report.found[0].volid, std::string("local:iso/") + kTalosFile2);
+  EXPECT_EQ(report.found[1].kind, GarbageKind::kCidataIso);
+  EXPECT_EQ(report.found[1].volid, "local:iso/omni-cidata-workers-gone-89abcdef.iso");
+  EXPECT_EQ(report.found[2].kind, GarbageKind::kTalosIso);
+  EXPECT_EQ(report.found[2].node, "pve2");
+}
+
+TEST(GarbageTest, IsosNeededByALiveRequestAreKept) {
+  auto in = Inputs();
+  // The state names the cloud-init ISO; the Talos ISO is still downloading (file name only).
+  in.requests = {
+      {.id = "workers-new", .volumes = {"local:iso/omni-cidata-workers-new-0123abcd.iso"}, .iso_files = {kTalosFile2}}};
+  in.isos = {Iso("omni-cidata-workers-new-0123abcd.iso", 100'000), Iso(kTalosFile2, 100'000)};
+  EXPECT_THAT(FindGarbage(in).found, IsEmpty());
+}
+
+TEST(GarbageTest, SharedIsoIsReportedOnceAndKeptWhileAnyVmConfigIsUnreadable) {
+  auto in = Inputs();
+  in.isos = {Iso(kTalosFile2, 100'000, "pve1", true, "cephfs"), Iso(kTalosFile2, 100'000, "pve2", true, "cephfs")};
+  auto report = FindGarbage(in);
+  ASSERT_THAT(report.found, SizeIs(1));
+  EXPECT_EQ(report.found[0].storage, "cephfs");
+
+  // A VM on an offline node might use the shared file.
+  ObservedVm offline = OurVm(300, "workers-z", 100'000);
+  offline.node = "pve3";
+  offline.config_read = false;
+  in.requests = {{.id = "workers-z", .volumes = {}, .iso_files = {}}};
+  in.vms = {offline};
+  in.unreadable_nodes = {"pve3"};
+  EXPECT_THAT(FindGarbage(in).found, IsEmpty());
+}
+
+TEST(GarbageTest, NamingPatternsAreStrict) {
+  EXPECT_TRUE(IsTalosIsoFile(kTalosFile2));
+  EXPECT_TRUE(IsTalosIsoFile("talos-0123456789abcdef-v1.9.0-beta.1-nocloud-amd64.iso"));
+  EXPECT_FALSE(IsTalosIsoFile("talos-0123456789ABCDEF-v1.9.0-nocloud-amd64.iso"));
+  EXPECT_FALSE(IsTalosIsoFile("talos-0123456789abcde-v1.9.0-nocloud-amd64.iso"));
+  EXPECT_FALSE(IsTalosIsoFile("talos-0123456789abcdef-v1.9.0-metal-amd64.iso"));
+  EXPECT_TRUE(IsCidataIsoFile("omni-cidata-workers-abc123-0123abcd.iso"));
+  EXPECT_FALSE(IsCidataIsoFile("omni-cidata-workers-abc123-0123abc.iso"));
+  EXPECT_FALSE(IsCidataIsoFile("omni-cidata-x y-0123abcd.iso"));
+  EXPECT_FALSE(IsCidataIsoFile("cidata.iso"));
+}
+
+TEST(GarbageTest, ConfigHelpers) {
+  EXPECT_EQ(CreatedUnixFromMeta("creation-qemu=9.2.0,ctime=1700000000"), 1700000000);
+  EXPECT_EQ(CreatedUnixFromMeta("ctime=12"), 12);
+  EXPECT_FALSE(CreatedUnixFromMeta("creation-qemu=9.2.0").has_value());
+  EXPECT_FALSE(CreatedUnixFromMeta("ctime=abc").has_value());
+  const std::map<std::string, std::string> config = {{"ide2", "local:iso/a.iso,media=cdrom"},
+                                                     {"ide3", "none,media=cdrom"},
+                                                     {"scsi0", "vm_ssd:vm-101-disk-0,size=40G"},
+                                                     {"name", "local:iso/not-a-drive.iso"},
+                                                     {"scsihw", "virtio-scsi-single"}};
+  EXPECT_EQ(AttachedVolumes(config), (std::vector<std::string>{"local:iso/a.iso", "vm_ssd:vm-101-disk-0"}));
+}
+
+TEST(GarbageTest, ModesAndDurationsParseWithClearErrors) {
+  EXPECT_EQ(*ParseGcMode("delete"), GcMode::kDelete);
+  EXPECT_EQ(GcModeName(GcMode::kReport), "report");
+  auto bad = ParseGcMode("purge");
+  ASSERT_FALSE(bad.ok());
+  EXPECT_THAT(std::string(bad.status().message()), HasSubstr("--gc-mode 'purge'"));
+  EXPECT_EQ(*ParseGcDuration("10m", "--gc-grace-period"), std::chrono::seconds{600});
+  EXPECT_EQ(*ParseGcDuration("90s", "--gc-grace-period"), std::chrono::seconds{90});
+  EXPECT_EQ(*ParseGcDuration("2h", "--gc-grace-period"), std::chrono::seconds{7200});
+  EXPECT_EQ(*ParseGcDuration("45", "--gc-grace-period"), std::chrono::seconds{45});
+  for (const char* text : {"", "m", "-5m", "10 m", "1d", "ten"}) {
+    auto parsed = ParseGcDuration(text, "--gc-grace-period");
+    ASSERT_FALSE(parsed.ok()) << text;
+    EXPECT_THAT(std::string(parsed.status().message()), HasSubstr("--gc-grace-period"));
+  }
+}
+
+}  // namespace
+}  // namespace omni_proxmox::provider
