@@ -17,6 +17,8 @@
 #include <map>
 #include <memory>
 #include <optional>
+#include <sstream>
+#include <stdexcept>
 #include <string>
 #include <thread>
 #include <vector>
@@ -61,12 +63,27 @@ std::string GoBinary() { return OP_INTEROP_GO_BINARY; }
         << GoBinary() << " is missing: run the suite with `ctest -R interop`, whose fixture builds it";  \
   } while (false)
 
-std::filesystem::path MakeTempDir() {
-  std::string pattern = (std::filesystem::path(::testing::TempDir()) / "op-interop-XXXXXX").string();
-  const char* dir = mkdtemp(pattern.data());
-  EXPECT_NE(dir, nullptr);
-  return dir ? std::filesystem::path(dir) : std::filesystem::path(::testing::TempDir());
-}
+// A per-test directory (tests run in parallel processes), removed with everything in it at the end.
+class ScopedTempDir {
+ public:
+  ScopedTempDir() {
+    std::string pattern = (std::filesystem::path(::testing::TempDir()) / "op-interop-XXXXXX").string();
+    if (mkdtemp(pattern.data()) == nullptr) throw std::runtime_error("mkdtemp failed for " + pattern);
+    path_ = pattern;
+  }
+  ~ScopedTempDir() {
+    std::error_code ignored;
+    std::filesystem::remove_all(path_, ignored);
+  }
+  ScopedTempDir(const ScopedTempDir&) = delete;
+  ScopedTempDir& operator=(const ScopedTempDir&) = delete;
+
+  const std::filesystem::path& path() const { return path_; }
+  std::filesystem::path operator/(const std::string& name) const { return path_ / name; }
+
+ private:
+  std::filesystem::path path_;
+};
 
 void WriteFile(const std::filesystem::path& path, const std::string& content) {
   std::ofstream out(path, std::ios::binary | std::ios::trunc);
@@ -229,13 +246,12 @@ class ReferenceServerTest : public ::testing::Test {
  protected:
   void SetUp() override {
     REQUIRE_GO();
-    dir_ = MakeTempDir();
     auto key = omni::GenerateInfraProviderKey(kProviderId, std::chrono::hours(24 * 365), util::RealClock());
     ASSERT_TRUE(key.ok()) << key.status();
     key_ = *std::move(key);
     // The server trusts only our public key, as Omni does after `omnictl infraprovider create`.
     WriteFile(dir_ / "provider.pub", key_.armored_public_key);
-    server_ = ReferenceServer::Start(dir_, {"--trust-public-key", (dir_ / "provider.pub").string()});
+    server_ = ReferenceServer::Start(dir_.path(), {"--trust-public-key", (dir_ / "provider.pub").string()});
     ASSERT_NE(server_, nullptr);
     options_.endpoint = server_->endpoint();
     options_.key = key_.key;
@@ -262,7 +278,7 @@ class ReferenceServerTest : public ::testing::Test {
     return client_->Create(MakeResource(id, std::move(labels), spec), kOwner);
   }
 
-  std::filesystem::path dir_;
+  ScopedTempDir dir_;  // declared first: outlives the server writing its log there
   omni::GeneratedKey key_;
   std::unique_ptr<ReferenceServer> server_;
   omni::ClientOptions options_;
@@ -562,7 +578,7 @@ json StepNamed(const json& outcome, const std::string& name) {
 
 TEST(StandInInteropTest, GoClientScriptBehavesAsOnTheReferenceServer) {
   REQUIRE_GO();
-  auto dir = MakeTempDir();
+  ScopedTempDir dir;
   sim::omni::StandInOptions options;
   options.provider_id = kProviderId;
   auto standin = sim::omni::StandIn::Start(options);
@@ -572,7 +588,7 @@ TEST(StandInInteropTest, GoClientScriptBehavesAsOnTheReferenceServer) {
 
   json on_standin = RunGo({"script", "--endpoint", (*standin)->grpc_endpoint(), "--key-file", key_file.string()});
 
-  auto reference = ReferenceServer::Start(dir, {"--trust-key", key_file.string()});
+  auto reference = ReferenceServer::Start(dir.path(), {"--trust-key", key_file.string()});
   ASSERT_NE(reference, nullptr);
   json on_reference = RunGo({"script", "--endpoint", reference->endpoint(), "--key-file", key_file.string()});
   ASSERT_FALSE(Steps(on_reference).empty()) << on_reference.dump();
@@ -620,6 +636,65 @@ TEST(StandInInteropTest, GoClientScriptBehavesAsOnTheReferenceServer) {
   EXPECT_EQ(StepNamed(on_standin, "watch invalid bookmark").value("error", ""), "invalid-bookmark");
 }
 
+// Omni's infra-provider rules (no counterpart in the reference server) as the reference Go client meets them:
+// the stand-in must accept the Go client's finalizer-only writes byte for byte and refuse the rest.
+TEST(StandInInteropTest, GoClientMeetsOmniInfraProviderRules) {
+  REQUIRE_GO();
+  ScopedTempDir dir;
+  sim::omni::StandInOptions options;
+  options.provider_id = kProviderId;
+  auto started = sim::omni::StandIn::Start(options);
+  ASSERT_TRUE(started.ok()) << started.status();
+  auto& standin = *started;
+  ASSERT_TRUE(standin->ApplyMachineClass("small", "cores: 2\n").ok());
+  ASSERT_TRUE(standin->ScaleMachineRequestSet("workers", "small", 2).ok());
+  // Another provider's request must stay invisible to ours.
+  ASSERT_TRUE(standin->AddInfraProvider("other").ok());
+  ASSERT_TRUE(standin->ApplyMachineClass("theirs", "cores: 1\n", {.provider_id = "other"}).ok());
+  ASSERT_TRUE(standin->ScaleMachineRequestSet("others", "theirs", 1).ok());
+  auto requests = [&] { return standin->state().List("infra-provider", "MachineRequests.omni.sidero.dev"); };
+  ASSERT_TRUE(standin->WaitFor([&] { return requests().ok() && requests()->size() == 3; }, kDeadline));
+
+  const auto key_file = dir / "proxmox.key";
+  WriteFile(key_file, standin->provider_key());
+  json outcome = RunGo({"omni-script", "--endpoint", standin->grpc_endpoint(), "--key-file", key_file.string()});
+  ASSERT_FALSE(Steps(outcome).empty()) << outcome.dump();
+
+  auto listed = StepNamed(outcome, "list machine requests");
+  ASSERT_EQ(listed["ids"].size(), 2u) << listed.dump();
+  EXPECT_EQ(listed.value("labels", ""), "proxmox");  // every visible request carries our provider label
+  const std::string request_id = listed["ids"][0];
+  EXPECT_EQ(request_id.rfind("workers-", 0), 0u) << request_id;
+
+  EXPECT_FALSE(StepNamed(outcome, "add finalizer to machine request").contains("error"))
+      << StepNamed(outcome, "add finalizer to machine request").dump();
+  EXPECT_EQ(StepNamed(outcome, "get machine request")["finalizers"], json::array({"proxmox.ProvisionController"}));
+  EXPECT_FALSE(StepNamed(outcome, "remove finalizer from machine request").contains("error"))
+      << StepNamed(outcome, "remove finalizer from machine request").dump();
+  EXPECT_EQ(StepNamed(outcome, "update machine request labels").value("error", ""), "owner-conflict");
+  EXPECT_EQ(StepNamed(outcome, "destroy machine request").value("error", ""), "owner-conflict");
+  EXPECT_FALSE(StepNamed(outcome, "create machine request status").contains("error"))
+      << StepNamed(outcome, "create machine request status").dump();
+  auto status = StepNamed(outcome, "get machine request status");
+  EXPECT_EQ(status.value("labels", ""), "omni.sidero.dev/infra-provider-id=proxmox");  // set by Omni on Create
+  EXPECT_EQ(status["finalizers"], json::array({"MachineRequestStatusCleanupController"}));
+  EXPECT_EQ(StepNamed(outcome, "destroy machine request status wrong owner").value("error", ""), "owner-conflict");
+  EXPECT_EQ(StepNamed(outcome, "create provider status for another id").value("error", ""), "code:InvalidArgument");
+  EXPECT_FALSE(StepNamed(outcome, "create provider status").contains("error"))
+      << StepNamed(outcome, "create provider status").dump();
+  EXPECT_EQ(StepNamed(outcome, "list clusters").value("error", ""), "code:PermissionDenied");
+  EXPECT_EQ(StepNamed(outcome, "get cluster").value("error", ""), "code:PermissionDenied");
+
+  // The world the stand-in kept: the request is untouched apart from its version, the rest as written.
+  auto request = standin->state().Get("infra-provider", "MachineRequests.omni.sidero.dev", request_id);
+  ASSERT_TRUE(request.ok()) << request.status();
+  EXPECT_EQ(request->version, 3u);  // finalizer added, then removed
+  EXPECT_TRUE(request->finalizers.empty());
+  EXPECT_EQ(request->labels.count("tampered"), 0u);
+  EXPECT_TRUE(standin->state().Get("infra-provider", "MachineRequestStatuses.omni.sidero.dev", request_id).ok());
+  EXPECT_TRUE(standin->state().Get("infra-provider", "InfraProviderStatuses.omni.sidero.dev", kProviderId).ok());
+}
+
 // --- Scenario 3: keys both ways ----------------------------------------------------------------------------
 
 // What go-api-signature says about a key, checked against what our side computes.
@@ -651,7 +726,7 @@ void ExpectAcceptedByGoApiSignature(const std::filesystem::path& key_file, const
 
 TEST(KeysInteropTest, StandInProviderKeyIsAcceptedByGoApiSignature) {
   REQUIRE_GO();
-  auto dir = MakeTempDir();
+  ScopedTempDir dir;
   sim::omni::StandInOptions options;
   options.provider_id = kProviderId;
   auto standin = sim::omni::StandIn::Start(options);
@@ -662,7 +737,7 @@ TEST(KeysInteropTest, StandInProviderKeyIsAcceptedByGoApiSignature) {
 
 TEST(KeysInteropTest, ClientGeneratedKeyIsAcceptedByGoApiSignature) {
   REQUIRE_GO();
-  auto dir = MakeTempDir();
+  ScopedTempDir dir;
   auto key = omni::GenerateInfraProviderKey("generated", std::chrono::hours(24 * 365), util::RealClock());
   ASSERT_TRUE(key.ok()) << key.status();
   WriteFile(dir / "generated.key", key->encoded.Reveal());
@@ -671,7 +746,7 @@ TEST(KeysInteropTest, ClientGeneratedKeyIsAcceptedByGoApiSignature) {
 
 TEST(KeysInteropTest, GoApiSignatureKeyIsAcceptedByOurClient) {
   REQUIRE_GO();
-  auto dir = MakeTempDir();
+  ScopedTempDir dir;
   const auto key_file = dir / "interop.key";
   json generated = RunGo({"keygen", "--provider-id", "interop", "--out", key_file.string()});
   ASSERT_EQ(generated.value("name", ""), "infra-provider:interop");
@@ -689,7 +764,7 @@ TEST(KeysInteropTest, GoApiSignatureKeyIsAcceptedByOurClient) {
   EXPECT_EQ((*signer)->fingerprint(), generated.value("fingerprint", ""));
 
   // Our client signs with the Go-made key and the reference server's go-api-signature verifier agrees.
-  auto server = ReferenceServer::Start(dir, {"--trust-key", key_file.string()});
+  auto server = ReferenceServer::Start(dir.path(), {"--trust-key", key_file.string()});
   ASSERT_NE(server, nullptr);
   omni::ClientOptions options;
   options.endpoint = server->endpoint();

@@ -5,6 +5,8 @@
 //	    the reference in-memory COSI state over gRPC on 127.0.0.1:0, verifying every call's signature
 //	interop-go script --endpoint URL --key-file FILE [--namespace NS --type TYPE --owner OWNER]
 //	    the reference COSI client (signing with go-api-signature) runs a fixed script, prints JSON results
+//	interop-go omni-script --endpoint URL --key-file FILE [--provider-id ID]
+//	    the same client against Omni's infra-provider rules (stand-in only), prints JSON results
 //	interop-go keygen --provider-id ID --out FILE
 //	    an infra-provider service-account key made by go-api-signature
 //	interop-go keyinfo --key-file FILE [--sign DATA]
@@ -22,7 +24,7 @@ import (
 
 func main() {
 	if len(os.Args) < 2 {
-		fail("usage: interop-go serve|script|keygen|keyinfo [flags]")
+		fail("usage: interop-go serve|script|omni-script|keygen|keyinfo [flags]")
 	}
 
 	var err error
@@ -32,12 +34,14 @@ func main() {
 		err = runServe(os.Args[2:])
 	case "script":
 		err = runScript(os.Args[2:])
+	case "omni-script":
+		err = runOmniScript(os.Args[2:])
 	case "keygen":
 		err = runKeygen(os.Args[2:])
 	case "keyinfo":
 		err = runKeyinfo(os.Args[2:])
 	default:
-		fail(fmt.Sprintf("unknown mode %q: use serve, script, keygen or keyinfo", os.Args[1]))
+		fail(fmt.Sprintf("unknown mode %q: use serve, script, omni-script, keygen or keyinfo", os.Args[1]))
 	}
 
 	if err != nil {

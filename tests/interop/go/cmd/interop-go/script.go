@@ -62,35 +62,7 @@ func runScript(args []string) error {
 		return err
 	}
 
-	target, err := dialTarget(*endpoint)
-	if err != nil {
-		return err
-	}
-
-	key, err := os.ReadFile(*keyFile)
-	if err != nil {
-		return fmt.Errorf("--key-file: %w", err)
-	}
-
-	signer := interceptor.New(interceptor.Options{ServiceAccountBase64: strings.TrimSpace(string(key))})
-	withProviderID := func(ctx context.Context) context.Context {
-		return metadata.AppendToOutgoingContext(ctx, "providerid", *providerID)
-	}
-
-	conn, err := grpc.NewClient(target,
-		grpc.WithTransportCredentials(insecure.NewCredentials()),
-		// Outermost first: the providerid header is in place before go-api-signature signs the call.
-		grpc.WithChainUnaryInterceptor(
-			func(ctx context.Context, method string, req, reply any, cc *grpc.ClientConn, invoker grpc.UnaryInvoker, opts ...grpc.CallOption) error {
-				return invoker(withProviderID(ctx), method, req, reply, cc, opts...)
-			},
-			signer.Unary()),
-		grpc.WithChainStreamInterceptor(
-			func(ctx context.Context, desc *grpc.StreamDesc, cc *grpc.ClientConn, method string, streamer grpc.Streamer, opts ...grpc.CallOption) (grpc.ClientStream, error) {
-				return streamer(withProviderID(ctx), desc, cc, method, opts...)
-			},
-			signer.Stream()),
-	)
+	conn, err := dialSigned(*endpoint, *keyFile, *providerID)
 	if err != nil {
 		return err
 	}
@@ -113,6 +85,40 @@ func runScript(args []string) error {
 	emit(map[string]any{"steps": runner.steps})
 
 	return nil
+}
+
+// dialSigned connects the way Omni's Go client does: every call carries the providerid header and is
+// signed by go-api-signature's client interceptor with the service-account key.
+func dialSigned(endpoint, keyFile, providerID string) (*grpc.ClientConn, error) {
+	target, err := dialTarget(endpoint)
+	if err != nil {
+		return nil, err
+	}
+
+	key, err := os.ReadFile(keyFile)
+	if err != nil {
+		return nil, fmt.Errorf("--key-file: %w", err)
+	}
+
+	signer := interceptor.New(interceptor.Options{ServiceAccountBase64: strings.TrimSpace(string(key))})
+	withProviderID := func(ctx context.Context) context.Context {
+		return metadata.AppendToOutgoingContext(ctx, "providerid", providerID)
+	}
+
+	return grpc.NewClient(target,
+		grpc.WithTransportCredentials(insecure.NewCredentials()),
+		// Outermost first: the providerid header is in place before go-api-signature signs the call.
+		grpc.WithChainUnaryInterceptor(
+			func(ctx context.Context, method string, req, reply any, cc *grpc.ClientConn, invoker grpc.UnaryInvoker, opts ...grpc.CallOption) error {
+				return invoker(withProviderID(ctx), method, req, reply, cc, opts...)
+			},
+			signer.Unary()),
+		grpc.WithChainStreamInterceptor(
+			func(ctx context.Context, desc *grpc.StreamDesc, cc *grpc.ClientConn, method string, streamer grpc.Streamer, opts ...grpc.CallOption) (grpc.ClientStream, error) {
+				return streamer(withProviderID(ctx), desc, cc, method, opts...)
+			},
+			signer.Stream()),
+	)
 }
 
 // dialTarget turns the Omni-style endpoint URL into a gRPC target (plaintext only: loopback tests).
