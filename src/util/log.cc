@@ -122,12 +122,13 @@ LogContext::~LogContext() { t_context.resize(restore_size_); }
 
 LogFields LogContext::Current() {
   LogFields fields;
-  for (const auto& [key, value] : t_context) {
-    auto it = std::find_if(fields.begin(), fields.end(), [&](const auto& field) { return field.first == key; });
+  // Not a structured binding: clang 14 (the fuzz build) cannot capture one in the lambda.
+  for (const auto& entry : t_context) {
+    auto it = std::find_if(fields.begin(), fields.end(), [&](const auto& field) { return field.first == entry.first; });
     if (it == fields.end()) {
-      fields.emplace_back(key, value);
+      fields.push_back(entry);
     } else {
-      it->second = value;
+      it->second = entry.second;
     }
   }
   return fields;
