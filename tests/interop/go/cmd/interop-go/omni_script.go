@@ -8,24 +8,19 @@ import (
 	"strings"
 	"time"
 
-	"github.com/cosi-project/runtime/api/v1alpha1"
 	"github.com/cosi-project/runtime/pkg/resource"
-	"github.com/cosi-project/runtime/pkg/resource/protobuf"
 	"github.com/cosi-project/runtime/pkg/state"
-	"github.com/cosi-project/runtime/pkg/state/protobuf/client"
+	"github.com/siderolabs/omni/client/api/omni/specs"
+	"github.com/siderolabs/omni/client/pkg/omni/resources/infra"
 )
 
-const (
-	infraProviderNs          = "infra-provider"
-	machineRequestType       = "MachineRequests.omni.sidero.dev"
-	machineRequestStatusType = "MachineRequestStatuses.omni.sidero.dev"
-	infraProviderStatusType  = "InfraProviderStatuses.omni.sidero.dev"
-	providerIDLabel          = "omni.sidero.dev/infra-provider-id"
-)
+const providerIDLabel = "omni.sidero.dev/infra-provider-id"
 
-// runOmniScript exercises the Omni rules an infra provider meets (omni-protocol.md §2.5) with the
-// reference Go client: these have no counterpart in the reference state server, so only the stand-in
-// runs them. It expects MachineRequests for the provider to exist already.
+// runOmniScript exercises the Omni rules an infra provider meets (omni-protocol.md §2.5) with Omni's typed
+// resources (siderolabs/omni/client pkg/omni/resources/infra, registered for protobuf decoding) over a
+// connection made like Omni's Go client: the stand-in's specs must decode with Omni's real protobuf types and its access rules must accept exactly the writes the Go infra library
+// makes. The reference state server has no such rules, so only the stand-in runs this. It expects
+// MachineRequests for the provider to exist already.
 func runOmniScript(args []string) error {
 	flags := flag.NewFlagSet("omni-script", flag.ContinueOnError)
 	endpoint := flags.String("endpoint", "", "http://127.0.0.1:PORT of the Omni stand-in")
@@ -36,90 +31,169 @@ func runOmniScript(args []string) error {
 		return err
 	}
 
-	conn, err := dialSigned(*endpoint, *keyFile, *providerID)
+	st, closer, err := connect("omni", *endpoint, *keyFile, *providerID)
 	if err != nil {
 		return err
 	}
 
-	defer conn.Close() //nolint:errcheck
+	defer closer() //nolint:errcheck
 
-	st := state.WrapCore(client.NewAdapter(v1alpha1.NewStateClient(conn), client.WithDisableWatchRetry()))
-	r := &scriptRunner{st: st, ns: infraProviderNs, typ: machineRequestType, owner: *providerID + ".ProvisionController", timeout: 20 * time.Second}
+	r := &omniRunner{st: st, owner: *providerID + ".ProvisionController"}
 
-	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
-	defer cancel()
-
-	// Only this provider's requests are visible (label-filtered by Omni).
-	requests, err := st.List(ctx, resource.NewMetadata(infraProviderNs, machineRequestType, "", resource.VersionUndefined))
-	listed := step{Name: "list machine requests", Error: classify(err), IDs: []string{}, Labels: ""}
-
-	labelValues := []string{}
-	for _, item := range requests.Items {
-		listed.IDs = append(listed.IDs, item.Metadata().ID())
-		value, _ := item.Metadata().Labels().Get(providerIDLabel)
-		labelValues = append(labelValues, value)
+	if err = r.run(*providerID); err != nil {
+		return err
 	}
 
-	slices.Sort(listed.IDs)
-	listed.Labels = strings.Join(slices.Compact(labelValues), ",")
-	r.record(listed)
-
-	if len(listed.IDs) == 0 {
-		emit(map[string]any{"steps": r.steps})
-
-		return nil
-	}
-
-	requestID := listed.IDs[0]
-	finalizer := r.owner
-
-	// Finalizer-only updates of Omni-owned inputs are allowed (the Go client re-sends the spec it read).
-	r.finalizer("add finalizer to machine request", requestID, finalizer, true)
-	withFinalizer := r.get("get machine request", requestID)
-	r.finalizer("remove finalizer from machine request", requestID, finalizer, false)
-
-	// Anything else on a MachineRequest is refused.
-	if withFinalizer != nil {
-		current := r.get("get machine request again", requestID)
-		if current != nil {
-			current.Metadata().Labels().Set("tampered", "yes")
-			r.update("update machine request labels", current, r.spec(current), current.Metadata().Owner(), state.WithExpectedPhaseAny())
-		}
-	}
-
-	r.destroy("destroy machine request", requestID, "")
-
-	// A MachineRequestStatus is the provider's to write; Omni labels it with the provider ID.
-	status := &scriptRunner{st: st, ns: infraProviderNs, typ: machineRequestStatusType, owner: r.owner, timeout: r.timeout}
-	status.steps = r.steps
-	status.create("create machine request status", requestID, map[string]string{}, "", status.owner)
-	status.get("get machine request status", requestID)
-	status.destroy("destroy machine request status wrong owner", requestID, "someone.else")
-
-	// Singleton provider resources must be named after the provider.
-	singleton := &scriptRunner{st: st, ns: infraProviderNs, typ: infraProviderStatusType, owner: "", timeout: r.timeout}
-	singleton.steps = status.steps
-	singleton.create("create provider status for another id", "someone-else", map[string]string{}, "", "")
-	singleton.create("create provider status", *providerID, map[string]string{}, "", "")
-
-	// Outside the infra namespaces the provider may read a few types only.
-	other := &scriptRunner{st: st, ns: "default", typ: "Clusters.omni.sidero.dev", owner: "", timeout: r.timeout}
-	other.steps = singleton.steps
-	other.list("list clusters")
-	other.get("get cluster", "talos-default")
-
-	emit(map[string]any{"steps": other.steps})
+	emit(map[string]any{"steps": r.steps})
 
 	return nil
 }
 
-// spec returns the proto spec bytes of a resource as read, so an update can send them back unchanged.
-func (r *scriptRunner) spec(res resource.Resource) string {
-	if protoRes, ok := res.(*protobuf.Resource); ok {
-		if marshaled, err := protoRes.Marshal(); err == nil {
-			return string(marshaled.GetSpec().GetProtoSpec())
+type omniRunner struct {
+	st    state.State
+	owner string
+	steps []step
+}
+
+func (r *omniRunner) record(s step) { r.steps = append(r.steps, s) }
+
+func (r *omniRunner) ctx() (context.Context, context.CancelFunc) {
+	return context.WithTimeout(context.Background(), 20*time.Second)
+}
+
+func requestSpec(request *infra.MachineRequest) string {
+	spec := request.TypedSpec().Value
+
+	return fmt.Sprintf("talos_version=%s provider_data=%q", spec.TalosVersion, spec.ProviderData)
+}
+
+func (r *omniRunner) getRequest(name, id string) *infra.MachineRequest {
+	ctx, cancel := r.ctx()
+	defer cancel()
+
+	request, err := r.st.Get(ctx, infra.NewMachineRequest(id).Metadata())
+	s := describe(name, request, err)
+
+	typed, ok := request.(*infra.MachineRequest)
+	if err == nil && !ok {
+		s.Error = fmt.Sprintf("decoded as %T, not Omni's typed MachineRequest", request)
+	}
+
+	if ok {
+		s.Spec = requestSpec(typed)
+	}
+
+	r.record(s)
+
+	return typed
+}
+
+func (r *omniRunner) write(name string, write func(ctx context.Context) error) {
+	ctx, cancel := r.ctx()
+	defer cancel()
+
+	r.record(step{Name: name, Error: classify(write(ctx))})
+}
+
+func (r *omniRunner) run(providerID string) error {
+	ctx, cancel := r.ctx()
+	defer cancel()
+
+	// Only this provider's requests are visible (label-filtered by Omni), decoded as Omni's typed resource.
+	requests, err := r.st.List(ctx, infra.NewMachineRequest("").Metadata())
+	listed := step{Name: "list machine requests", Error: classify(err), IDs: []string{}}
+	labelValues := []string{}
+
+	for _, item := range requests.Items {
+		listed.IDs = append(listed.IDs, item.Metadata().ID())
+		value, _ := item.Metadata().Labels().Get(providerIDLabel)
+		labelValues = append(labelValues, value)
+
+		if request, ok := item.(*infra.MachineRequest); ok {
+			listed.Spec = requestSpec(request)
+		} else {
+			listed.Error = fmt.Sprintf("decoded as %T, not Omni's typed MachineRequest", item)
 		}
 	}
 
-	panic(fmt.Sprintf("%s is not a raw protobuf resource", res.Metadata().ID()))
+	slices.Sort(listed.IDs)
+	slices.Sort(labelValues)
+	listed.Labels = strings.Join(slices.Compact(labelValues), ",")
+	r.record(listed)
+
+	if len(listed.IDs) == 0 {
+		return nil
+	}
+
+	requestID := listed.IDs[0]
+	pointer := infra.NewMachineRequest(requestID).Metadata()
+
+	// Finalizer-only updates of Omni-owned inputs are allowed: Omni's Go client re-encodes the typed spec.
+	r.write("add finalizer to machine request", func(ctx context.Context) error {
+		return r.st.AddFinalizer(ctx, pointer, r.owner)
+	})
+	r.getRequest("get machine request", requestID)
+	r.write("remove finalizer from machine request", func(ctx context.Context) error {
+		return r.st.RemoveFinalizer(ctx, pointer, r.owner)
+	})
+
+	// Anything else on a MachineRequest is refused.
+	if request := r.getRequest("get machine request again", requestID); request != nil {
+		relabeled := request.DeepCopy()
+		relabeled.Metadata().Labels().Set("tampered", "yes")
+		r.write("update machine request labels", func(ctx context.Context) error {
+			return r.st.Update(ctx, relabeled, state.WithUpdateOwner(request.Metadata().Owner()), state.WithExpectedPhaseAny())
+		})
+
+		respecced := request.DeepCopy().(*infra.MachineRequest) //nolint:forcetypeassert,errcheck
+		respecced.TypedSpec().Value.ProviderData = "cores: 64\n"
+		r.write("update machine request spec", func(ctx context.Context) error {
+			return r.st.Update(ctx, respecced, state.WithUpdateOwner(request.Metadata().Owner()), state.WithExpectedPhaseAny())
+		})
+	}
+
+	r.write("destroy machine request", func(ctx context.Context) error {
+		return r.st.Destroy(ctx, pointer, state.WithDestroyOwner(""))
+	})
+
+	// A MachineRequestStatus is the provider's to write; Omni labels it with the provider ID.
+	status := infra.NewMachineRequestStatus(requestID)
+	status.TypedSpec().Value.Stage = specs.MachineRequestStatusSpec_PROVISIONING
+	status.TypedSpec().Value.Status = "interop"
+	r.write("create machine request status", func(ctx context.Context) error {
+		return r.st.Create(ctx, status, state.WithCreateOwner(r.owner))
+	})
+
+	readStatus, err := r.st.Get(ctx, status.Metadata())
+	statusStep := describe("get machine request status", readStatus, err)
+
+	if typed, ok := readStatus.(*infra.MachineRequestStatus); ok {
+		statusStep.Spec = fmt.Sprintf("stage=%s status=%s", typed.TypedSpec().Value.Stage, typed.TypedSpec().Value.Status)
+		statusStep.Finalizers = nil // Omni's cleanup controller adds its finalizer asynchronously
+	}
+
+	r.record(statusStep)
+
+	r.write("destroy machine request status wrong owner", func(ctx context.Context) error {
+		return r.st.Destroy(ctx, status.Metadata(), state.WithDestroyOwner("someone.else"))
+	})
+
+	// Singleton provider resources must be named after the provider.
+	r.write("create provider status for another id", func(ctx context.Context) error {
+		return r.st.Create(ctx, infra.NewProviderStatus("someone-else"))
+	})
+
+	providerStatus := infra.NewProviderStatus(providerID)
+	providerStatus.TypedSpec().Value.Name = "Proxmox"
+	providerStatus.TypedSpec().Value.Description = "interop"
+	r.write("create provider status", func(ctx context.Context) error {
+		return r.st.Create(ctx, providerStatus)
+	})
+
+	// Outside the infra namespaces the provider may read a few types only.
+	clusters := resource.NewMetadata("default", "Clusters.omni.sidero.dev", "", resource.VersionUndefined)
+	_, err = r.st.List(ctx, clusters)
+	r.record(step{Name: "list clusters", Error: classify(err)})
+
+	return nil
 }

@@ -15,10 +15,12 @@ import (
 	"github.com/cosi-project/runtime/pkg/resource"
 	"github.com/cosi-project/runtime/pkg/resource/protobuf"
 	"github.com/cosi-project/runtime/pkg/state"
-	"github.com/cosi-project/runtime/pkg/state/protobuf/client"
+	cosiclient "github.com/cosi-project/runtime/pkg/state/protobuf/client"
 	"github.com/siderolabs/go-api-signature/pkg/client/interceptor"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/credentials/insecure"
+	"google.golang.org/grpc/encoding/gzip"
+	"google.golang.org/grpc/keepalive"
 	"google.golang.org/grpc/metadata"
 	"google.golang.org/grpc/status"
 )
@@ -57,21 +59,21 @@ func runScript(args []string) error {
 	typ := flags.String("type", "Machines.proxmox.infraprovider.sidero.dev", "resource type to work with")
 	owner := flags.String("owner", "proxmox.ProvisionController", "owner of the resources created")
 	providerID := flags.String("provider-id", "proxmox", "sent as the providerid header, as Omni's Go client does")
+	clientKind := flags.String("client", "omni", "omni: with Omni's Go client call options; runtime: the bare cosi-project/runtime adapter")
 
 	if err := flags.Parse(args); err != nil {
 		return err
 	}
 
-	conn, err := dialSigned(*endpoint, *keyFile, *providerID)
+	st, closer, err := connect(*clientKind, *endpoint, *keyFile, *providerID)
 	if err != nil {
 		return err
 	}
 
-	defer conn.Close() //nolint:errcheck
+	defer closer() //nolint:errcheck
 
 	runner := &scriptRunner{
-		// Retries off: a broken watch must show up in the results, not be papered over.
-		st:      state.WrapCore(client.NewAdapter(v1alpha1.NewStateClient(conn), client.WithDisableWatchRetry())),
+		st:      st,
 		ns:      *ns,
 		typ:     *typ,
 		owner:   *owner,
@@ -87,25 +89,58 @@ func runScript(args []string) error {
 	return nil
 }
 
-// dialSigned connects the way Omni's Go client does: every call carries the providerid header and is
-// signed by go-api-signature's client interceptor with the service-account key.
-func dialSigned(endpoint, keyFile, providerID string) (*grpc.ClientConn, error) {
+// connect returns the COSI state a Go infra provider works with: cosi-project/runtime's protobuf adapter
+// over a connection signed by go-api-signature's client interceptor with the providerid header, as Omni's
+// Go client (siderolabs/omni/client pkg/client) builds it. kind "omni" adds that client's call options
+// too (gzip on every call, 32 MiB messages, 1 min keepalive) and keeps its watch retries; "runtime" is the
+// bare adapter with retries off, so that a broken watch shows up in the results. (pkg/client itself is not
+// imported: omni/client v1.8.0 needs go-api-signature v0.3.12, while the verifier here is v0.3.13, and
+// newer omni/client releases are not served by the module proxy.)
+func connect(kind, endpoint, keyFile, providerID string) (state.State, func() error, error) {
+	key, err := os.ReadFile(keyFile)
+	if err != nil {
+		return nil, nil, fmt.Errorf("--key-file: %w", err)
+	}
+
+	serviceAccount := strings.TrimSpace(string(key))
+
+	var (
+		extra   []grpc.DialOption
+		adapter []cosiclient.AdapterOption
+	)
+
+	switch kind {
+	case "omni":
+		extra = append(extra,
+			grpc.WithDefaultCallOptions(grpc.MaxCallRecvMsgSize(32*1024*1024), grpc.UseCompressor(gzip.Name)),
+			grpc.WithSharedWriteBuffer(true),
+			grpc.WithKeepaliveParams(keepalive.ClientParameters{Time: time.Minute}))
+	case "runtime":
+		adapter = append(adapter, cosiclient.WithDisableWatchRetry())
+	default:
+		return nil, nil, fmt.Errorf("--client %q: use omni or runtime", kind)
+	}
+
+	conn, err := dialSigned(endpoint, serviceAccount, providerID, extra...)
+	if err != nil {
+		return nil, nil, err
+	}
+
+	return state.WrapCore(cosiclient.NewAdapter(v1alpha1.NewStateClient(conn), adapter...)), conn.Close, nil
+}
+
+func dialSigned(endpoint, serviceAccount, providerID string, extra ...grpc.DialOption) (*grpc.ClientConn, error) {
 	target, err := dialTarget(endpoint)
 	if err != nil {
 		return nil, err
 	}
 
-	key, err := os.ReadFile(keyFile)
-	if err != nil {
-		return nil, fmt.Errorf("--key-file: %w", err)
-	}
-
-	signer := interceptor.New(interceptor.Options{ServiceAccountBase64: strings.TrimSpace(string(key))})
+	signer := interceptor.New(interceptor.Options{ServiceAccountBase64: serviceAccount})
 	withProviderID := func(ctx context.Context) context.Context {
 		return metadata.AppendToOutgoingContext(ctx, "providerid", providerID)
 	}
 
-	return grpc.NewClient(target,
+	options := append([]grpc.DialOption{
 		grpc.WithTransportCredentials(insecure.NewCredentials()),
 		// Outermost first: the providerid header is in place before go-api-signature signs the call.
 		grpc.WithChainUnaryInterceptor(
@@ -118,7 +153,9 @@ func dialSigned(endpoint, keyFile, providerID string) (*grpc.ClientConn, error) 
 				return streamer(withProviderID(ctx), desc, cc, method, opts...)
 			},
 			signer.Stream()),
-	)
+	}, extra...)
+
+	return grpc.NewClient(target, options...)
 }
 
 // dialTarget turns the Omni-style endpoint URL into a gRPC target (plaintext only: loopback tests).

@@ -23,6 +23,7 @@ import (
 	"github.com/siderolabs/go-api-signature/pkg/serviceaccount"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
+	_ "google.golang.org/grpc/encoding/gzip" // Omni's Go client compresses every call
 	"google.golang.org/grpc/metadata"
 	"google.golang.org/grpc/status"
 )
