@@ -48,6 +48,7 @@ int RunCli(int argc, char** argv) {
   RegisterOmniSimCommand(app, ctx);
   RegisterPveSimCommand(app, ctx);
   RegisterSelectorCommand(app, ctx);
+  RegisterValidateCommand(app, ctx);
   RegisterRunCommand(app, ctx);
   RegisterDemoCommand(app, ctx);
 

@@ -34,6 +34,7 @@ void RegisterPveCheckCommand(CLI::App& root, CommandContext& ctx);
 void RegisterOmniSimCommand(CLI::App& root, CommandContext& ctx);
 void RegisterPveSimCommand(CLI::App& root, CommandContext& ctx);
 void RegisterSelectorCommand(CLI::App& root, CommandContext& ctx);
+void RegisterValidateCommand(CLI::App& root, CommandContext& ctx);
 void RegisterRunCommand(CLI::App& root, CommandContext& ctx);
 void RegisterDemoCommand(CLI::App& root, CommandContext& ctx);
 // True for a flag of the Go provider: a command line made only of those runs `run`.
