@@ -51,6 +51,8 @@ int RunCli(int argc, char** argv) {
   RegisterValidateCommand(app, ctx);
   RegisterRunCommand(app, ctx);
   RegisterDemoCommand(app, ctx);
+  RegisterDoctorCommand(app, ctx);
+  RegisterPlanCommand(app, ctx);
 
   app.parse_complete_callback([&] {
     ctx.output = output == "json" ? OutputFormat::kJson : OutputFormat::kTable;

@@ -2,6 +2,8 @@
 //
 //   selector eval --expr EXPR --storage JSON   evaluate one expression against one storage entry
 //   selector eval --batch                       JSON lines {"expr": ..., "storage": {...}} on stdin
+//   selector test --selector EXPR               a selector against every storage of every node (live
+//                                               Proxmox, or --storages FILE), with the provider's choice
 //
 // Every result is one JSON line: {"type":"bool","value":true} or {"error":"...","kind":"compile"|"eval"|"input"}.
 // Exit code 0 when every expression evaluated, 1 when any produced an error, 2 for bad flags.
@@ -10,13 +12,23 @@
 #include <cmath>
 #include <cstdint>
 #include <iostream>
+#include <map>
+#include <ranges>
+#include <set>
 #include <string>
+#include <tuple>
 
 #include <fmt/format.h>
 #include <nlohmann/json.hpp>
+#include <yaml-cpp/yaml.h>
 
 #include "cel/selector.h"
 #include "cli/command.h"
+#include "cli/connection.h"
+#include "cli/pve_facts.h"
+#include "cli/text_table.h"
+#include "provider/placement/placement.h"
+#include "pve/config.h"
 #include "util/status_macros.h"
 
 namespace omni_proxmox::cli {
@@ -240,12 +252,248 @@ void RegisterEvalSubcommand(CLI::App& selector, CommandContext& ctx) {
   });
 }
 
+// --- selector test ---------------------------------------------------------------------------
+
+// YAML (or JSON, a subset of it) to JSON: booleans and non-negative integers keep their type so
+// ParseStorage reads them as it reads Proxmox's answers; a content list becomes Proxmox's
+// comma-joined string.
+json YamlToJson(const YAML::Node& node) {
+  if (node.IsSequence()) {
+    json out = json::array();
+    for (const auto& item : node) out.push_back(YamlToJson(item));
+    return out;
+  }
+  if (node.IsMap()) {
+    json out = json::object();
+    for (const auto& item : node) out[item.first.as<std::string>()] = YamlToJson(item.second);
+    return out;
+  }
+  if (!node.IsScalar()) return nullptr;
+  const std::string text = node.Scalar();
+  if (node.Tag() != "!") {  // unquoted
+    if (text == "true") return true;
+    if (text == "false") return false;
+    if (!text.empty() && text.find_first_not_of("0123456789") == std::string::npos && text.size() < 20) {
+      return std::stoull(text);
+    }
+  }
+  return text;
+}
+
+// The --storages file: a list of PVE storage entries, each with "node".
+absl::StatusOr<std::vector<cel::StorageFacts>> LoadStoragesFile(const std::string& path) {
+  OP_ASSIGN_OR_RETURN(const std::string text, pve::ReadFileToString(path));
+  json list;
+  try {
+    list = YamlToJson(YAML::Load(text));
+  } catch (const YAML::Exception& e) {
+    return absl::InvalidArgumentError(fmt::format("--storages {}: not YAML or JSON: {}", path, e.what()));
+  }
+  if (!list.is_array() || list.empty()) {
+    return absl::InvalidArgumentError(fmt::format(
+        "--storages {}: expected a non-empty list of storages such as "
+        "[{{node: pve1, storage: local-lvm, type: lvmthin, content: [images], avail: 107374182400, enabled: 1, "
+        "active: 1}}]",
+        path));
+  }
+  std::vector<cel::StorageFacts> out;
+  for (std::size_t i = 0; i < list.size(); ++i) {
+    json entry = list[i];
+    if (entry.is_object() && entry.contains("content") && entry["content"].is_array()) {
+      std::string joined;
+      for (const auto& c : entry["content"])
+        joined += (joined.empty() ? "" : ",") + (c.is_string() ? c.get<std::string>() : c.dump());
+      entry["content"] = joined;
+    }
+    // Hand-written files mean "usable" unless they say otherwise.
+    if (entry.is_object() && !entry.contains("enabled")) entry["enabled"] = 1;
+    if (entry.is_object() && !entry.contains("active")) entry["active"] = 1;
+    auto facts = ParseStorage(entry);
+    if (!facts.ok()) {
+      return absl::InvalidArgumentError(
+          fmt::format("--storages {}: entry {}: {}", path, i, std::string(facts.status().message())));
+    }
+    if (facts->node.empty() || facts->name.empty()) {
+      return absl::InvalidArgumentError(
+          fmt::format("--storages {}: entry {} needs both \"node\" and \"storage\"", path, i));
+    }
+    out.push_back(*std::move(facts));
+  }
+  return out;
+}
+
+struct SelectorRow {
+  cel::StorageFacts storage;
+  bool node_offline = false;
+  std::string node_error;
+  bool matched = false;
+  std::string error;  // evaluation error
+  bool chosen = false;
+};
+
+void RegisterTestSubcommand(CLI::App& selector, CommandContext& ctx) {
+  auto* cmd = selector.add_subcommand(
+      "test", "Evaluate a storage selector against every storage of every node, and show the provider's choice");
+  struct Flags {
+    std::string selector;
+    std::string node;
+    std::string storages_file;
+    ConnectionFlags connection;
+  };
+  auto flags = std::make_shared<Flags>();
+  cmd->add_option("--selector", flags->selector, "The CEL storage selector, e.g. 'type == \"rbd\"'")->required();
+  cmd->add_option("--node", flags->node, "Only this node's storages");
+  cmd->add_option("--storages", flags->storages_file,
+                  "Offline: a YAML or JSON list of storages (GET /nodes/{node}/storage entries plus \"node\") "
+                  "instead of asking Proxmox");
+  cmd->add_option("--config-file", flags->connection.config_file,
+                  "The provider's config.yaml with the proxmox: section (else PROXMOX_URL, PROXMOX_TOKEN_ID, ... "
+                  "from the environment)");
+  cmd->footer(
+      "Examples:\n"
+      "  omni-proxmox selector test --config-file config.yaml --selector 'type == \"rbd\" && name == \"vm_ssd\"'\n"
+      "  omni-proxmox selector test --selector 'availableSpace > 100u * GiB' --node pve2\n"
+      "  omni-proxmox --format json selector test --selector 'type == \"lvmthin\"' --storages storages.yaml\n"
+      "\n"
+      "CHOSEN marks, per node, the storage the provider would put a disk on: among the matching storages\n"
+      "that are enabled, active and hold 'images', the one with the most free space (then by name).\n"
+      "Exit code: 0 when some node has a chosen storage, 1 when the selector matches no usable storage\n"
+      "or fails to evaluate, 2 for bad flags or a selector that does not compile.\n");
+  cmd->callback([&ctx, flags] {
+    auto compiled = cel::StorageSelector::Compile(flags->selector);
+    if (!compiled.ok()) {
+      std::cerr << "selector test: --selector does not compile:\n" << compiled.status().message() << "\n";
+      ctx.exit_code = kExitUsage;
+      return;
+    }
+    std::vector<SelectorRow> rows;
+    std::vector<std::string> offline_nodes;
+    if (!flags->storages_file.empty()) {
+      auto loaded = LoadStoragesFile(flags->storages_file);
+      if (!loaded.ok()) {
+        std::cerr << "selector test: " << loaded.status().message() << "\n";
+        ctx.exit_code = kExitUsage;
+        return;
+      }
+      for (auto& s : *loaded) rows.push_back({.storage = std::move(s)});
+    } else {
+      auto client = MakeOperatorPveClient(flags->connection);
+      if (!client.ok()) {
+        std::cerr << "selector test: " << client.status().message() << "\n";
+        ctx.exit_code = kExitUsage;
+        return;
+      }
+      auto facts = ReadClusterFacts(**client);
+      if (!facts.ok()) {
+        std::cerr << "selector test: cannot read the cluster from Proxmox: " << facts.status().message() << "\n";
+        ctx.exit_code = kExitFindings;
+        return;
+      }
+      for (const auto& node : *facts) {
+        if (!node.snapshot.online) {
+          SelectorRow row;
+          row.storage.node = node.snapshot.name;
+          row.node_offline = true;
+          row.node_error = node.storage_error.empty() ? "node offline" : "node unreachable: " + node.storage_error;
+          rows.push_back(std::move(row));
+          continue;
+        }
+        for (const auto& s : node.snapshot.storages) rows.push_back({.storage = s});
+      }
+    }
+    if (!flags->node.empty()) {
+      const bool known =
+          std::any_of(rows.begin(), rows.end(), [&](const auto& r) { return r.storage.node == flags->node; });
+      if (!known) {
+        std::set<std::string> names;
+        for (const auto& r : rows) names.insert(r.storage.node);
+        std::cerr << fmt::format("selector test: --node {}: no such node; nodes: {}\n", flags->node,
+                                 fmt::join(names, ", "));
+        ctx.exit_code = kExitUsage;
+        return;
+      }
+      std::erase_if(rows, [&](const auto& r) { return r.storage.node != flags->node; });
+    }
+    std::stable_sort(rows.begin(), rows.end(), [](const auto& a, const auto& b) {
+      return std::tie(a.storage.node, a.storage.name) < std::tie(b.storage.node, b.storage.name);
+    });
+
+    bool any_error = false;
+    std::map<std::string, SelectorRow*> chosen_by_node;
+    for (auto& row : rows) {
+      if (row.node_offline) continue;
+      auto m = compiled->Matches(row.storage);
+      if (!m.ok()) {
+        row.error = std::string(m.status().message());
+        any_error = true;
+        continue;
+      }
+      row.matched = *m;
+      if (!row.matched || !UsableForDisks(row.storage)) continue;
+      // Placement's rule: the most free space, then the name.
+      SelectorRow*& best = chosen_by_node[row.storage.node];
+      if (best == nullptr || row.storage.avail_bytes > best->storage.avail_bytes) best = &row;
+    }
+    for (auto& [node, row] : chosen_by_node) row->chosen = true;
+
+    const auto usability = [](const cel::StorageFacts& s) -> std::string {
+      if (!s.enabled) return "disabled";
+      if (!s.active) return "inactive";
+      if (!UsableForDisks(s)) return "no 'images' content";
+      return "";
+    };
+    if (ctx.output == OutputFormat::kJson) {
+      json out = {{"selector", flags->selector}, {"storages", json::array()}, {"chosen", json::object()}};
+      for (const auto& row : rows) {
+        if (row.node_offline) {
+          out["offline_nodes"].push_back({{"node", row.storage.node}, {"reason", row.node_error}});
+          continue;
+        }
+        json entry = {{"node", row.storage.node},         {"storage", row.storage.name},
+                      {"type", row.storage.type},         {"avail", row.storage.avail_bytes},
+                      {"total", row.storage.total_bytes}, {"shared", row.storage.shared},
+                      {"content", row.storage.content},   {"usable", UsableForDisks(row.storage)},
+                      {"matched", row.matched},           {"chosen", row.chosen}};
+        if (!row.error.empty()) entry["error"] = row.error;
+        if (!UsableForDisks(row.storage)) entry["unusable_because"] = usability(row.storage);
+        out["storages"].push_back(std::move(entry));
+      }
+      for (const auto& [node, row] : chosen_by_node) out["chosen"][node] = row->storage.name;
+      std::cout << out.dump(2) << "\n";
+    } else {
+      std::vector<std::vector<std::string>> table;
+      for (const auto& row : rows) {
+        if (row.node_offline) {
+          table.push_back({row.storage.node, "-", "-", "-", row.node_error, ""});
+          continue;
+        }
+        std::string match = !row.error.empty() ? "error: " + row.error : row.matched ? "yes" : "no";
+        if (row.matched && !UsableForDisks(row.storage)) match += " (unusable: " + usability(row.storage) + ")";
+        table.push_back({row.storage.node, row.storage.name, row.storage.type,
+                         provider::HumanBytes(row.storage.avail_bytes), match, row.chosen ? "<- chosen" : ""});
+      }
+      std::cout << RenderTable({"NODE", "STORAGE", "TYPE", "FREE", "MATCH", "CHOSEN"}, table);
+      if (chosen_by_node.empty()) {
+        std::cout << "\nThe selector matches no usable storage (enabled, active, with 'images' content) on any node.\n";
+      } else {
+        std::cout << fmt::format("\nA disk would go to: {}\n",
+                                 fmt::join(chosen_by_node | std::views::transform([](const auto& kv) {
+                                             return fmt::format("{} on {}", kv.second->storage.name, kv.first);
+                                           }),
+                                           ", "));
+      }
+    }
+    ctx.exit_code = (!any_error && !chosen_by_node.empty()) ? kExitOk : kExitFindings;
+  });
+}
+
 }  // namespace
 
 void RegisterSelectorCommand(CLI::App& root, CommandContext& ctx) {
   auto* selector = root.add_subcommand("selector", "Write and check storage selectors (CEL)");
   selector->require_subcommand(1);
   RegisterEvalSubcommand(*selector, ctx);
+  RegisterTestSubcommand(*selector, ctx);
 }
 
 }  // namespace omni_proxmox::cli

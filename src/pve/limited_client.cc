@@ -34,7 +34,9 @@ absl::Status StatusOf(const absl::StatusOr<T>& result) {
 // which runs as a long qmconfig task holding the VM lock; attaching an existing volume does not.
 bool AllocatesDisk(const FormFields& params) {
   static constexpr std::string_view kDiskPrefixes[] = {"scsi", "virtio", "sata", "ide", "efidisk", "tpmstate"};
-  for (const auto& [key, value] : params) {
+  for (const auto& [field, value] : params) {
+    // A named reference, not the binding: clang 14 (the fuzz build's compiler) cannot capture a binding.
+    const std::string& key = field;
     const bool disk_key = std::any_of(std::begin(kDiskPrefixes), std::end(kDiskPrefixes), [&](std::string_view p) {
       return key.size() > p.size() && key.starts_with(p) &&
              std::all_of(key.begin() + static_cast<std::ptrdiff_t>(p.size()), key.end(),

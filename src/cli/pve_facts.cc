@@ -1,0 +1,72 @@
+#include "cli/pve_facts.h"
+
+#include <algorithm>
+
+#include "pve/errors.h"
+#include "util/clock.h"
+#include "util/status_macros.h"
+
+namespace omni_proxmox::cli {
+
+absl::StatusOr<std::unique_ptr<pve::Client>> MakeOperatorPveClient(const ConnectionFlags& flags,
+                                                                   pve::ClientOptions* resolved) {
+  OP_ASSIGN_OR_RETURN(pve::ClientOptions options, ResolvePveOptions(flags));
+  options.retry.max_attempts = 2;
+  options.connect_timeout = std::min(options.connect_timeout, std::chrono::milliseconds{10'000});
+  options.request_timeout = std::min(options.request_timeout, std::chrono::milliseconds{30'000});
+  if (resolved != nullptr) *resolved = options;
+  return pve::MakeHttpClient(options, util::RealClock());
+}
+
+cel::StorageFacts ToStorageFacts(const std::string& node, const pve::NodeStorage& storage) {
+  cel::StorageFacts facts;
+  facts.name = storage.storage;
+  facts.node = node;
+  facts.type = storage.type;
+  facts.avail_bytes = static_cast<std::uint64_t>(std::max<std::int64_t>(storage.avail_bytes, 0));
+  facts.total_bytes = static_cast<std::uint64_t>(std::max<std::int64_t>(storage.total_bytes, 0));
+  facts.used_bytes = static_cast<std::uint64_t>(std::max<std::int64_t>(storage.used_bytes, 0));
+  facts.enabled = storage.enabled;
+  facts.active = storage.active;
+  facts.shared = storage.shared;
+  facts.content = storage.content;
+  // Proxmox shuffles content lists; a stable order keeps tables and JSON diffable.
+  std::sort(facts.content.begin(), facts.content.end());
+  return facts;
+}
+
+absl::StatusOr<std::vector<NodeFacts>> ReadClusterFacts(pve::Client& client) {
+  OP_ASSIGN_OR_RETURN(const std::vector<pve::Node> nodes, client.ListNodes());
+  std::vector<NodeFacts> out;
+  for (const auto& node : nodes) {
+    NodeFacts facts;
+    facts.snapshot.name = node.name;
+    facts.snapshot.online = node.status == pve::NodeStatus::kOnline;
+    facts.snapshot.max_memory_bytes =
+        static_cast<std::uint64_t>(std::max<std::int64_t>(node.max_mem_bytes.value_or(0), 0));
+    facts.snapshot.used_memory_bytes =
+        static_cast<std::uint64_t>(std::max<std::int64_t>(node.mem_bytes.value_or(0), 0));
+    if (facts.snapshot.online) {
+      auto storages = client.NodeStorages(node.name);
+      if (!storages.ok()) {
+        // As in the provider: a node that cannot answer is treated like an offline one.
+        facts.snapshot.online = false;
+        facts.storage_error = std::string(storages.status().message());
+      } else {
+        for (const auto& s : *storages) facts.snapshot.storages.push_back(ToStorageFacts(node.name, s));
+        std::sort(facts.snapshot.storages.begin(), facts.snapshot.storages.end(),
+                  [](const auto& a, const auto& b) { return a.name < b.name; });
+      }
+    }
+    out.push_back(std::move(facts));
+  }
+  std::sort(out.begin(), out.end(), [](const auto& a, const auto& b) { return a.snapshot.name < b.snapshot.name; });
+  return out;
+}
+
+bool UsableForDisks(const cel::StorageFacts& storage) {
+  return storage.enabled && storage.active &&
+         std::find(storage.content.begin(), storage.content.end(), "images") != storage.content.end();
+}
+
+}  // namespace omni_proxmox::cli

@@ -1,0 +1,40 @@
+#pragma once
+
+// Live Proxmox facts for the operator commands (plan, selector test, doctor), read with the same
+// client `run` uses and shaped the way placement and storage selectors see them. Internal to cli/.
+
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "absl/status/statusor.h"
+
+#include "cel/selector.h"
+#include "cli/connection.h"
+#include "provider/placement/placement.h"
+#include "pve/client.h"
+
+namespace omni_proxmox::cli {
+
+// The Proxmox client of `flags` (--config-file, else PROXMOX_* env). Operator commands retry
+// less than the provider: a person is waiting, and an unreachable node is a finding, not a blip.
+absl::StatusOr<std::unique_ptr<pve::Client>> MakeOperatorPveClient(const ConnectionFlags& flags,
+                                                                   pve::ClientOptions* resolved = nullptr);
+
+// One storage entry as selectors see it (the provider's mapping).
+cel::StorageFacts ToStorageFacts(const std::string& node, const pve::NodeStorage& storage);
+
+// One node: what placement needs, plus why its storages are unknown when they are.
+struct NodeFacts {
+  provider::NodeSnapshot snapshot;
+  std::string storage_error;  // non-empty when the node is online but could not list its storages
+};
+
+// GET /nodes, then GET /nodes/{node}/storage for every online node, sorted by node name. A node
+// that cannot answer is reported offline with the reason, never fatal.
+absl::StatusOr<std::vector<NodeFacts>> ReadClusterFacts(pve::Client& client);
+
+// Placement's storage rule: a disk may go to an enabled, active storage with 'images' content.
+bool UsableForDisks(const cel::StorageFacts& storage);
+
+}  // namespace omni_proxmox::cli

@@ -1,0 +1,175 @@
+// `omni-proxmox doctor` as a separate process against the TLS simulator and the Omni stand-in.
+
+#include <gmock/gmock.h>
+#include <gtest/gtest.h>
+
+#include "cli/operator_world.h"
+#include "omni/keys.h"
+#include "omni/provider_status.h"
+#include "omni/state_client.h"
+#include "util/random.h"
+
+namespace omni_proxmox::cli {
+namespace {
+
+using ::testing::ContainsRegex;
+using ::testing::HasSubstr;
+
+class DoctorCommand : public OperatorWorld {
+ protected:
+  void SetUp() override {
+    OperatorWorld::SetUp();
+    StartOmni();
+  }
+
+  // Publishes the provider's heartbeat as `run` does, dated `age` ago.
+  void Heartbeat(std::chrono::seconds age, const std::string& error = "") {
+    auto key = omni::DecodeServiceAccountKey(standin_->provider_key());
+    ASSERT_TRUE(key.ok()) << key.status();
+    omni::ClientOptions options;
+    options.endpoint = standin_->grpc_endpoint();
+    options.key = *key;
+    options.provider_id = "proxmox";
+    options.random = &random_;
+    auto state = omni::MakeGrpcStateClient(options);
+    ASSERT_TRUE(state.ok()) << state.status();
+    auto beat = omni::PublishHeartbeat(**state, "proxmox", util::RealClock().Now() - age, error);
+    ASSERT_TRUE(beat.ok()) << beat.status();
+  }
+
+  std::vector<std::string> Flags(const std::string& config = "config.yaml") {
+    return {"--config-file",
+            Path(config),
+            "--omni-api-endpoint",
+            standin_->grpc_endpoint(),
+            "--omni-service-account-key-file",
+            Path("key")};
+  }
+
+  testing::ProcessResult Doctor(const std::vector<std::string>& extra = {}, bool json = false,
+                                const std::string& config = "config.yaml") {
+    std::vector<std::string> args;
+    if (json) args = {"--format", "json"};
+    args.push_back("doctor");
+    for (const auto& f : Flags(config)) args.push_back(f);
+    for (const auto& f : extra) args.push_back(f);
+    return Run(args);
+  }
+
+  // check name -> status of the JSON output.
+  static std::map<std::string, std::string> Statuses(const nlohmann::json& out) {
+    std::map<std::string, std::string> statuses;
+    for (const auto& c : out["checks"]) statuses[c["check"]] = c["status"];
+    return statuses;
+  }
+
+  util::Random random_{7};
+};
+
+TEST_F(DoctorCommand, EverythingPassesWithAFreshHeartbeat) {
+  Heartbeat(std::chrono::seconds{2});
+  auto result = Doctor();
+  ASSERT_EQ(result.exit_code, 0) << result.out << result.err;
+  EXPECT_THAT(result.out, ContainsRegex("proxmox tls +pass +certificate verified against .*ca.pem"));
+  EXPECT_THAT(result.out, ContainsRegex("proxmox version +pass +Proxmox VE 9"));
+  EXPECT_THAT(result.out, ContainsRegex("proxmox privileges +pass"));
+  EXPECT_THAT(result.out, ContainsRegex("storage on pve3 +pass +iso: local; images: local-lvm, vm_ssd"));
+  EXPECT_THAT(result.out, ContainsRegex("provider registered +pass +InfraProviders/proxmox exists"));
+  EXPECT_THAT(result.out, ContainsRegex("provider heartbeat +pass +fresh"));
+  EXPECT_THAT(result.out, HasSubstr("All checks passed."));
+  // Secrets never appear.
+  EXPECT_EQ(result.out.find(sim_->default_token_secret()), std::string::npos);
+  EXPECT_EQ(result.out.find(standin_->provider_key()), std::string::npos);
+
+  auto json = Doctor({}, /*json=*/true);
+  ASSERT_EQ(json.exit_code, 0) << json.out << json.err;
+  const auto out = ParseJson(json.out);
+  ASSERT_TRUE(out.is_object()) << json.out;
+  EXPECT_TRUE(out["ok"].get<bool>());
+  for (const auto& [check, status] : Statuses(out)) EXPECT_EQ(status, "pass") << check;
+}
+
+TEST_F(DoctorCommand, ProviderIdCaseMismatchFailsAndSkipsTheOmniChecks) {
+  auto result = Doctor({"--id", "Proxmox"}, /*json=*/true);
+  EXPECT_EQ(result.exit_code, 1) << result.out << result.err;
+  const auto out = ParseJson(result.out);
+  const auto statuses = Statuses(out);
+  EXPECT_EQ(statuses.at("provider id"), "fail");
+  EXPECT_EQ(statuses.at("omni reachable"), "skip");
+  EXPECT_EQ(statuses.at("provider heartbeat"), "skip");
+  EXPECT_EQ(statuses.at("proxmox privileges"), "pass");
+  for (const auto& c : out["checks"]) {
+    if (c["check"] == "provider id") {
+      EXPECT_THAT(c["detail"].get<std::string>(), HasSubstr("differs only in case from the key's identity 'proxmox'"));
+    }
+    if (c["check"] == "omni reachable") {
+      EXPECT_THAT(c["detail"].get<std::string>(), HasSubstr("skipped: needs a provider ID that matches the key"));
+    }
+  }
+}
+
+TEST_F(DoctorCommand, MissingPrivilegeAndOfflineNode) {
+  Heartbeat(std::chrono::seconds{1});
+  ASSERT_TRUE(sim_->SetNodeOnline("pve2", false).ok());
+  auto result = Doctor({}, /*json=*/false, "limited.yaml");
+  EXPECT_EQ(result.exit_code, 1) << result.out << result.err;
+  EXPECT_THAT(result.out, ContainsRegex("proxmox privileges +fail +'limited@pve!plan' lacks"));
+  EXPECT_THAT(result.out, HasSubstr("VM.Allocate on /vms"));
+  EXPECT_THAT(result.out, ContainsRegex("proxmox nodes +warn +online: pve1, pve3; offline: pve2"));
+  EXPECT_THAT(result.out, HasSubstr("How to fix:\n"));
+  EXPECT_THAT(result.out, HasSubstr("Some checks failed."));
+}
+
+TEST_F(DoctorCommand, UnregisteredProviderAndStaleHeartbeat) {
+  Heartbeat(std::chrono::minutes{10});
+  auto stale = Doctor({}, /*json=*/true);
+  EXPECT_EQ(stale.exit_code, 1) << stale.out << stale.err;
+  EXPECT_EQ(Statuses(ParseJson(stale.out)).at("provider heartbeat"), "fail");
+  EXPECT_THAT(stale.out, HasSubstr("last heartbeat 10 min ago"));
+
+  ASSERT_TRUE(standin_->RemoveInfraProvider("proxmox").ok());
+  auto unregistered = Doctor();
+  EXPECT_EQ(unregistered.exit_code, 1) << unregistered.out << unregistered.err;
+  EXPECT_THAT(unregistered.out, ContainsRegex("provider registered +fail +InfraProviders/proxmox does not exist"));
+  EXPECT_THAT(unregistered.out, ContainsRegex("provider heartbeat +skip +skipped: needs a registered provider"));
+  EXPECT_THAT(unregistered.out, HasSubstr("omnictl infraprovider create proxmox"));
+}
+
+TEST_F(DoctorCommand, UnreachableProxmoxAndWrongCaSkipTheRest) {
+  Heartbeat(std::chrono::seconds{1});
+  // Another CA than the simulator's: TLS verification must fail, not be skipped.
+  auto other = sim::pve::Simulator::Start({.scenario_yaml = "", .tls = true});
+  ASSERT_TRUE(other.ok()) << other.status();
+  Write("other-ca.pem", (*other)->ca_certificate_pem());
+  Write("wrong-ca.yaml", fmt::format("proxmox:\n  url: {}/api2/json\n  tokenID: \"{}\"\n  tokenSecretFile: {}\n  "
+                                     "caFile: {}\n",
+                                     sim_->base_url(), sim_->default_token_id(), Path("secret"), Path("other-ca.pem")));
+  auto tls = Doctor({}, /*json=*/false, "wrong-ca.yaml");
+  EXPECT_EQ(tls.exit_code, 1) << tls.out << tls.err;
+  EXPECT_THAT(tls.out, ContainsRegex("proxmox tls +fail"));
+  EXPECT_THAT(tls.out, ContainsRegex("proxmox privileges +skip +skipped: needs a verified TLS connection"));
+  // The Omni side is checked independently.
+  EXPECT_THAT(tls.out, ContainsRegex("provider heartbeat +pass"));
+
+  const std::string url = (*other)->base_url();
+  other->reset();  // nothing listens there any more
+  Write("gone.yaml", fmt::format("proxmox:\n  url: {}/api2/json\n  tokenID: \"{}\"\n  tokenSecretFile: {}\n", url,
+                                 sim_->default_token_id(), Path("secret")));
+  auto gone = Doctor({}, /*json=*/false, "gone.yaml");
+  EXPECT_EQ(gone.exit_code, 1) << gone.out << gone.err;
+  EXPECT_THAT(gone.out, ContainsRegex("proxmox reachable +fail"));
+  EXPECT_THAT(gone.out, ContainsRegex("proxmox auth +skip +skipped: needs a reachable Proxmox"));
+}
+
+TEST_F(DoctorCommand, NoConfigAtAll) {
+  auto result = Run({"doctor"}, {"PROXMOX_URL=", "PROXMOX_TOKEN_ID=", "PROXMOX_TOKEN_SECRET=", "PROXMOX_TOKEN=",
+                                 "PROXMOX_USERNAME=", "PROXMOX_PASSWORD=", "OMNI_ENDPOINT=", "OMNI_DOMAIN=",
+                                 "OMNI_SERVICE_ACCOUNT_KEY=", "OMNI_INFRA_PROVIDER_KEY="});
+  EXPECT_EQ(result.exit_code, 1) << result.out << result.err;
+  EXPECT_THAT(result.out, ContainsRegex("proxmox config +fail"));
+  EXPECT_THAT(result.out, ContainsRegex("omni endpoint +fail"));
+  EXPECT_THAT(result.out, ContainsRegex("provider heartbeat +skip"));
+}
+
+}  // namespace
+}  // namespace omni_proxmox::cli
