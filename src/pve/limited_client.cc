@@ -95,6 +95,13 @@ absl::Status ValidateLimitOptions(const LimitOptions& options) {
   return absl::OkStatus();
 }
 
+LimitedClient::LimitedClient(std::unique_ptr<Client> inner, LimitOptions options, const util::Clock& clock,
+                             util::MetricsRegistry* metrics)
+    : LimitedClient(*inner, std::move(options), clock, metrics) {
+  // The delegated constructor bound inner_ to *inner; keep the object alive with this client.
+  owned_inner_ = std::move(inner);
+}
+
 LimitedClient::LimitedClient(Client& inner, LimitOptions options, const util::Clock& clock,
                              util::MetricsRegistry* metrics)
     : inner_(inner), options_(std::move(options)), clock_(clock), metrics_(metrics) {
@@ -227,6 +234,17 @@ void LimitedClient::TaskFinished(const Upid& upid) {
     }
   }
   if (!node.empty()) FreeSlot(node);
+}
+
+void LimitedClient::PollHeldTasks() {
+  std::vector<std::string> nodes;
+  {
+    std::lock_guard lock(slots_mutex_);
+    for (const auto& [node, slots] : slots_) {
+      if (!slots.tasks.empty()) nodes.push_back(node);
+    }
+  }
+  for (const auto& node : nodes) CheckHeldTasks(node);
 }
 
 void LimitedClient::CheckHeldTasks(const std::string& node) {

@@ -35,6 +35,7 @@
 #include <deque>
 #include <functional>
 #include <map>
+#include <memory>
 #include <mutex>
 #include <string>
 #include <string_view>
@@ -68,11 +69,19 @@ class LimitedClient final : public Client {
   // `inner`, `clock` and `metrics` (may be null) must outlive this client.
   // REQUIRES: ValidateLimitOptions(options).ok().
   LimitedClient(Client& inner, LimitOptions options, const util::Clock& clock, util::MetricsRegistry* metrics);
+  // The same, owning `inner`.
+  LimitedClient(std::unique_ptr<Client> inner, LimitOptions options, const util::Clock& clock,
+                util::MetricsRegistry* metrics);
   ~LimitedClient() override;
 
   // Wakes every caller waiting for a task slot with kTransient "shutting down" and refuses new
   // heavy calls the same way, so a stopping provider does not wait for Proxmox tasks to end.
   void Close();
+
+  // Checks every held task once and frees the finished ones. `run` calls it periodically, so a
+  // task nobody polls any more (its request was deleted) does not keep its slot, and the
+  // in-flight gauge, until the next caller waits on that node.
+  void PollHeldTasks();
 
   // Heavy-task slots held on `node` (calls in progress and tasks not yet seen finished).
   int TasksInFlight(std::string_view node) const;
@@ -140,6 +149,7 @@ class LimitedClient final : public Client {
   template <typename Call>
   absl::StatusOr<Upid> Heavy(std::string_view node, std::string_view method, std::string_view endpoint, Call&& call);
 
+  std::unique_ptr<Client> owned_inner_;  // null when borrowed
   Client& inner_;
   const LimitOptions options_;
   const util::Clock& clock_;

@@ -250,6 +250,19 @@ TEST_F(LimitedClientTest, FailedHeavyCallFreesItsSlotAtOnce) {
   EXPECT_EQ(client->TasksInFlight("pve1"), 1);
 }
 
+TEST_F(LimitedClientTest, PollHeldTasksFreesSlotsOfTasksNobodyPolls) {
+  auto client = Limited({.max_tasks_per_node = 4, .requests_per_second = 0, .slot_check_interval = 1h});
+  ASSERT_TRUE(client->CreateVm("pve1", 550, VmParams(550)).ok());
+  ASSERT_TRUE(client->CreateVm("pve2", 551, VmParams(551)).ok());
+  client->PollHeldTasks();
+  EXPECT_EQ(client->TasksInFlight("pve1"), 1) << "still running";
+  clock_.Advance(3s);
+  client->PollHeldTasks();
+  EXPECT_EQ(client->TasksInFlight("pve1"), 0);
+  EXPECT_EQ(client->TasksInFlight("pve2"), 0);
+  EXPECT_THAT(metrics_.RenderText(), HasSubstr("omni_proxmox_pve_tasks_in_flight{node=\"pve2\"} 0\n"));
+}
+
 TEST_F(LimitedClientTest, WaitTaskFreesTheSlotHoweverItEnds) {
   auto client = Limited({.max_tasks_per_node = 1, .requests_per_second = 0, .slot_check_interval = 1h});
   auto created = client->CreateVm("pve1", 600, VmParams(600));
