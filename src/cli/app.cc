@@ -47,6 +47,8 @@ int RunCli(int argc, char** argv) {
   RegisterPveCheckCommand(app, ctx);
   RegisterOmniSimCommand(app, ctx);
   RegisterPveSimCommand(app, ctx);
+  RegisterGcCommand(app, ctx);
+  RegisterStatusCommand(app, ctx);
   RegisterSelectorCommand(app, ctx);
   RegisterValidateCommand(app, ctx);
   RegisterRunCommand(app, ctx);

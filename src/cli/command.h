@@ -33,6 +33,8 @@ void RegisterVersionCommand(CLI::App& root, CommandContext& ctx);
 void RegisterPveCheckCommand(CLI::App& root, CommandContext& ctx);
 void RegisterOmniSimCommand(CLI::App& root, CommandContext& ctx);
 void RegisterPveSimCommand(CLI::App& root, CommandContext& ctx);
+void RegisterGcCommand(CLI::App& root, CommandContext& ctx);
+void RegisterStatusCommand(CLI::App& root, CommandContext& ctx);
 void RegisterSelectorCommand(CLI::App& root, CommandContext& ctx);
 void RegisterValidateCommand(CLI::App& root, CommandContext& ctx);
 void RegisterRunCommand(CLI::App& root, CommandContext& ctx);

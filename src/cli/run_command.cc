@@ -5,6 +5,7 @@
 
 #include <cstdlib>
 #include <iostream>
+#include <set>
 #include <thread>
 
 #include <fmt/format.h>
@@ -17,6 +18,7 @@
 #include "omni/provider_status.h"
 #include "omni/schematic.h"
 #include "omni/state_client.h"
+#include "provider/gc/collector.h"
 #include "provider/model/providerdata.h"
 #include "provider/reconciler/controller.h"
 #include "provider/reconciler/machine_reconciler.h"
@@ -63,6 +65,9 @@ struct RunFlags {
   int concurrency = 8;
   std::string listen = "127.0.0.1:9489";
   std::chrono::milliseconds heartbeat{15'000};
+  std::string gc_mode = "report";
+  std::string gc_grace_period = "10m";
+  std::string gc_interval = "5m";
 };
 
 // Waits for SIGINT or SIGTERM (blocked in every thread by RunProvider before any is started).
@@ -82,6 +87,15 @@ int RunProvider(RunFlags flags) {
     std::cerr << "omni-proxmox run: " << message << "\n";
     return kExitUsage;
   };
+
+  auto gc_mode = provider::ParseGcMode(flags.gc_mode);
+  if (!gc_mode.ok()) return usage_error(std::string(gc_mode.status().message()));
+  auto gc_grace = provider::ParseGcDuration(flags.gc_grace_period, "--gc-grace-period");
+  if (!gc_grace.ok()) return usage_error(std::string(gc_grace.status().message()));
+  auto gc_interval = provider::ParseGcDuration(flags.gc_interval, "--gc-interval");
+  if (!gc_interval.ok() || *gc_interval < std::chrono::seconds{1}) {
+    return usage_error(fmt::format("--gc-interval '{}' must be a duration of at least 1s, e.g. 5m", flags.gc_interval));
+  }
 
   auto connections = Connect(flags.connection);
   if (!connections.ok()) return usage_error(std::string(connections.status().message()));
@@ -119,6 +133,17 @@ int RunProvider(RunFlags flags) {
                              .version = util::kVersion};
   controller_options.concurrency = flags.concurrency;
   controller_options.heartbeat_interval = flags.heartbeat;
+  provider::GarbageCollector garbage_collector({.provider_id = provider_id, .grace_period = *gc_grace}, *pve, *state,
+                                               util::RealClock(), &metrics);
+  garbage_collector.in_flight = [&reconciler] {
+    std::set<std::string> ids;
+    for (const auto& reservation : reconciler.ledger().Reservations()) ids.insert(reservation.request_id);
+    return ids;
+  };
+  if (*gc_mode != provider::GcMode::kOff) {
+    controller_options.gc_cycle = [&garbage_collector, mode = *gc_mode] { garbage_collector.RunCycle(mode); };
+    controller_options.gc_interval = *gc_interval;
+  }
   provider::ProviderController controller(controller_options, reconciler, *state, *pve, util::RealClock(), random);
 
   StatusServerOptions status_options;
@@ -192,6 +217,12 @@ void RegisterRunCommand(CLI::App& root, CommandContext& ctx) {
   cmd->add_option("--concurrency", flags->concurrency, "MachineRequests reconciled in parallel")
       ->check(CLI::Range(1, 256))
       ->capture_default_str();
+  cmd->add_option("--gc-mode", flags->gc_mode,
+                  "Garbage collection of orphan VMs and unused ISOs: off, report (log and count) or delete")
+      ->capture_default_str();
+  cmd->add_option("--gc-grace-period", flags->gc_grace_period, "Collect only what is older than this (e.g. 10m)")
+      ->capture_default_str();
+  cmd->add_option("--gc-interval", flags->gc_interval, "Time between garbage collection cycles")->capture_default_str();
   cmd->add_option("--listen", flags->listen, "Address for /healthz, /readyz and /metrics")->capture_default_str();
   cmd->callback([flags, &ctx] {
     // Signals are taken by WaitForSignal(); block them before any thread starts so none inherits them.

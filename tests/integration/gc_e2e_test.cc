@@ -24,6 +24,7 @@
 #include "pve/client.h"
 #include "sim/omni/standin.h"
 #include "sim/pve/simulator.h"
+#include "support/sim_pve_client.h"
 #include "util/metrics.h"
 
 namespace omni_proxmox::provider {
@@ -54,11 +55,7 @@ class GarbageE2ETest : public ::testing::Test {
     auto sim = sim::pve::Simulator::Start(sim_options);
     ASSERT_TRUE(sim.ok()) << sim.status();
     sim_ = std::move(*sim);
-    pve::ClientOptions pve_options{};
-    pve_options.base_url = sim_->base_url() + "/api2/json";
-    pve_options.token_id = sim_->default_token_id();
-    pve_options.token_secret = util::Secret<std::string>(sim_->default_token_secret());
-    auto pve = pve::MakeHttpClient(pve_options, util::RealClock());
+    auto pve = testing::SimPveClient(*sim_);
     ASSERT_TRUE(pve.ok()) << pve.status();
     pve_ = std::move(*pve);
     auto key = omni::DecodeServiceAccountKey(standin_->provider_key());

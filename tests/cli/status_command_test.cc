@@ -1,0 +1,108 @@
+// `omni-proxmox status` as a process: an unregistered provider, a healthy provider with a
+// provisioned request (table and JSON), an orphan VM, and a request whose VM was deleted behind
+// the provider's back.
+
+#include <signal.h>
+
+#include <gmock/gmock.h>
+#include <gtest/gtest.h>
+#include <nlohmann/json.hpp>
+
+#include "provider_world.h"
+
+namespace omni_proxmox::cli {
+namespace {
+
+using ::testing::HasSubstr;
+using Json = nlohmann::json;
+
+class StatusCommandTest : public ProviderWorld {};
+
+TEST_F(StatusCommandTest, UnregisteredProviderNeedsAttention) {
+  auto table = Run("status", {});
+  EXPECT_EQ(table.exit_code, 1) << table.err;
+  EXPECT_THAT(table.out, HasSubstr("not registered"));
+  EXPECT_THAT(table.out, HasSubstr("No MachineRequests for this provider."));
+  auto json_run = Run("status", {}, /*json=*/true);
+  EXPECT_EQ(json_run.exit_code, 1);
+  const Json status = Json::parse(json_run.out);
+  EXPECT_EQ(status["ok"], false);
+  EXPECT_EQ(status["provider"]["registered"], false);
+  EXPECT_TRUE(status["provider"]["heartbeat_age_seconds"].is_null());
+}
+
+TEST_F(StatusCommandTest, HealthyThenOrphanThenMissingVm) {
+  ASSERT_TRUE(standin_
+                  ->ApplyMachineClass("workers",
+                                      "cores: 2\nmemory: 2048\ndisk_size: 10\nstorage_selector: type == \"lvmthin\"\n")
+                  .ok());
+  testing::ChildProcess provider(
+      {OP_BINARY, "run", "--config-file", Path("config.yaml"), "--omni-api-endpoint", standin_->grpc_endpoint(),
+       "--omni-service-account-key-file", Path("key"), "--listen", "127.0.0.1:0"},
+      {}, Path("provider.log"));
+  ASSERT_TRUE(standin_->WaitFor([&] { return standin_->ProviderConnected("proxmox"); }, std::chrono::seconds{60}))
+      << provider.Log();
+  ASSERT_TRUE(standin_->ScaleMachineRequestSet("workers", "workers", 1).ok());
+  ASSERT_TRUE(standin_->WaitFor([&] { return standin_->JoinedMachines().size() == 1; }, std::chrono::seconds{90}))
+      << provider.Log();
+
+  // The status may trail the join by one pass: poll until PROVISIONED.
+  Json status;
+  testing::ProcessResult healthy;
+  ASSERT_TRUE(Eventually([&] {
+    healthy = Run("status", {}, /*json=*/true);
+    status = Json::parse(healthy.out, nullptr, false);
+    return healthy.exit_code == 0;
+  })) << healthy.out
+      << healthy.err;
+  EXPECT_EQ(status["ok"], true);
+  EXPECT_EQ(status["provider"]["registered"], true);
+  EXPECT_EQ(status["provider"]["connected"], true);
+  ASSERT_EQ(status["requests"].size(), 1u);
+  const Json request = status["requests"][0];
+  EXPECT_EQ(request["stage"], "PROVISIONED");
+  EXPECT_EQ(request["power"], "running");
+  EXPECT_EQ(request["request_set"], "workers");
+  const int vmid = request["vmid"];
+  EXPECT_GT(vmid, 0);
+  EXPECT_FALSE(request["node"].get<std::string>().empty());
+  auto table = Run("status", {});
+  EXPECT_EQ(table.exit_code, 0) << table.out;
+  EXPECT_THAT(table.out, HasSubstr("REQUEST"));
+  EXPECT_THAT(table.out, HasSubstr("PROVISIONED"));
+  EXPECT_THAT(table.out, HasSubstr("All is well."));
+
+  // A VM with our markers and no request: an orphan.
+  CreateVm("pve2", 900, "workers-gone", Markers("proxmox", "workers-gone"));
+  auto orphaned = Run("status", {"--grace-period", "0s"}, /*json=*/true);
+  EXPECT_EQ(orphaned.exit_code, 1);
+  status = Json::parse(orphaned.out);
+  ASSERT_EQ(status["orphans"].size(), 1u) << status.dump(1);
+  EXPECT_EQ(status["orphans"][0]["vmid"], 900);
+  table = Run("status", {"--grace-period", "0s"});
+  EXPECT_THAT(table.out, HasSubstr("Orphan VMs"));
+  EXPECT_THAT(table.out, HasSubstr("VM 900 (workers-gone)"));
+
+  // The provider stops and the request's VM disappears: the request's VM is missing.
+  provider.Signal(SIGTERM);
+  ASSERT_EQ(provider.Wait(std::chrono::seconds{30}), 0) << provider.Log();
+  ASSERT_TRUE(sim_->DeleteVmOutOfBand(vmid).ok());
+  auto missing = Run("status", {}, /*json=*/true);
+  EXPECT_EQ(missing.exit_code, 1);
+  status = Json::parse(missing.out);
+  EXPECT_EQ(status["missing_vms"], 1);
+  EXPECT_EQ(status["requests"][0]["vm_missing"], true);
+  EXPECT_EQ(status["requests"][0]["power"], "missing");
+}
+
+TEST_F(StatusCommandTest, UsageErrorsExitTwo) {
+  auto bad = Run("status", {"--grace-period", "-1m"});
+  EXPECT_EQ(bad.exit_code, 2);
+  EXPECT_THAT(bad.err, HasSubstr("--grace-period"));
+  auto help = testing::RunProcess({OP_BINARY, "status", "--help"});
+  EXPECT_EQ(help.exit_code, 0);
+  EXPECT_THAT(help.out, HasSubstr("Examples:"));
+}
+
+}  // namespace
+}  // namespace omni_proxmox::cli
