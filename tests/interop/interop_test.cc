@@ -2,7 +2,8 @@
 //  1. ReferenceServer: our C++ StateClient against cosi-project/runtime's in-memory state served over
 //     gRPC, where go-api-signature verifies every call's signature (and refuses tampered ones).
 //  2. StandIn: cosi-project/runtime's Go client, signing with go-api-signature, runs one script against our
-//     Omni stand-in and against the reference server; both outcomes must be identical.
+//     Omni stand-in and against the reference server; both outcomes must be identical. With Omni's typed
+//     resources (siderolabs/omni/client) it then meets the infra-provider rules only the stand-in has.
 //  3. Keys: a key made by our stand-in is accepted by go-api-signature, and one made by go-api-signature
 //     is accepted by our client.
 // The Go side is tests/interop/go (one program, `interop-go`), built by the ctest fixture interop.go_build.
