@@ -606,11 +606,7 @@ TEST(StandInInteropTest, GoClientScriptBehavesAsOnTheReferenceServer) {
   EXPECT_TRUE(reference->Lines("refused").empty()) << reference->Log();
 
   // Identical behaviour, step by step, except for divergences already reported (each names its step).
-  const std::map<std::string, std::string> known_divergences = {
-      {"teardown a wrong owner when torn down",
-       "the stand-in checks the owner on every Teardown (PERMISSION_DENIED); the reference checks it only when "
-       "the phase changes and answers destroy_ready for an already tearing-down resource"},
-  };
+  const std::map<std::string, std::string> known_divergences = {};
   auto expected = Steps(on_reference);
   auto actual = Steps(on_standin);
   for (size_t i = 0; i < std::max(expected.size(), actual.size()); ++i) {

@@ -345,10 +345,13 @@ absl::StatusOr<bool> StateStore::Teardown(const std::string& ns, const std::stri
   if (it == collection.items.end()) {
     return absl::NotFoundError(fmt::format("{} doesn't exist", Describe(ns, type, id)));
   }
-  if (it->second.owner != owner) {
-    return absl::PermissionDeniedError(fmt::format("{} is owned by \"{}\"", Describe(ns, type, id), it->second.owner));
-  }
+  // Like cosi-project/runtime: the owner is checked only when the phase changes, so any writer may
+  // ask whether an already tearing-down resource is ready to destroy.
   if (it->second.phase == Phase::kRunning) {
+    if (it->second.owner != owner) {
+      return absl::PermissionDeniedError(
+          fmt::format("{} is owned by \"{}\"", Describe(ns, type, id), it->second.owner));
+    }
     Resource old = it->second;
     it->second.phase = Phase::kTearingDown;
     it->second.version += 1;
