@@ -1,10 +1,14 @@
 // The provider end to end over real sockets: the Proxmox simulator, the Omni stand-in, and
-// the reconciler with its controller, as `omni-proxmox run` wires them.
+// the reconciler with its controller, as `omni-proxmox run` wires them (the Proxmox client
+// behind the limiting, metering decorator).
 
 #include <atomic>
 #include <map>
 #include <mutex>
+#include <regex>
 #include <set>
+#include <sstream>
+#include <thread>
 
 #include <fmt/format.h>
 #include <gmock/gmock.h>
@@ -19,10 +23,14 @@
 #include "provider/machine.pb.h"
 #include "provider/model/providerdata.h"
 #include "provider/reconciler/controller.h"
+#include "provider/reconciler/fleet_metrics.h"
 #include "provider/reconciler/machine_reconciler.h"
 #include "pve/client.h"
+#include "pve/limited_client.h"
 #include "sim/omni/standin.h"
 #include "sim/pve/simulator.h"
+#include "util/log.h"
+#include "util/metrics.h"
 
 namespace omni_proxmox::provider {
 namespace {
@@ -94,7 +102,10 @@ class ProviderE2ETest : public ::testing::Test {
     pve_options.token_secret = util::Secret<std::string>(sim_->default_token_secret());
     auto pve = pve::MakeHttpClient(pve_options, util::RealClock());
     ASSERT_TRUE(pve.ok()) << pve.status();
-    pve_ = std::move(*pve);
+    pve_http_ = std::move(*pve);
+    // Two heavy tasks per node (below run's default of 4) so the limit is exercised; run's rate.
+    pve_ = std::make_unique<pve::LimitedClient>(*pve_http_, pve::LimitOptions{.max_tasks_per_node = kTasksPerNode},
+                                                util::RealClock(), &metrics_);
 
     auto key = omni::DecodeServiceAccountKey(standin_->provider_key());
     ASSERT_TRUE(key.ok()) << key.status();
@@ -182,10 +193,14 @@ class ProviderE2ETest : public ::testing::Test {
     return out;
   }
 
+  static constexpr int kTasksPerNode = 2;
+
   util::Random random_{42};
+  util::MetricsRegistry metrics_;
   std::unique_ptr<sim::omni::StandIn> standin_;
   std::unique_ptr<sim::pve::Simulator> sim_;
-  std::unique_ptr<pve::Client> pve_;
+  std::unique_ptr<pve::Client> pve_http_;
+  std::unique_ptr<pve::LimitedClient> pve_;
   std::unique_ptr<omni::StateClient> state_;
   std::unique_ptr<omni::ManagementClient> management_;
   std::unique_ptr<MachineReconciler> reconciler_;
@@ -215,6 +230,13 @@ TEST_F(ProviderE2ETest, ScaleUpDownOnFourNodes) {
     EXPECT_EQ(Str(c["cores"]), "4");
     EXPECT_EQ(Str(c["sockets"]), "1");
     EXPECT_EQ(Str(c["memory"]), "8192");
+    // Defaults of the providerdata and what every VM gets.
+    EXPECT_EQ(Str(c["cpu"]), "x86-64-v2-AES");
+    EXPECT_EQ(Str(c["ostype"]), "l26");
+    EXPECT_EQ(Str(c["scsihw"]), "virtio-scsi-single");
+    EXPECT_EQ(Str(c["boot"]), "order=scsi0;ide2;net0") << "disk first, then the Talos ISO, then the network";
+    EXPECT_THAT(Str(c["agent"]), HasSubstr("enabled=1"));
+    EXPECT_EQ(Str(c["onboot"]), "1");
     EXPECT_THAT(Str(c["scsi0"]), HasSubstr("vm_ssd:"));
     EXPECT_THAT(Str(c["scsi0"]), HasSubstr("size=40G"));
     EXPECT_THAT(Str(c["net0"]), HasSubstr("bridge=vmbr0"));
@@ -261,6 +283,98 @@ TEST_F(ProviderE2ETest, ScaleUpDownOnFourNodes) {
     EXPECT_EQ(volid.find("vm-"), std::string::npos) << volid;
   }
   EXPECT_TRUE(Statuses().empty());
+}
+
+// What an operator sees while the provider works: every JSON log line about a request carries its
+// ID and step as fields, heavy Proxmox tasks never exceed the per-node limit, /metrics counts calls
+// by endpoint template and follows the fleet (VMs per node, requests by stage).
+TEST_F(ProviderE2ETest, LogsMetricsAndTaskLimitsWhileScaling) {
+  std::ostringstream log_output;
+  ASSERT_TRUE(util::InitLogging({.format = util::LogFormat::kJson, .level = "info", .output = &log_output}).ok());
+  struct BackToStderr {
+    // Before log_output dies; the controller may still log until TearDown.
+    ~BackToStderr() { (void)util::InitLogging({.format = util::LogFormat::kConsole, .level = "info"}); }
+  } back_to_stderr;
+
+  // The simulator's view of heavy tasks, sampled: never more than the limit running on one node.
+  std::atomic<int> most_heavy = 0;
+  std::jthread sampler([&](std::stop_token stop) {
+    while (!stop.stop_requested()) {
+      const Json state = sim_->StateForTest();
+      const Json tasks = state["tasks"];
+      std::map<std::string, int> running;
+      for (const auto& task : tasks) {
+        const std::string type = task["type"];
+        const bool heavy = type == "qmcreate" || type == "qmdestroy" || type == "download" || type == "imgcopy";
+        if (heavy && task["status"] == "running") ++running[task["node"].get<std::string>()];
+      }
+      for (const auto& [node, count] : running) most_heavy = std::max(most_heavy.load(), count);
+      std::this_thread::sleep_for(milliseconds{5});
+    }
+  });
+
+  StartProvider();
+  ASSERT_TRUE(standin_->ApplyMachineClass("workers", kWorkerClass).ok());
+  // Pinned to one node: six creates compete for its two slots.
+  ASSERT_TRUE(standin_->ApplyMachineClass("pinned", std::string(kWorkerClass) + "node: pve2\n").ok());
+  ASSERT_TRUE(standin_->ScaleMachineRequestSet("workers", "workers", 2).ok());
+  ASSERT_TRUE(standin_->ScaleMachineRequestSet("pinned", "pinned", 6).ok());
+  ASSERT_TRUE(WaitFor([&] { return Provisioned() == 8; }, std::chrono::seconds{120})) << Dump();
+  ASSERT_TRUE(UpdateFleetMetrics(*pve_, *state_, "proxmox", metrics_).ok());
+  std::string text = metrics_.RenderText();
+  int managed = 0;
+  const std::regex managed_line("omni_proxmox_vms_managed\\{node=\"(pve[1-4])\"\\} ([0-9]+)");
+  for (auto it = std::sregex_iterator(text.begin(), text.end(), managed_line); it != std::sregex_iterator(); ++it) {
+    managed += std::stoi((*it)[2]);
+    if ((*it)[1] == "pve2") {
+      EXPECT_GE(std::stoi((*it)[2]), 6);
+    }
+  }
+  EXPECT_EQ(managed, 8) << text;
+  EXPECT_THAT(text, HasSubstr("omni_proxmox_requests{stage=\"provisioned\"} 8\n"));
+  EXPECT_THAT(text, HasSubstr("omni_proxmox_requests{stage=\"failed\"} 0\n"));
+  EXPECT_THAT(text, HasSubstr("omni_proxmox_pve_requests_total{endpoint=\"/nodes/{node}/qemu\",method=\"POST\","
+                              "result=\"ok\"} 8\n"));
+
+  ASSERT_TRUE(standin_->ScaleMachineRequestSet("workers", "workers", 0).ok());
+  ASSERT_TRUE(standin_->ScaleMachineRequestSet("pinned", "pinned", 0).ok());
+  ASSERT_TRUE(WaitFor([&] { return Vms().empty() && MachineRequests() == 0; }, std::chrono::seconds{120})) << Dump();
+  sampler.request_stop();
+  sampler.join();
+  EXPECT_GE(most_heavy.load(), 1);
+  EXPECT_LE(most_heavy.load(), kTasksPerNode);
+
+  ASSERT_TRUE(UpdateFleetMetrics(*pve_, *state_, "proxmox", metrics_).ok());
+  pve_->PollHeldTasks();
+  text = metrics_.RenderText();
+  EXPECT_THAT(text, HasSubstr("omni_proxmox_vms_managed{node=\"pve2\"} 0\n"));
+  EXPECT_THAT(text, HasSubstr("omni_proxmox_requests{stage=\"provisioned\"} 0\n"));
+  EXPECT_THAT(text, HasSubstr("omni_proxmox_pve_tasks_in_flight{node=\"pve2\"} 0\n"));
+  EXPECT_THAT(text, HasSubstr("omni_proxmox_pve_requests_total{endpoint=\"/nodes/{node}/qemu/{vmid}\","
+                              "method=\"DELETE\",result=\"ok\"} 8\n"));
+
+  // Every provider line that names a request carries that request's ID and a step as JSON fields.
+  controller_->Stop();
+  (void)util::InitLogging({.format = util::LogFormat::kConsole, .level = "info"});
+  std::istringstream lines(log_output.str());
+  std::set<std::string> steps;
+  int request_lines = 0;
+  for (std::string line; std::getline(lines, line);) {
+    const Json entry = Json::parse(line, nullptr, /*allow_exceptions=*/false);
+    ASSERT_TRUE(entry.is_object()) << line;
+    if (entry["logger"] != "provider") continue;  // the simulators log about requests too
+    const std::string msg = entry["msg"];
+    std::smatch named;
+    if (!std::regex_search(msg, named, std::regex(R"(request ((workers|pinned)-[0-9a-z-]+))"))) continue;
+    ++request_lines;
+    ASSERT_TRUE(entry.contains("request_id")) << line;
+    EXPECT_EQ(entry["request_id"], named[1].str()) << line;
+    ASSERT_TRUE(entry.contains("step")) << line;
+    steps.insert(entry["step"].get<std::string>());
+  }
+  EXPECT_GE(request_lines, 16) << log_output.str();
+  EXPECT_TRUE(steps.contains("createVm")) << log_output.str();
+  EXPECT_TRUE(steps.contains("teardown")) << log_output.str();
 }
 
 TEST_F(ProviderE2ETest, InvalidProviderDataFailsWithoutAVm) {
@@ -330,12 +444,48 @@ TEST_F(ProviderE2ETest, MigratedAndOutOfBandDeletedVmsAreTornDownAndForeignVmsKe
   auto upid = pve_->CreateVm("pve3", 4242, foreign);
   ASSERT_TRUE(upid.ok()) << upid.status();
   ASSERT_TRUE(pve_->WaitTask(*upid, util::RealClock().Monotonic() + std::chrono::seconds{30}).ok());
+  // And one that reuses the VMID of our VM deleted out of band, on the node ours was on.
+  const std::string deleted_node = vms[1]["node"];
+  pve::FormFields reuser = {{"name", "reuses-a-vmid"}, {"memory", "2048"}, {"scsi0", "local-lvm:4"}};
+  auto reused = pve_->CreateVm(deleted_node, deleted, reuser);
+  ASSERT_TRUE(reused.ok()) << reused.status();
+  ASSERT_TRUE(pve_->WaitTask(*reused, util::RealClock().Monotonic() + std::chrono::seconds{30}).ok());
 
   ASSERT_TRUE(standin_->ScaleMachineRequestSet("workers", "workers", 0).ok());
   ASSERT_TRUE(WaitFor([&] { return MachineRequests() == 0; })) << Dump() << Vms().dump(1);
   vms = Vms();
-  ASSERT_EQ(vms.size(), 1u) << vms.dump(1);
-  EXPECT_EQ(vms[0]["vmid"], 4242);
+  ASSERT_EQ(vms.size(), 2u) << vms.dump(1);
+  std::set<int> kept;
+  for (const auto& vm : vms) kept.insert(vm["vmid"].get<int>());
+  EXPECT_EQ(kept, (std::set<int>{4242, deleted}));
+}
+
+// Proxmox misbehaving the ways the issue names: a create whose answer is lost after it happened
+// (the VM must be adopted by its markers, never created twice), a create task that fails on a lock
+// timeout, and a failed ISO download are all retried until every request is PROVISIONED.
+TEST_F(ProviderE2ETest, LostAnswersLockTimeoutsAndFailedDownloadsAreRetriedWithoutDuplicates) {
+  sim_->SetFault("POST /nodes/*/qemu",
+                 {.error_rate = 1.0, .status_code = 500, .message = "proxy timeout", .after_effect = true});
+  sim_->FailNextTask("qmcreate", "", "can't lock file '/var/lock/qemu-server/lock-100.conf' - got timeout");
+  sim_->FailNextTask("download", "", "download failed: 502 Bad Gateway");
+  StartProvider();
+  ASSERT_TRUE(standin_->ApplyMachineClass("workers", kWorkerClass).ok());
+  ASSERT_TRUE(standin_->ScaleMachineRequestSet("workers", "workers", 4).ok());
+  // Every create is answered with an error although it happened.
+  ASSERT_TRUE(WaitFor([&] { return Vms().size() >= 4; }, std::chrono::seconds{90})) << Dump();
+  sim_->ClearFaults();
+  ASSERT_TRUE(WaitFor([&] { return Provisioned() == 4; }, std::chrono::seconds{120})) << Dump() << Vms().dump(1);
+  const Json vms = Vms();
+  EXPECT_EQ(vms.size(), 4u) << "one VM per request: " << vms.dump(1);
+  std::set<std::string> names;
+  for (const auto& vm : vms) names.insert(vm["config"]["name"].get<std::string>());
+  EXPECT_EQ(names.size(), 4u);
+  int failed_tasks = 0;
+  const Json tasks = sim_->StateForTest()["tasks"];
+  for (const auto& task : tasks) {
+    if (task["status"] == "stopped" && task.value("exitstatus", "OK") != "OK") ++failed_tasks;
+  }
+  EXPECT_GE(failed_tasks, 2) << "the injected task failures happened: " << tasks.dump(1);
 }
 
 TEST_F(ProviderE2ETest, OfflineNodeIsSkipped) {

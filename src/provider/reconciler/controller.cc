@@ -22,6 +22,8 @@ ProviderController::ProviderController(ControllerOptions options, MachineReconci
       queue_(
           {.workers = options_.concurrency},
           [this](const std::string& id) {
+            // Every line logged while this request is reconciled carries its ID; steps refine "step".
+            util::LogContext context({{"request_id", id}, {"step", "reconcile"}});
             Outcome outcome = reconciler_.Reconcile(id);
             if (outcome.kind == Outcome::Kind::kError) {
               util::Logger("provider")->warn("request {}: {} (will retry)", id, std::string(outcome.error.message()));

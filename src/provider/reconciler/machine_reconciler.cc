@@ -274,6 +274,7 @@ MachineReconciler::StepResult MachineReconciler::PollTask(const std::string& upi
 }
 
 Outcome MachineReconciler::Reconcile(const std::string& request_id) {
+  util::LogContext context({{"request_id", request_id}, {"step", "reconcile"}});
   auto log = util::Logger("provider");
   auto request = state_.Get(RequestPointer(request_id));
   if (NotFound(request.status())) {
@@ -381,6 +382,7 @@ Outcome MachineReconciler::Provision(Pass& pass) {
     const auto& step = kSteps[i];
     const std::string text = fmt::format("Running Step: \"{}\" ({}/{})", step.name, i + 1, kStepCount);
     const auto started = clock_.Monotonic();
+    util::LogContext step_context({{"step", step.name}});
     StepResult result = (this->*step.run)(pass);
     if (on_step_duration) {
       on_step_duration(step.name, std::chrono::duration<double>(clock_.Monotonic() - started).count());
@@ -868,6 +870,7 @@ MachineReconciler::StepResult MachineReconciler::StartVm(Pass& pass) {
 }
 
 Outcome MachineReconciler::Deprovision(const omni::Resource& request) {
+  util::LogContext step_context({{"step", "teardown"}});
   auto log = util::Logger("provider");
   const std::string& id = request.metadata.id;
   const std::string owner = omni::ProvisionControllerName(options_.provider_id);

@@ -1,0 +1,26 @@
+#pragma once
+
+// Gauges about the whole fleet, computed from listings rather than from events, so they stay
+// right across provider restarts and out-of-band changes:
+//   omni_proxmox_vms_managed{node}   VMs carrying this provider's ownership markers, per node
+//                                    (every online or listed node, 0 when it has none)
+//   omni_proxmox_requests{stage}     this provider's MachineRequests by stage: pending (no status
+//                                    yet), provisioning, provisioned, failed, deprovisioning
+// Costs one GET /cluster/resources and two Omni lists per call; `run` calls it every 15 s.
+
+#include <string_view>
+
+#include "absl/status/status.h"
+
+#include "omni/state_client.h"
+#include "pve/client.h"
+#include "util/metrics.h"
+
+namespace omni_proxmox::provider {
+
+// Updates both gauge families; a side that cannot be read keeps its previous values and its
+// error is returned (the other side is still updated).
+absl::Status UpdateFleetMetrics(pve::Client& pve, omni::StateClient& state, std::string_view provider_id,
+                                util::MetricsRegistry& metrics);
+
+}  // namespace omni_proxmox::provider
