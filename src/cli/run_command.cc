@@ -21,7 +21,9 @@
 #include "provider/gc/collector.h"
 #include "provider/model/providerdata.h"
 #include "provider/reconciler/controller.h"
+#include "provider/reconciler/fleet_metrics.h"
 #include "provider/reconciler/machine_reconciler.h"
+#include "pve/limited_client.h"
 #include "util/log.h"
 #include "util/metrics.h"
 #include "util/random.h"
@@ -63,6 +65,9 @@ struct RunFlags {
   std::string name = "Proxmox";
   std::string description = "Proxmox VE infrastructure provider (omni-proxmox)";
   int concurrency = 8;
+  // Toward Proxmox (docs/operator-guide.md, "Limits").
+  int max_tasks_per_node = 4;
+  double pve_requests_per_second = 50;
   std::string listen = "127.0.0.1:9489";
   std::chrono::milliseconds heartbeat{15'000};
   std::string gc_mode = "report";
@@ -114,6 +119,13 @@ int RunProvider(RunFlags flags) {
   }
 
   util::MetricsRegistry metrics;
+  const pve::LimitOptions limits{.max_tasks_per_node = flags.max_tasks_per_node,
+                                 .requests_per_second = flags.pve_requests_per_second};
+  if (auto valid = pve::ValidateLimitOptions(limits); !valid.ok()) return usage_error(std::string(valid.message()));
+  // Everything below talks to Proxmox through the limits (the decorator owns the HTTP client).
+  auto limited = std::make_unique<pve::LimitedClient>(std::move(pve), limits, util::RealClock(), &metrics);
+  pve::LimitedClient& pve_limits = *limited;
+  pve = std::move(limited);
   provider::ReconcilerOptions reconciler_options;
   reconciler_options.provider_id = provider_id;
   provider::MachineReconciler reconciler(reconciler_options, *pve, *state, *management, factory, util::RealClock(),
@@ -165,7 +177,16 @@ int RunProvider(RunFlags flags) {
   std::jthread stats([&](std::stop_token stop) {
     std::mutex m;
     std::condition_variable_any cv;
+    auto next_fleet_update = util::RealClock().Monotonic();
     while (!stop.stop_requested()) {
+      // Listings, so less often than the counters.
+      if (util::RealClock().Monotonic() >= next_fleet_update) {
+        if (auto s = provider::UpdateFleetMetrics(*pve, *state, provider_id, metrics); !s.ok()) {
+          log->debug("fleet metrics: {}", std::string(s.message()));
+        }
+        pve_limits.PollHeldTasks();
+        next_fleet_update = util::RealClock().Monotonic() + std::chrono::seconds{15};
+      }
       const auto s = reconciler.Stats();
       metrics.GetGauge("omni_proxmox_requests_provisioned_total", "MachineRequests provisioned").Set(s.provisioned);
       metrics.GetGauge("omni_proxmox_requests_deprovisioned_total", "MachineRequests torn down").Set(s.deprovisioned);
@@ -184,6 +205,7 @@ int RunProvider(RunFlags flags) {
   });
 
   WaitForSignal();
+  pve_limits.Close();  // workers waiting for a task slot give up instead of holding up the shutdown
   stats.request_stop();
   controller.Stop();
   (*status_server)->Stop();
@@ -216,6 +238,12 @@ void RegisterRunCommand(CLI::App& root, CommandContext& ctx) {
   cmd->add_option("--provider-description", flags->description, "Description shown in Omni")->capture_default_str();
   cmd->add_option("--concurrency", flags->concurrency, "MachineRequests reconciled in parallel")
       ->check(CLI::Range(1, 256))
+      ->capture_default_str();
+  cmd->add_option("--max-tasks-per-node", flags->max_tasks_per_node,
+                  "Heavy Proxmox tasks (VM create/delete, ISO download/upload) in flight per node; 0 = no limit")
+      ->capture_default_str();
+  cmd->add_option("--pve-requests-per-second", flags->pve_requests_per_second,
+                  "Proxmox API calls per second, in bursts of up to twice that; 0 = no limit")
       ->capture_default_str();
   cmd->add_option("--gc-mode", flags->gc_mode,
                   "Garbage collection of orphan VMs and unused ISOs: off, report (log and count) or delete")
