@@ -2,6 +2,8 @@
 // are listed, --delete removes exactly those, foreign and other providers' VMs are never touched,
 // an offline node's VM is left alone, and exit codes tell scripts what happened.
 
+#include <signal.h>
+
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
 #include <nlohmann/json.hpp>
@@ -116,6 +118,25 @@ TEST_F(GcCommandTest, UsageErrorsExitTwoAndUnreachableOmniExitsOne) {
   EXPECT_EQ(down.exit_code, 1);
   EXPECT_THAT(down.err, HasSubstr("cannot read Omni"));
   EXPECT_TRUE(HasVm(500));
+}
+
+TEST_F(GcCommandTest, RunInDeleteModeCollectsOrphansAndKeepsForeignVms) {
+  Plant();
+  testing::ChildProcess provider(
+      {OP_BINARY, "run", "--config-file", Path("config.yaml"), "--omni-api-endpoint", standin_->grpc_endpoint(),
+       "--omni-service-account-key-file", Path("key"), "--listen", "127.0.0.1:0", "--gc-mode", "delete",
+       "--gc-grace-period", "0s", "--gc-interval", "1s"},
+      {}, Path("provider.log"));
+  EXPECT_TRUE(Eventually([&] {
+    return !HasVm(500) && !HasVolume(std::string("local:iso/") + kTalosIso) &&
+           !HasVolume(std::string("local:iso/") + kCidataIso);
+  })) << provider.Log();
+  EXPECT_TRUE(HasVm(600));
+  EXPECT_TRUE(HasVm(700));
+  EXPECT_TRUE(HasVolume("local:iso/debian-12.iso"));
+  provider.Signal(SIGTERM);
+  EXPECT_EQ(provider.Wait(std::chrono::seconds{60}), 0) << provider.Log();
+  EXPECT_THAT(provider.Log(), HasSubstr("orphan VM 500 (workers-gone) on pve1: request workers-gone no longer exists"));
 }
 
 }  // namespace
