@@ -581,6 +581,8 @@ class Simulator::Impl {
   Reply PostVmPower(Call& call);
   Reply DeleteVm(Call& call);
   Reply GetAgentInterfaces(Call& call);
+  Reply GetNodeNetwork(Call& call);
+  Reply GetHardwareMappings(Call& call);
   Reply GetTaskStatus(Call& call);
   Reply GetTaskLog(Call& call);
   Reply GetTaskList(Call& call);
@@ -998,6 +1000,9 @@ void Simulator::Impl::RegisterHandlers() {
       {"POST /nodes/{node}/qemu/{vmid}/status/reset", &Impl::PostVmPower},
       {"DELETE /nodes/{node}/qemu/{vmid}", &Impl::DeleteVm},
       {"GET /nodes/{node}/qemu/{vmid}/agent/network-get-interfaces", &Impl::GetAgentInterfaces},
+      {"GET /nodes/{node}/network", &Impl::GetNodeNetwork},
+      {"GET /cluster/mapping/pci", &Impl::GetHardwareMappings},
+      {"GET /cluster/mapping/usb", &Impl::GetHardwareMappings},
       {"GET /nodes/{node}/tasks/{upid}/status", &Impl::GetTaskStatus},
       {"GET /nodes/{node}/tasks/{upid}/log", &Impl::GetTaskLog},
       {"GET /nodes/{node}/tasks", &Impl::GetTaskList},
@@ -2974,6 +2979,58 @@ Reply Simulator::Impl::DeleteVm(Call& call) {
     if (target != nullptr && target->Lock() == "destroyed") target->config.erase("lock");
   };
   return Ok(task.upid);
+}
+
+Reply Simulator::Impl::GetNodeNetwork(Call& call) {
+  // The scenario knows only Linux bridges, so every other interface type lists nothing.
+  const std::string type = call.Get("type", "any_bridge");
+  Json list = Json::array();
+  if (type != "bridge" && type != "any_bridge" && type != "any_local_bridge" && type != "include_sdn") {
+    return Ok(list);
+  }
+  const NodeState& node = nodes_.at(call.Get("node"));
+  int priority = 3;
+  for (const auto& bridge : node.bridges) {
+    list.push_back({{"iface", bridge},
+                    {"type", "bridge"},
+                    {"method", "manual"},
+                    {"method6", "manual"},
+                    {"families", Json::array({"inet"})},
+                    {"active", 1},
+                    {"autostart", 1},
+                    {"bridge_ports", ""},
+                    {"bridge_stp", "off"},
+                    {"bridge_fd", "0"},
+                    {"priority", priority++}});
+  }
+  std::shuffle(list.begin(), list.end(), call.rng);
+  return Ok(list);
+}
+
+Reply Simulator::Impl::GetHardwareMappings(Call& call) {
+  const bool pci = call.endpoint->path_template == "/cluster/mapping/pci";
+  const auto& mappings = pci ? pci_mappings_ : usb_mappings_;
+  Json list = Json::array();
+  for (const auto& [id, nodes] : mappings) {
+    const std::string path = fmt::format("/mapping/{}/{}", pci ? "pci" : "usb", id);
+    if (!HasPriv(call.auth, path, "Mapping.Audit") && !HasPriv(call.auth, path, "Mapping.Use") &&
+        !HasPriv(call.auth, path, "Mapping.Modify")) {
+      continue;
+    }
+    // An empty node list means every node (the scenario's shorthand).
+    std::vector<std::string> on = nodes.empty() ? std::vector<std::string>{} : std::vector<std::string>(nodes.begin(), nodes.end());
+    if (nodes.empty()) {
+      for (const auto& [name, node] : nodes_) on.push_back(name);
+    }
+    Json map = Json::array();
+    int n = 1;
+    for (const auto& node : on) {
+      map.push_back(pci ? fmt::format("id=10de:2204,node={},path=0000:0{}:00.0", node, n++)
+                        : fmt::format("id=0781:5583,node={},path=1-{}", node, n++));
+    }
+    list.push_back({{"id", id}, {"description", ""}, {"map", map}});
+  }
+  return Ok(list);
 }
 
 Reply Simulator::Impl::GetAgentInterfaces(Call& call) {
