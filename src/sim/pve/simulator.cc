@@ -3018,8 +3018,8 @@ Reply Simulator::Impl::GetHardwareMappings(Call& call) {
       continue;
     }
     // An empty node list means every node (the scenario's shorthand).
-    std::vector<std::string> on = nodes.empty() ? std::vector<std::string>{} : std::vector<std::string>(nodes.begin(), nodes.end());
-    if (nodes.empty()) {
+    std::vector<std::string> on(nodes.begin(), nodes.end());
+    if (on.empty()) {
       for (const auto& [name, node] : nodes_) on.push_back(name);
     }
     Json map = Json::array();
