@@ -221,6 +221,24 @@ TEST(ValidateTest, MachineClassStructureIsChecked) {
                                        Field(&Finding::hint, "did you mean 'providerdata'?"))));
 }
 
+TEST(ValidateTest, KernelArgsAndMetaValuesInTheirExpectedShapeAreAccepted) {
+  const std::string text =
+      "metadata: {namespace: default, type: MachineClasses.omni.sidero.dev, id: gpu}\n"
+      "spec:\n"
+      "  autoprovision:\n"
+      "    providerid: proxmox\n"
+      "    kernelargs: [console=ttyS0, talos.dashboard.disabled=1]\n"
+      "    metavalues:\n"
+      "      - {key: 10, value: \"zone-a\"}\n"
+      "    providerdata: |\n"
+      "      cores: 8\n"
+      "      memory: 16384\n"
+      "      disk_size: 100\n"
+      "      storage_selector: name == \"local-lvm\"\n";
+  const Report report = Validate({{"gpu.yaml", text}}, {});
+  EXPECT_THAT(report.files[0].findings, IsEmpty()) << Dump(report);
+}
+
 TEST(ValidateTest, ReadmeFormIsFlaggedAndItsConfigCheckedInPlace) {
   const Report report = Validate({Source(std::string(kTestdata) + "machineclass-readme-form.yaml")}, {});
   const auto& findings = report.files[0].findings;
@@ -440,6 +458,26 @@ TEST(ValidateTest, EnvFileChecksAddressAndKeyWithoutShowingTheKey) {
                                        Field(&Finding::hint, "did you mean OMNI_INFRA_PROVIDER_KEY?"))));
   EXPECT_THAT(findings, Contains(ErrorAt(6, 1, "expected NAME=value")));
   EXPECT_THAT(FormatText(report) + FormatJson(report), Not(HasSubstr(bad_key)));
+}
+
+TEST(ValidateTest, EnvFileSyntaxFollowsDockerCompose) {
+  const std::string key = InfraProviderKey("proxmox");
+  const std::string text =
+      "export OMNI_DOMAIN=\"omni.example.ts.net\"\n"
+      "OMNI_INFRA_PROVIDER_KEY='" +
+      key +
+      "'\n"
+      "TS_AUTHKEY=tskey-auth-abc # the sidecar's\n"
+      "TS_AUTHKEY=tskey-auth-def\n"
+      "NOTE=\"unterminated\n"
+      "export \n";
+  const Report report = Validate({{"prod.env", text}}, {});
+  const auto& findings = report.files[0].findings;
+  EXPECT_THAT(findings, Contains(WarningAt(4, 1, "TS_AUTHKEY is set again (first on line 3)")));
+  EXPECT_THAT(findings, Contains(ErrorAt(5, 6, "NOTE: the value's opening \" quote is never closed")));
+  EXPECT_THAT(findings, Contains(ErrorAt(6, 8, "expected NAME=value")));
+  EXPECT_EQ(report.errors(), 2) << Dump(report);
+  EXPECT_EQ(report.warnings(), 1) << Dump(report);
 }
 
 TEST(ValidateTest, EnvFileMissingEverythingSaysWhatToSet) {

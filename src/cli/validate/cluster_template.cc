@@ -323,7 +323,7 @@ void TemplateChecker::CheckMachineClassRef(const YAML::Node& node, std::string_v
   const std::string text = size.IsScalar() ? size.Scalar() : std::string();
   const bool keyword = text == "unlimited" || text == "infinity" || text == "\u221e" || text == "Unlimited";
   const bool digits = !text.empty() && text.size() <= 9 &&
-                      std::all_of(text.begin(), text.end(), [](char c) { return std::isdigit(c); });
+                      std::all_of(text.begin(), text.end(), [](char c) { return c >= '0' && c <= '9'; });
   if (!keyword && !digits) {
     sink_.Error(size.Mark(), fmt::format("{}.size: {} is not a machine count", where, KindOf(size)),
                 "write a whole number such as 3, or unlimited");
@@ -377,7 +377,7 @@ void TemplateChecker::CheckMachineSet(const YAML::Node& doc, bool control_plane)
     CheckMachineClassRef(machine_class, "machineClass");
     const YAML::Node size = machine_class["size"];
     if (control_plane && size && size.IsScalar() && !size.Scalar().empty() &&
-        std::all_of(size.Scalar().begin(), size.Scalar().end(), [](char c) { return std::isdigit(c); }) &&
+        std::all_of(size.Scalar().begin(), size.Scalar().end(), [](char c) { return c >= '0' && c <= '9'; }) &&
         size.Scalar().size() <= 9 && std::stoi(size.Scalar()) % 2 == 0) {
       sink_.Warning(size.Mark(),
                     fmt::format("machineClass.size: {} control plane machines cannot keep etcd quorum any better "

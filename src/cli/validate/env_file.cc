@@ -61,7 +61,7 @@ std::vector<EnvEntry> ParseEnv(std::string_view text, Sink& sink) {
     if (line.ends_with('\r')) line.remove_suffix(1);
     std::size_t i = line.find_first_not_of(" \t");
     if (i == std::string_view::npos || line[i] == '#') continue;
-    if (line.substr(i).starts_with("export ")) i = line.find_first_not_of(' ', i + 7);
+    if (line.substr(i).starts_with("export ")) i = std::min(line.find_first_not_of(' ', i + 7), line.size());
     const auto eq = line.find('=', i);
     if (eq == std::string_view::npos) {
       sink.Add(Severity::kError, number, static_cast<int>(i) + 1, "expected NAME=value",

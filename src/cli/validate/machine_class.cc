@@ -208,7 +208,7 @@ void CheckMetaValues(const YAML::Node& node, Sink& sink) {
     } else {
       const std::string text = key.IsScalar() ? key.Scalar() : std::string();
       const bool digits = !text.empty() && text.size() <= 3 &&
-                          std::all_of(text.begin(), text.end(), [](char c) { return std::isdigit(c); });
+                          std::all_of(text.begin(), text.end(), [](char c) { return c >= '0' && c <= '9'; });
       if (!digits || std::stoi(text) > 255) {
         sink.Error(key.Mark(), fmt::format("{}.key: {} is not a Talos META key", where, KindOf(key)),
                    "use a number from 0 to 255");
