@@ -110,6 +110,13 @@ class Client {
   virtual absl::StatusOr<Upid> DeleteVolume(std::string_view node, std::string_view storage,
                                             std::string_view volid) = 0;
 
+  // GET /nodes/{node}/network[?type=]: the node's interfaces (type "any_bridge" for bridges only).
+  // Not pure: wrappers that only `run` uses need not forward it; they answer Unimplemented.
+  virtual absl::StatusOr<std::vector<NetworkInterface>> NodeNetworks(std::string_view node,
+                                                                     std::string_view type = "any_bridge");
+  // GET /cluster/mapping/{kind} with kind "pci" or "usb": the resource mappings the caller may see.
+  virtual absl::StatusOr<std::vector<HardwareMapping>> HardwareMappings(std::string_view kind);
+
   // GET /nodes/{node}/qemu.
   virtual absl::StatusOr<std::vector<VmStatus>> ListVms(std::string_view node) = 0;
   // POST /nodes/{node}/qemu with vmid=<vmid> and `params` (must not contain vmid).

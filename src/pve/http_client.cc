@@ -215,6 +215,22 @@ class HttpClient final : public Client {
     return parse::ParseNodeStorages(body);
   }
 
+  absl::StatusOr<std::vector<NetworkInterface>> NodeNetworks(std::string_view node, std::string_view type) override {
+    OP_RETURN_IF_ERROR(CheckArgs(node));
+    Request r = Get(fmt::format("/nodes/{}/network", Seg(node)));
+    if (!type.empty()) r.query.emplace_back("type", std::string(type));
+    OP_ASSIGN_OR_RETURN(auto body, Call(r));
+    return parse::ParseNetworkInterfaces(body);
+  }
+
+  absl::StatusOr<std::vector<HardwareMapping>> HardwareMappings(std::string_view kind) override {
+    if (kind != "pci" && kind != "usb") {
+      return MakeError(ErrorKind::kBadParameter, fmt::format("mapping kind '{}': use pci or usb", kind));
+    }
+    OP_ASSIGN_OR_RETURN(auto body, Call(Get(fmt::format("/cluster/mapping/{}", kind))));
+    return parse::ParseHardwareMappings(body);
+  }
+
   absl::StatusOr<std::vector<StorageVolume>> StorageContent(std::string_view node, std::string_view storage,
                                                             std::string_view content) override {
     OP_RETURN_IF_ERROR(CheckArgs(node, std::nullopt, storage));
@@ -713,6 +729,14 @@ class HttpClient final : public Client {
 };
 
 }  // namespace
+
+absl::StatusOr<std::vector<NetworkInterface>> Client::NodeNetworks(std::string_view, std::string_view) {
+  return MakeError(ErrorKind::kUnsupported, "this client does not list node networks");
+}
+
+absl::StatusOr<std::vector<HardwareMapping>> Client::HardwareMappings(std::string_view) {
+  return MakeError(ErrorKind::kUnsupported, "this client does not list hardware mappings");
+}
 
 absl::StatusOr<std::unique_ptr<Client>> MakeHttpClient(const ClientOptions& options, const util::Clock& clock) {
   if (options.base_url.rfind("https://", 0) != 0 && options.base_url.rfind("http://", 0) != 0) {

@@ -100,6 +100,21 @@ struct NodeStorage {
   }
 };
 
+// One entry of GET /nodes/{node}/network.
+struct NetworkInterface {
+  std::string iface;  // "vmbr0"
+  std::string type;   // "bridge", "OVSBridge", "bond", "eth", ...
+  bool active = false;
+  bool vlan_aware = false;  // bridge_vlan_aware: tagged NICs need it on a Linux bridge
+};
+
+// One entry of GET /cluster/mapping/pci or /cluster/mapping/usb: a logical device and the nodes
+// that have it (the node= of each map entry).
+struct HardwareMapping {
+  std::string id;
+  std::vector<std::string> nodes;
+};
+
 // One entry of GET /nodes/{node}/storage/{storage}/content.
 struct StorageVolume {
   std::string volid;  // "local:iso/talos.iso"

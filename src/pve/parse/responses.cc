@@ -200,6 +200,46 @@ absl::StatusOr<std::vector<NodeStorage>> ParseNodeStorages(std::string_view body
   return out;
 }
 
+absl::StatusOr<std::vector<NetworkInterface>> ParseNetworkInterfaces(std::string_view body) {
+  auto data = DataArray(body, "GET /nodes/{node}/network");
+  if (!data.ok()) return data.status();
+  std::vector<NetworkInterface> out;
+  for (const auto& o : *data) {
+    if (!o.is_object()) continue;
+    NetworkInterface n;
+    n.iface = GetString(o, "iface");
+    if (n.iface.empty()) continue;
+    n.type = GetString(o, "type");
+    n.active = GetBool(o, "active").value_or(false);
+    n.vlan_aware = GetBool(o, "bridge_vlan_aware").value_or(false);
+    out.push_back(std::move(n));
+  }
+  return out;
+}
+
+absl::StatusOr<std::vector<HardwareMapping>> ParseHardwareMappings(std::string_view body) {
+  auto data = DataArray(body, "GET /cluster/mapping");
+  if (!data.ok()) return data.status();
+  std::vector<HardwareMapping> out;
+  for (const auto& o : *data) {
+    if (!o.is_object()) continue;
+    HardwareMapping m;
+    m.id = GetString(o, "id");
+    if (m.id.empty()) continue;
+    if (auto it = o.find("map"); it != o.end() && it->is_array()) {
+      for (const auto& entry : *it) {
+        if (!entry.is_string()) continue;
+        // "id=10de:2204,node=pve1,path=0000:01:00.0"
+        for (const auto& field : SplitCommaList(entry.get<std::string>())) {
+          if (field.rfind("node=", 0) == 0) m.nodes.push_back(field.substr(5));
+        }
+      }
+    }
+    out.push_back(std::move(m));
+  }
+  return out;
+}
+
 absl::StatusOr<std::vector<StorageVolume>> ParseStorageContent(std::string_view body) {
   auto data = DataArray(body, "GET /nodes/{node}/storage/{storage}/content");
   if (!data.ok()) return data.status();

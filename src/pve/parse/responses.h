@@ -29,6 +29,8 @@ absl::StatusOr<std::vector<Node>> ParseNodes(std::string_view body);
 absl::StatusOr<std::vector<ClusterResource>> ParseClusterResources(std::string_view body);
 absl::StatusOr<std::int64_t> ParseNextId(std::string_view body);
 absl::StatusOr<std::vector<NodeStorage>> ParseNodeStorages(std::string_view body);
+absl::StatusOr<std::vector<NetworkInterface>> ParseNetworkInterfaces(std::string_view body);
+absl::StatusOr<std::vector<HardwareMapping>> ParseHardwareMappings(std::string_view body);
 absl::StatusOr<std::vector<StorageVolume>> ParseStorageContent(std::string_view body);
 absl::StatusOr<VolumeInfo> ParseVolumeInfo(std::string_view body);
 absl::StatusOr<VmStatus> ParseVmStatus(std::string_view body);

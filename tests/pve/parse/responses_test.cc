@@ -182,5 +182,29 @@ TEST(ResponsesTest, SplitCommaList) {
   EXPECT_TRUE(SplitCommaList("").empty());
 }
 
+TEST(ResponsesTest, NetworkInterfacesReadBridgesAndVlanAwareness) {
+  auto list = ParseNetworkInterfaces(R"({"data":[{"iface":"vmbr0","type":"bridge","active":1,"bridge_vlan_aware":1},)"
+                                     R"({"iface":"vmbr1","type":"OVSBridge"},{"type":"eth"}]})");
+  ASSERT_TRUE(list.ok()) << list.status();
+  ASSERT_EQ(list->size(), 2u);  // an entry without iface is dropped
+  EXPECT_EQ((*list)[0].iface, "vmbr0");
+  EXPECT_TRUE((*list)[0].active);
+  EXPECT_TRUE((*list)[0].vlan_aware);
+  EXPECT_EQ((*list)[1].type, "OVSBridge");
+  EXPECT_FALSE((*list)[1].vlan_aware);
+}
+
+TEST(ResponsesTest, HardwareMappingsCollectTheNodesOfTheirMapEntries) {
+  auto list = ParseHardwareMappings(
+      R"({"data":[{"id":"gpu","description":"","map":["id=10de:2204,node=pve1,path=0000:01:00.0",)"
+      R"("node=pve2,path=0000:02:00.0,id=10de:2204"]},{"id":"empty","map":[]}]})");
+  ASSERT_TRUE(list.ok()) << list.status();
+  ASSERT_EQ(list->size(), 2u);
+  EXPECT_EQ((*list)[0].id, "gpu");
+  EXPECT_EQ((*list)[0].nodes, (std::vector<std::string>{"pve1", "pve2"}));
+  EXPECT_TRUE((*list)[1].nodes.empty());
+  EXPECT_FALSE(ParseHardwareMappings(R"({"data":{}})").ok());
+}
+
 }  // namespace
 }  // namespace omni_proxmox::pve::parse
