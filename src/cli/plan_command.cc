@@ -140,7 +140,7 @@ class Planner {
 
   // Reads the cluster and plans `count` machines; findings collect what would fail.
   absl::Status Run(pve::Client& client, const std::string& auth_id, int count) {
-    OP_ASSIGN_OR_RETURN(nodes_, ReadClusterFacts(client));
+    OP_ASSIGN_OR_RETURN(nodes_, ReadClusterFacts(client, /*bridges=*/true));
     OP_ASSIGN_OR_RETURN(const auto vms, client.ClusterResources(pve::ResourceType::kVm));
     std::vector<provider::PlacedVm> placed;
     for (const auto& vm : vms) {
@@ -161,7 +161,12 @@ class Planner {
         findings_.push_back({fmt::format("node {}", n.snapshot.name),
                              fmt::format("cannot list storages, treated as offline: {}", n.storage_error)});
       }
+      if (!n.network_error.empty()) {
+        notes_.push_back(fmt::format("node {}: bridges not checked (GET /nodes/{}/network: {})", n.snapshot.name,
+                                     n.snapshot.name, n.network_error));
+      }
     }
+    ReadMappings(client);
 
     CheckPrivileges(client, auth_id);
     ChooseVmidStart(client);
@@ -201,6 +206,8 @@ class Planner {
         machine.vmid = next_vmid++;
       }
       machine.iso_storage = ChooseIsoStorage(machine);
+      CheckDevices(machine);
+      CheckVlans(machine);
       RenderAndValidate(machine, **schema, create);
       machines_.push_back(std::move(machine));
     }
@@ -243,6 +250,10 @@ class Planner {
         "\nNot known before run: the Talos ISO name (schematic '{}' and Talos version from Omni), the "
         "cloud-init ISO name and the SMBIOS UUID (generated per machine).\n",
         kSchematicPlaceholder);
+    if (!notes_.empty()) {
+      out << "\nNotes:\n";
+      for (const auto& n : notes_) out << "  - " << n << "\n";
+    }
     if (findings_.empty()) {
       out << "\nNo findings: every machine can be created.\n";
     } else {
@@ -279,6 +290,7 @@ class Planner {
       out["machines"].push_back(std::move(entry));
     }
     for (const auto& f : findings_) out["findings"].push_back({{"subject", f.subject}, {"message", f.message}});
+    out["notes"] = notes_;
     out["ok"] = findings_.empty();
     return out;
   }
@@ -316,6 +328,76 @@ class Planner {
     if (!data_.pool.empty() && !pve::HasPrivilege(*permissions, "/pool/" + data_.pool, "VM.Allocate")) {
       findings_.push_back(
           {"privileges", fmt::format("pool '{}': {} lacks VM.Allocate on /pool/{}", data_.pool, auth_id, data_.pool)});
+    }
+  }
+
+  // Resource mappings, read only when the class asks for devices. nullopt: unknown (with a note).
+  void ReadMappings(pve::Client& client) {
+    const auto read = [&](const char* kind, bool wanted, std::optional<std::vector<pve::HardwareMapping>>& out) {
+      if (!wanted) return;
+      auto mappings = client.HardwareMappings(kind);
+      if (mappings.ok()) {
+        out = *std::move(mappings);
+      } else {
+        findings_.push_back({fmt::format("{}_devices", kind), fmt::format("cannot list /cluster/mapping/{}: {}", kind,
+                                                                          std::string(mappings.status().message()))});
+      }
+    };
+    read("pci", !data_.pci_devices.empty(), pci_mappings_);
+    read("usb", !data_.usb_devices.empty(), usb_mappings_);
+  }
+
+  // run places without looking at mappings, and the VM's start then fails with "PCI device
+  // mapping not found": say so before anything is created.
+  void CheckDevices(PlannedMachine& machine) {
+    const std::string& node = machine.decision->node;
+    const auto check = [&](const char* kind, const std::string& key, const std::string& mapping,
+                           const std::optional<std::vector<pve::HardwareMapping>>& known) {
+      if (!known) return;
+      const auto it = std::find_if(known->begin(), known->end(), [&](const auto& m) { return m.id == mapping; });
+      if (it == known->end()) {
+        AddFinding(machine.request_id,
+                   fmt::format("{}: {} mapping '{}' does not exist (or the token lacks Mapping.Use on /mapping/{}/{}); "
+                               "create it in Datacenter -> Resource Mappings",
+                               key, kind, mapping, kind, mapping));
+      } else if (std::find(it->nodes.begin(), it->nodes.end(), node) == it->nodes.end()) {
+        AddFinding(machine.request_id,
+                   fmt::format("{}: {} mapping '{}' has no device on node {} (mapped on: {}); the VM would not start "
+                               "there; pin the class with nodes: [{}]",
+                               key, kind, mapping, node,
+                               it->nodes.empty() ? "none" : fmt::format("{}", fmt::join(it->nodes, ", ")),
+                               fmt::format("{}", fmt::join(it->nodes, ", "))));
+      }
+    };
+    for (std::size_t i = 0; i < data_.pci_devices.size(); ++i) {
+      check("pci", fmt::format("pci_devices[{}]", i), data_.pci_devices[i].mapping, pci_mappings_);
+    }
+    for (std::size_t i = 0; i < data_.usb_devices.size(); ++i) {
+      check("usb", fmt::format("usb_devices[{}]", i), data_.usb_devices[i].mapping, usb_mappings_);
+    }
+  }
+
+  // A tagged NIC on a Linux bridge that is not VLAN-aware still works (Proxmox builds a
+  // vmbrXvN bridge), but usually means the bridge was meant to be VLAN-aware.
+  void CheckVlans(const PlannedMachine& machine) {
+    const NodeFacts* node = nullptr;
+    for (const auto& n : nodes_) {
+      if (n.snapshot.name == machine.decision->node) node = &n;
+    }
+    if (node == nullptr || !node->network_error.empty()) return;
+    std::vector<std::pair<std::string, std::uint32_t>> tagged;
+    if (data_.vlan != 0) tagged.emplace_back(data_.network_bridge, data_.vlan);
+    for (const auto& nic : data_.additional_nics) {
+      if (nic.vlan != 0) tagged.emplace_back(nic.bridge, nic.vlan);
+    }
+    for (const auto& [bridge, vlan] : tagged) {
+      const auto& aware = node->vlan_aware_bridges;
+      if (std::find(aware.begin(), aware.end(), bridge) != aware.end()) continue;
+      const std::string note = fmt::format(
+          "node {}: bridge {} is not VLAN-aware, so VLAN {} uses the traditional model ({}v{}); set "
+          "bridge-vlan-aware yes on it if that is not intended",
+          node->snapshot.name, bridge, vlan, bridge, vlan);
+      if (std::find(notes_.begin(), notes_.end(), note) == notes_.end()) notes_.push_back(note);
     }
   }
 
@@ -406,6 +488,9 @@ class Planner {
   std::string vmid_source_;
   std::vector<PlannedMachine> machines_;
   std::vector<Finding> findings_;
+  std::vector<std::string> notes_;  // worth knowing, not failures
+  std::optional<std::vector<pve::HardwareMapping>> pci_mappings_;
+  std::optional<std::vector<pve::HardwareMapping>> usb_mappings_;
 };
 
 struct PlanFlags {

@@ -35,7 +35,7 @@ cel::StorageFacts ToStorageFacts(const std::string& node, const pve::NodeStorage
   return facts;
 }
 
-absl::StatusOr<std::vector<NodeFacts>> ReadClusterFacts(pve::Client& client) {
+absl::StatusOr<std::vector<NodeFacts>> ReadClusterFacts(pve::Client& client, bool bridges) {
   OP_ASSIGN_OR_RETURN(const std::vector<pve::Node> nodes, client.ListNodes());
   std::vector<NodeFacts> out;
   for (const auto& node : nodes) {
@@ -56,6 +56,18 @@ absl::StatusOr<std::vector<NodeFacts>> ReadClusterFacts(pve::Client& client) {
         for (const auto& s : *storages) facts.snapshot.storages.push_back(ToStorageFacts(node.name, s));
         std::sort(facts.snapshot.storages.begin(), facts.snapshot.storages.end(),
                   [](const auto& a, const auto& b) { return a.name < b.name; });
+      }
+    }
+    if (bridges && facts.snapshot.online) {
+      auto networks = client.NodeNetworks(node.name, "any_bridge");
+      if (!networks.ok()) {
+        facts.network_error = std::string(networks.status().message());
+      } else {
+        for (const auto& n : *networks) {
+          facts.snapshot.bridges.push_back(n.iface);
+          if (n.vlan_aware) facts.vlan_aware_bridges.push_back(n.iface);
+        }
+        std::sort(facts.snapshot.bridges.begin(), facts.snapshot.bridges.end());
       }
     }
     out.push_back(std::move(facts));

@@ -26,13 +26,16 @@ cel::StorageFacts ToStorageFacts(const std::string& node, const pve::NodeStorage
 
 // One node: what placement needs, plus why its storages are unknown when they are.
 struct NodeFacts {
-  provider::NodeSnapshot snapshot;
-  std::string storage_error;  // non-empty when the node is online but could not list its storages
+  provider::NodeSnapshot snapshot;  // bridges filled only when asked for
+  std::string storage_error;        // non-empty when the node is online but could not list its storages
+  std::vector<std::string> vlan_aware_bridges;
+  std::string network_error;  // non-empty when bridges were asked for but could not be listed
 };
 
-// GET /nodes, then GET /nodes/{node}/storage for every online node, sorted by node name. A node
-// that cannot answer is reported offline with the reason, never fatal.
-absl::StatusOr<std::vector<NodeFacts>> ReadClusterFacts(pve::Client& client);
+// GET /nodes, then GET /nodes/{node}/storage (and with `bridges`, GET /nodes/{node}/network) for
+// every online node, sorted by node name. A node that cannot answer is reported offline with the
+// reason, never fatal; unlisted bridges stay unknown (placement then does not check them).
+absl::StatusOr<std::vector<NodeFacts>> ReadClusterFacts(pve::Client& client, bool bridges = false);
 
 // Placement's storage rule: a disk may go to an enabled, active storage with 'images' content.
 bool UsableForDisks(const cel::StorageFacts& storage);

@@ -36,6 +36,8 @@ storages:
   - {id: local, type: dir, content: [iso, vztmpl, backup], size_gib: 100}
   - {id: local-lvm, type: lvmthin, content: [images, rootdir], size_gib: 500}
   - {id: vm_ssd, type: rbd, content: [images], shared: true, size_gib: 4000}
+mappings:
+  pci: [{id: gpu, nodes: [pve1]}]
 roles:
   NoAllocate: [VM.Audit, VM.PowerMgmt, VM.Config.CPU, VM.Config.Memory, VM.Config.Disk, VM.Config.CDROM,
                VM.Config.Network, VM.Config.Options, VM.Config.HWType, Datastore.AllocateSpace,

@@ -11,6 +11,7 @@ namespace {
 
 using ::testing::ContainsRegex;
 using ::testing::HasSubstr;
+using ::testing::Not;
 
 constexpr const char* kWorkerClass = R"(metadata:
   namespace: default
@@ -111,6 +112,52 @@ TEST_F(PlanCommand, MissingPrivilegeIsAFinding) {
   EXPECT_EQ(result.exit_code, 1) << result.out << result.err;
   EXPECT_THAT(result.out, HasSubstr("privileges: 'limited@pve!plan' lacks"));
   EXPECT_THAT(result.out, HasSubstr("VM.Allocate on /vms"));
+}
+
+TEST_F(PlanCommand, MissingBridgeRejectsEveryNode) {
+  Write("vlan.yaml",
+        "cores: 2\nmemory: 2048\ndisk_size: 10\nstorage_selector: type == \"lvmthin\"\n"
+        "network_bridge: vmbr7\n");
+  auto result = Run({"plan", Path("vlan.yaml"), "--config-file", Path("config.yaml")});
+  EXPECT_EQ(result.exit_code, 1) << result.out << result.err;
+  EXPECT_THAT(result.out, HasSubstr("pve1: no bridge vmbr7; pve2: no bridge vmbr7; pve3: no bridge vmbr7"));
+}
+
+TEST_F(PlanCommand, BridgeOnOneNodeAndTaggedVlanNote) {
+  // vmbr1 exists only on pve1, so every machine goes there; the tag on a bridge that is not
+  // VLAN-aware is a note, not a failure.
+  Write("vmbr1.yaml",
+        "cores: 2\nmemory: 2048\ndisk_size: 10\nstorage_selector: type == \"lvmthin\"\n"
+        "network_bridge: vmbr1\nvlan: 20\n");
+  auto result =
+      Run({"--format", "json", "plan", Path("vmbr1.yaml"), "--count", "2", "--config-file", Path("config.yaml")});
+  ASSERT_EQ(result.exit_code, 0) << result.out << result.err;
+  const auto out = ParseJson(result.out);
+  EXPECT_EQ(out["machines"][0]["node"], "pve1");
+  EXPECT_EQ(out["machines"][1]["node"], "pve1");
+  EXPECT_THAT(out["machines"][0]["reasons"].dump(), HasSubstr("rejected pve2: no bridge vmbr1"));
+  EXPECT_EQ(out["machines"][0]["create_params"]["net0"], "virtio,bridge=vmbr1,tag=20");
+  ASSERT_EQ(out["notes"].size(), 1u);
+  EXPECT_THAT(out["notes"][0].get<std::string>(), HasSubstr("vmbr1 is not VLAN-aware"));
+}
+
+TEST_F(PlanCommand, PciMappingMissingOnTheChosenNode) {
+  Write("gpu.yaml",
+        "cores: 2\nmemory: 2048\ndisk_size: 10\nstorage_selector: type == \"lvmthin\"\n"
+        "pci_devices:\n  - mapping: gpu\n");
+  auto result = Run({"plan", Path("gpu.yaml"), "--count", "2", "--config-file", Path("config.yaml")});
+  EXPECT_EQ(result.exit_code, 1) << result.out << result.err;
+  // The first lands on pve1, which has the device; the second is spread to pve2, which has not.
+  EXPECT_THAT(result.out, HasSubstr("gpu-plan-2: pci_devices[0]: pci mapping 'gpu' has no device on node pve2 "
+                                    "(mapped on: pve1)"));
+  EXPECT_THAT(result.out, Not(HasSubstr("gpu-plan-1: pci_devices")));
+
+  Write("usb.yaml",
+        "cores: 2\nmemory: 2048\ndisk_size: 10\nstorage_selector: type == \"lvmthin\"\n"
+        "usb_devices:\n  - mapping: dongle\n");
+  auto usb = Run({"plan", Path("usb.yaml"), "--config-file", Path("config.yaml")});
+  EXPECT_EQ(usb.exit_code, 1) << usb.out << usb.err;
+  EXPECT_THAT(usb.out, HasSubstr("usb mapping 'dongle' does not exist"));
 }
 
 TEST_F(PlanCommand, OlderApiVersionKindForm) {
