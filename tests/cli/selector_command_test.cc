@@ -54,6 +54,14 @@ TEST_F(SelectorTestCommand, SelectorMatchingNothingIsAFinding) {
   EXPECT_EQ(result.exit_code, 1) << result.out << result.err;
   EXPECT_THAT(result.out, HasSubstr("matches no usable storage"));
   EXPECT_THAT(result.out, Not(HasSubstr("<- chosen")));
+
+  auto json = Run({"--format", "json", "selector", "test", "--config-file", Path("config.yaml"), "--selector",
+                   "type == \"zfspool\""});
+  EXPECT_EQ(json.exit_code, 1) << json.out << json.err;
+  const auto out = ParseJson(json.out);
+  EXPECT_TRUE(out["chosen"].empty());
+  EXPECT_EQ(out["storages"].size(), 9u);  // three storages on each of three nodes
+  for (const auto& s : out["storages"]) EXPECT_FALSE(s["matched"].get<bool>());
 }
 
 TEST_F(SelectorTestCommand, MatchingOnlyStoragesWithoutImagesContentIsAFinding) {
