@@ -160,6 +160,21 @@ TEST_F(PlanCommand, PciMappingMissingOnTheChosenNode) {
   EXPECT_THAT(usb.out, HasSubstr("usb mapping 'dongle' does not exist"));
 }
 
+TEST_F(PlanCommand, ParametersTheOfficialSchemaRejectsAreFindings) {
+  // Our parser leaves CPU models to Proxmox; the PVE schema the simulator uses knows the list.
+  Write("cpu.yaml",
+        "cores: 2\nmemory: 2048\ndisk_size: 10\nstorage_selector: type == \"lvmthin\"\n"
+        "cpu_type: bogus-cpu\nhugepages: \"2\"\n");
+  auto result = Run({"--format", "json", "plan", Path("cpu.yaml"), "--config-file", Path("config.yaml")});
+  EXPECT_EQ(result.exit_code, 1) << result.out << result.err;
+  const auto out = ParseJson(result.out);
+  const std::string findings = out["findings"].dump();
+  EXPECT_THAT(findings, HasSubstr("Proxmox would reject create parameter cpu='bogus-cpu'"));
+  EXPECT_THAT(findings, HasSubstr("Built-in cputype 'bogus-cpu' is not defined"));
+  // A token is not root@pam, even root's own.
+  EXPECT_THAT(findings, HasSubstr("hugepages: Proxmox lets only root@pam set it"));
+}
+
 TEST_F(PlanCommand, OlderApiVersionKindForm) {
   Write("old-form.yaml", R"(apiVersion: infrastructure.omni.siderolabs.io/v1alpha1
 kind: MachineClass
