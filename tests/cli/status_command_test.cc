@@ -52,7 +52,7 @@ TEST_F(StatusCommandTest, HealthyThenOrphanThenMissingVm) {
   ASSERT_TRUE(Eventually([&] {
     healthy = Run("status", {}, /*json=*/true);
     status = Json::parse(healthy.out, nullptr, false);
-    return healthy.exit_code == 0;
+    return healthy.exit_code == 0 && status["requests"].size() == 1 && status["requests"][0]["stage"] == "PROVISIONED";
   })) << healthy.out
       << healthy.err;
   EXPECT_EQ(status["ok"], true);
@@ -82,6 +82,16 @@ TEST_F(StatusCommandTest, HealthyThenOrphanThenMissingVm) {
   table = Run("status", {"--grace-period", "0s"});
   EXPECT_THAT(table.out, HasSubstr("Orphan VMs"));
   EXPECT_THAT(table.out, HasSubstr("VM 900 (workers-gone)"));
+
+  // Its node goes offline: the VM's power is unknown, but it is not missing.
+  const std::string node = request["node"];
+  ASSERT_TRUE(sim_->SetNodeOnline(node, false).ok());
+  auto offline = Run("status", {}, /*json=*/true);
+  status = Json::parse(offline.out);
+  EXPECT_EQ(status["requests"][0]["power"], "unknown") << status.dump(1);
+  EXPECT_EQ(status["requests"][0]["vm_missing"], false);
+  EXPECT_EQ(status["missing_vms"], 0);
+  ASSERT_TRUE(sim_->SetNodeOnline(node, true).ok());
 
   // The provider stops and the request's VM disappears: the request's VM is missing.
   provider.Signal(SIGTERM);
