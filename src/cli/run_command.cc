@@ -67,7 +67,7 @@ struct RunFlags {
   int concurrency = 8;
   // Toward Proxmox (docs/operator-guide.md, "Limits").
   int max_tasks_per_node = 4;
-  double pve_requests_per_second = 50;
+  double pve_requests_per_second = 200;
   std::string listen = "127.0.0.1:9489";
   std::chrono::milliseconds heartbeat{15'000};
   std::string gc_mode = "report";

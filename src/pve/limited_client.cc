@@ -193,11 +193,11 @@ absl::StatusOr<LimitedClient::SlotLease> LimitedClient::AcquireSlot(std::string_
     return MakeError(ErrorKind::kTransient,
                      fmt::format("not starting a task on node '{}': the provider is shutting down", node));
   }
-  const int in_use = ++slots.in_use;
+  // The gauge is set under the lock, so two threads cannot leave it at a stale count.
+  UpdateInFlightGauge(node, ++slots.in_use);
   // The next in line may also fit.
   slots_changed_.notify_all();
   lock.unlock();
-  UpdateInFlightGauge(node, in_use);
   if (slot_wait_seconds_ != nullptr) {
     slot_wait_seconds_->Increment(std::chrono::duration<double>(clock_.Monotonic() - started).count());
   }
@@ -205,14 +205,11 @@ absl::StatusOr<LimitedClient::SlotLease> LimitedClient::AcquireSlot(std::string_
 }
 
 void LimitedClient::FreeSlot(const std::string& node) {
-  int in_use = 0;
-  {
-    std::lock_guard lock(slots_mutex_);
-    NodeSlots& slots = slots_[node];
-    in_use = slots.in_use = std::max(0, slots.in_use - 1);
-    slots_changed_.notify_all();
-  }
-  UpdateInFlightGauge(node, in_use);
+  std::lock_guard lock(slots_mutex_);
+  NodeSlots& slots = slots_[node];
+  slots.in_use = std::max(0, slots.in_use - 1);
+  UpdateInFlightGauge(node, slots.in_use);
+  slots_changed_.notify_all();
 }
 
 void LimitedClient::HoldForTask(SlotLease& lease, const Upid& upid) {

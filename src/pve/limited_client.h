@@ -50,7 +50,7 @@ struct LimitOptions {
   // Heavy tasks in flight per node; 0 = unlimited.
   int max_tasks_per_node = 4;
   // Sustained request rate toward Proxmox; 0 = unlimited.
-  double requests_per_second = 50;
+  double requests_per_second = 200;
   // Calls that may go out back to back after an idle period; 0 = twice requests_per_second.
   int burst = 0;
   // How often a caller waiting for a task slot re-checks the node's held tasks itself.
@@ -140,6 +140,7 @@ class LimitedClient final : public Client {
   void TaskFinished(const Upid& upid);
   // Polls the held tasks of `node` (outside the lock) and frees the finished ones.
   void CheckHeldTasks(const std::string& node);
+  // REQUIRES: slots_mutex_ held.
   void UpdateInFlightGauge(const std::string& node, int value);
 
   // Runs `call` after taking a token; counts it and times it under `endpoint`/`method`.
