@@ -5,6 +5,7 @@
 #include <atomic>
 #include <map>
 #include <mutex>
+#include <optional>
 #include <regex>
 #include <set>
 #include <sstream>
@@ -464,14 +465,26 @@ TEST_F(ProviderE2ETest, MigratedAndOutOfBandDeletedVmsAreTornDownAndForeignVmsKe
 // (the VM must be adopted by its markers, never created twice), a create task that fails on a lock
 // timeout, and a failed ISO download are all retried until every request is PROVISIONED.
 TEST_F(ProviderE2ETest, LostAnswersLockTimeoutsAndFailedDownloadsAreRetriedWithoutDuplicates) {
-  sim_->SetFault("POST /nodes/*/qemu",
-                 {.error_rate = 1.0, .status_code = 500, .message = "proxy timeout", .after_effect = true});
   sim_->FailNextTask("qmcreate", "", "can't lock file '/var/lock/qemu-server/lock-100.conf' - got timeout");
   sim_->FailNextTask("download", "", "download failed: 502 Bad Gateway");
   StartProvider();
   ASSERT_TRUE(standin_->ApplyMachineClass("workers", kWorkerClass).ok());
+  ASSERT_TRUE(standin_->ScaleMachineRequestSet("workers", "workers", 2).ok());
+  // While the failed create is retried, its request's status keeps showing why.
+  ASSERT_TRUE(WaitFor(
+      [&] {
+        for (const auto& [id, spec] : StatusSpecs()) {
+          if (spec.stage() == Stage::PROVISIONING && spec.error().find("got timeout") != std::string::npos) return true;
+        }
+        return false;
+      },
+      std::chrono::seconds{90}))
+      << Dump();
+
+  // Then every create is answered with an error although it happened.
+  sim_->SetFault("POST /nodes/*/qemu",
+                 {.error_rate = 1.0, .status_code = 500, .message = "proxy timeout", .after_effect = true});
   ASSERT_TRUE(standin_->ScaleMachineRequestSet("workers", "workers", 4).ok());
-  // Every create is answered with an error although it happened.
   ASSERT_TRUE(WaitFor([&] { return Vms().size() >= 4; }, std::chrono::seconds{90})) << Dump();
   sim_->ClearFaults();
   ASSERT_TRUE(WaitFor([&] { return Provisioned() == 4; }, std::chrono::seconds{120})) << Dump() << Vms().dump(1);
@@ -510,6 +523,31 @@ TEST_F(ProviderE2ETest, HealthReportsRegisteredAndConnected) {
 // Switching from the Go provider: its state (MachineSpec fields 1-8, 11; VMs without our markers) is
 // honoured: a half-provisioned request is finished on its existing VM, and teardown deletes the VMs
 // the state names, identified by VMID and SMBIOS uuid, and nothing else.
+// The heartbeat says why Proxmox is not usable, and stops saying it once Proxmox is back.
+TEST_F(ProviderE2ETest, HeartbeatCarriesTheProxmoxErrorUntilProxmoxRecovers) {
+  sim_->SetFault("GET /version", {.error_rate = 1.0, .status_code = 401, .message = "authentication failure"});
+  StartProvider();
+  const auto heartbeat_error = [&]() -> std::optional<std::string> {
+    auto health = state_->Get({std::string(omni::kNamespaceInfraProviderEphemeral),
+                               std::string(omni::kTypeInfraProviderHealthStatus), "proxmox"});
+    if (!health.ok()) return std::nullopt;
+    specs::InfraProviderHealthStatusSpec spec;
+    if (!omni::DecodeSpec(*health, spec).ok()) return std::nullopt;
+    return spec.error();
+  };
+  ASSERT_TRUE(WaitFor([&] {
+    auto error = heartbeat_error();
+    return error && !error->empty();
+  })) << controller_->Health().proxmox_error;
+  EXPECT_THAT(*heartbeat_error(), HasSubstr("Proxmox unreachable or not authenticated"));
+  EXPECT_FALSE(controller_->Health().proxmox_ok);
+  sim_->ClearFaults();
+  ASSERT_TRUE(WaitFor([&] {
+    auto error = heartbeat_error();
+    return error && error->empty() && controller_->Health().proxmox_ok;
+  })) << controller_->Health().proxmox_error;
+}
+
 TEST_F(ProviderE2ETest, GoProviderStateIsAdoptedAndTornDown) {
   ASSERT_TRUE(standin_->ApplyMachineClass("workers", kWorkerClass).ok());
   ASSERT_TRUE(standin_->ScaleMachineRequestSet("workers", "workers", 2).ok());
