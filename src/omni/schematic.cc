@@ -46,7 +46,8 @@ absl::StatusOr<std::string> BuildSchematicYaml(const SchematicRequest& request, 
 
   std::vector<std::pair<uint32_t, std::string>> meta = request.meta_values;
   for (const auto& [key, value] : options.extra_meta_values) {
-    auto it = std::find_if(meta.begin(), meta.end(), [&](const auto& m) { return m.first == key; });
+    // Compared by value, not by capturing the binding: clang 14 (the fuzz build's compiler) cannot capture one.
+    auto it = std::find_if(meta.begin(), meta.end(), [wanted = key](const auto& m) { return m.first == wanted; });
     if (it != meta.end()) {
       it->second = value;
     } else {
