@@ -345,8 +345,6 @@ FieldSpec<Outer> ObjectList(std::string name, std::vector<Item> Outer::*member, 
   return f;
 }
 
-constexpr std::uint64_t kMaxU32 = std::numeric_limits<std::uint32_t>::max();
-
 const FieldTable<AdditionalDisk>& DiskFields() {
   static const FieldTable<AdditionalDisk> fields = [] {
     FieldTable<AdditionalDisk> t;
