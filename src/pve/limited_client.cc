@@ -341,6 +341,15 @@ absl::StatusOr<Upid> LimitedClient::DeleteVolume(std::string_view node, std::str
                   [&] { return inner_.DeleteVolume(node, storage, volid); });
 }
 
+absl::StatusOr<std::vector<NetworkInterface>> LimitedClient::NodeNetworks(std::string_view node,
+                                                                          std::string_view type) {
+  return Measured("GET", "/nodes/{node}/network", [&] { return inner_.NodeNetworks(node, type); });
+}
+
+absl::StatusOr<std::vector<HardwareMapping>> LimitedClient::HardwareMappings(std::string_view kind) {
+  return Measured("GET", "/cluster/mapping/{kind}", [&] { return inner_.HardwareMappings(kind); });
+}
+
 absl::StatusOr<std::vector<VmStatus>> LimitedClient::ListVms(std::string_view node) {
   return Measured("GET", "/nodes/{node}/qemu", [&] { return inner_.ListVms(node); });
 }

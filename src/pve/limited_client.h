@@ -103,6 +103,9 @@ class LimitedClient final : public Client {
   absl::StatusOr<Upid> UploadIso(std::string_view node, std::string_view storage, std::string_view filename,
                                  std::string_view bytes) override;
   absl::StatusOr<Upid> DeleteVolume(std::string_view node, std::string_view storage, std::string_view volid) override;
+  absl::StatusOr<std::vector<NetworkInterface>> NodeNetworks(std::string_view node,
+                                                             std::string_view type = "any_bridge") override;
+  absl::StatusOr<std::vector<HardwareMapping>> HardwareMappings(std::string_view kind) override;
   absl::StatusOr<std::vector<VmStatus>> ListVms(std::string_view node) override;
   absl::StatusOr<Upid> CreateVm(std::string_view node, std::int64_t vmid, const FormFields& params) override;
   absl::StatusOr<VmConfig> GetVmConfig(std::string_view node, std::int64_t vmid) override;

@@ -386,6 +386,11 @@ TEST_F(LimitedClientTest, MetricsCountCallsByTemplatedEndpointAndResult) {
   ASSERT_TRUE(client->GetTaskStatus(*created).ok());
   ASSERT_TRUE(client->StartVm("pve2", 812345).ok());
   EXPECT_FALSE(client->GetVmStatus("pve2", 999999).ok());
+  // Calls the base class does not require are forwarded too, not answered Unimplemented.
+  auto networks = client->NodeNetworks("pve2");
+  ASSERT_TRUE(networks.ok()) << networks.status();
+  EXPECT_TRUE(std::any_of(networks->begin(), networks->end(), [](const auto& n) { return n.iface == "vmbr0"; }));
+  EXPECT_TRUE(client->HardwareMappings("pci").ok());
   EXPECT_FALSE(client->CreateVm("pve2", 812345, VmParams(812345)).ok());
 
   const std::string text = metrics_.RenderText();
@@ -406,6 +411,8 @@ TEST_F(LimitedClientTest, MetricsCountCallsByTemplatedEndpointAndResult) {
   EXPECT_THAT(text, HasSubstr("omni_proxmox_pve_request_duration_seconds_count{endpoint=\"/nodes/{node}/qemu\","
                               "method=\"POST\"} 2\n"));
   EXPECT_THAT(text, HasSubstr("# TYPE omni_proxmox_pve_request_duration_seconds histogram\n"));
+  EXPECT_THAT(text, HasSubstr("omni_proxmox_pve_requests_total{endpoint=\"/nodes/{node}/network\",method=\"GET\","
+                              "result=\"ok\"} 1\n"));
   // Bounded cardinality: no node name, VMID or UPID ever appears in an endpoint label.
   std::smatch m;
   const std::regex endpoint_label(R"(endpoint="([^"]*)\")");
