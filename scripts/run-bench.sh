@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# Runs every benchmark binary under build/bench and prints their reports.
+# Runs every Google Benchmark binary under <build>/bench, then the scale benchmark (scale_bench, which runs
+# the provider binary against the simulators). Figures go to docs/benchmarks.md.
 set -euo pipefail
 build_dir=${1:-build}
 shopt -s nullglob
@@ -9,6 +10,11 @@ if [[ ${#benches[@]} -eq 0 ]]; then
   exit 0
 fi
 for bench in "${benches[@]}"; do
+  [[ $(basename "$bench") == scale_bench ]] && continue
   echo "== $bench"
   "$bench" --benchmark_min_time=0.2
 done
+if [[ -x $build_dir/bench/scale_bench ]]; then
+  echo "== $build_dir/bench/scale_bench"
+  "$build_dir/bench/scale_bench"
+fi
