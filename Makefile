@@ -6,7 +6,7 @@ FUZZ_BUILD_DIR ?= build-fuzz
 JOBS ?= $(shell nproc)
 CMAKE_FLAGS ?=
 
-.PHONY: all deps configure build test demo bench asan-test format fuzz clean
+.PHONY: all deps configure build test demo bench asan-test format fuzz clean torture
 
 all: build
 
@@ -32,6 +32,11 @@ demo: deps
 bench: deps
 	@$(MAKE) --no-print-directory build
 	@bash scripts/run-bench.sh $(BUILD_DIR)
+
+# The long crash torture and fault soak (docs/reliability.md); OP_TORTURE_SEED reruns one.
+torture: deps
+	@$(MAKE) --no-print-directory build
+	$(BUILD_DIR)/tests/torture/torture_long
 
 asan-test: deps
 	cmake -S . -B $(ASAN_BUILD_DIR) -G Ninja -DCMAKE_BUILD_TYPE=Debug -DOMNI_PROXMOX_ASAN=ON -DOMNI_PROXMOX_BENCH=OFF $(CMAKE_FLAGS)
