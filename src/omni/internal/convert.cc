@@ -1,13 +1,25 @@
 #include "omni/internal/convert.h"
 
 #include <chrono>
+#include <cstdint>
 
 namespace omni_proxmox::omni::internal {
 namespace {
 
 util::Clock::SystemTime FromTimestamp(const google::protobuf::Timestamp& ts) {
-  return util::Clock::SystemTime{std::chrono::duration_cast<util::Clock::SystemTime::duration>(
-      std::chrono::seconds{ts.seconds()} + std::chrono::nanoseconds{ts.nanos()})};
+  using SystemTime = util::Clock::SystemTime;
+  // A Timestamp on the wire may be anything (protobuf allows years 1-9999; a broken peer sends more), but
+  // SystemTime counts nanoseconds in 64 bits (about 1678-2262): saturate instead of overflowing. The margin
+  // leaves room for up to 2^31 nanoseconds on top of the seconds.
+  constexpr std::int64_t kMargin = 3;
+  constexpr std::int64_t kMaxSeconds =
+      std::chrono::duration_cast<std::chrono::seconds>(SystemTime::duration::max()).count() - kMargin;
+  constexpr std::int64_t kMinSeconds =
+      std::chrono::duration_cast<std::chrono::seconds>(SystemTime::duration::min()).count() + kMargin;
+  if (ts.seconds() > kMaxSeconds) return SystemTime::max();
+  if (ts.seconds() < kMinSeconds) return SystemTime::min();
+  return SystemTime{std::chrono::duration_cast<SystemTime::duration>(std::chrono::seconds{ts.seconds()} +
+                                                                     std::chrono::nanoseconds{ts.nanos()})};
 }
 
 void ToTimestamp(util::Clock::SystemTime t, google::protobuf::Timestamp& out) {
