@@ -188,12 +188,17 @@ int RunProvider(RunFlags flags) {
         next_fleet_update = util::RealClock().Monotonic() + std::chrono::seconds{15};
       }
       const auto s = reconciler.Stats();
-      metrics.GetGauge("omni_proxmox_requests_provisioned_total", "MachineRequests provisioned").Set(s.provisioned);
-      metrics.GetGauge("omni_proxmox_requests_deprovisioned_total", "MachineRequests torn down").Set(s.deprovisioned);
-      metrics.GetGauge("omni_proxmox_vms_created_total", "VMs created").Set(s.vms_created);
-      metrics.GetGauge("omni_proxmox_vms_adopted_total", "VMs found by their markers and adopted").Set(s.vms_adopted);
-      metrics.GetGauge("omni_proxmox_vms_deleted_total", "VMs deleted").Set(s.vms_deleted);
-      metrics.GetGauge("omni_proxmox_failures_total", "Requests that reached stage FAILED").Set(s.failures);
+      // The reconciler keeps monotonic totals; exported as counters that catch up to them.
+      const auto count_up_to = [&metrics](const char* name, const char* help, double total) {
+        auto& counter = metrics.GetCounter(name, help);
+        if (total > counter.Value()) counter.Increment(total - counter.Value());
+      };
+      count_up_to("omni_proxmox_requests_provisioned_total", "MachineRequests provisioned", s.provisioned);
+      count_up_to("omni_proxmox_requests_deprovisioned_total", "MachineRequests torn down", s.deprovisioned);
+      count_up_to("omni_proxmox_vms_created_total", "VMs created", s.vms_created);
+      count_up_to("omni_proxmox_vms_adopted_total", "VMs found by their markers and adopted", s.vms_adopted);
+      count_up_to("omni_proxmox_vms_deleted_total", "VMs deleted", s.vms_deleted);
+      count_up_to("omni_proxmox_failures_total", "Requests that reached stage FAILED", s.failures);
       metrics.GetGauge("omni_proxmox_queue_depth", "MachineRequests queued or in progress")
           .Set(static_cast<double>(controller.queue().Size()));
       const auto health = controller.Health();
