@@ -145,8 +145,9 @@ int RunProvider(RunFlags flags) {
                              .version = util::kVersion};
   controller_options.concurrency = flags.concurrency;
   controller_options.heartbeat_interval = flags.heartbeat;
-  provider::GarbageCollector garbage_collector({.provider_id = provider_id, .grace_period = *gc_grace}, *pve, *state,
-                                               util::RealClock(), &metrics);
+  provider::GarbageCollector garbage_collector(
+      {.provider_id = provider_id, .grace_period = *gc_grace, .age_by_unused_time = true}, *pve, *state,
+      util::RealClock(), &metrics);
   garbage_collector.in_flight = [&reconciler] {
     std::set<std::string> ids;
     for (const auto& reservation : reconciler.ledger().Reservations()) ids.insert(reservation.request_id);

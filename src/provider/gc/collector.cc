@@ -212,11 +212,15 @@ GarbageCycle GarbageCollector::RunCycle(GcMode mode) {
   GarbageCycle cycle;
   if (mode == GcMode::kOff) return cycle;
   auto log = util::Logger("gc");
-  cycle.report = FindGarbage(Observe());
+  GarbageInputs inputs = Observe();
+  std::map<std::string, std::int64_t> unused_for;
+  inputs.unused_for = UnusedFor(unused_for);
+  cycle.report = FindGarbage(inputs);
   if (cycle.report.skipped) {
     log->warn("garbage collection skipped: {}", cycle.report.skip_reason);
     return cycle;
   }
+  TrackCandidates(cycle.report.candidates);
   for (const auto& g : cycle.report.found) {
     log->warn("{}{}", Describe(g), mode == GcMode::kDelete ? "" : " (report mode: not deleted)");
   }
@@ -246,7 +250,22 @@ GarbageCycle GarbageCollector::RunCycle(GcMode mode) {
   if (any_iso) {
     // A fresh look right before deleting ISOs: one taken into use meanwhile is not garbage any more,
     // and the ISOs of the VMs just deleted are.
-    const GarbageReport again = FindGarbage(Observe());
+    GarbageInputs again_inputs = Observe();
+    std::map<std::string, std::int64_t> again_unused_for;
+    again_inputs.unused_for = UnusedFor(again_unused_for);
+    if (again_inputs.unused_for != nullptr) {
+      // What a VM deleted just now had attached is proven unused: it need not wait a grace period.
+      for (const auto& o : cycle.outcomes) {
+        if (!o.deleted || o.item.kind != GarbageKind::kOrphanVm) continue;
+        for (const auto& iso : again_inputs.isos) {
+          const bool attached = std::find(o.item.media.begin(), o.item.media.end(), iso.volid) != o.item.media.end();
+          if (attached && (iso.shared || iso.node == o.item.node)) {
+            again_unused_for[IsoGarbageKey(iso)] = options_.grace_period.count();
+          }
+        }
+      }
+    }
+    const GarbageReport again = FindGarbage(again_inputs);
     for (const auto& g : cycle.report.found) {
       if (g.kind == GarbageKind::kOrphanVm) continue;
       const bool still =
@@ -274,6 +293,22 @@ GarbageCycle GarbageCollector::RunCycle(GcMode mode) {
   }
   Record(cycle);
   return cycle;
+}
+
+const std::map<std::string, std::int64_t>* GarbageCollector::UnusedFor(
+    std::map<std::string, std::int64_t>& storage) const {
+  if (!options_.age_by_unused_time) return nullptr;
+  const auto now = clock_.Monotonic();
+  for (const auto& [key, since] : first_seen_unused_) {
+    storage[key] = std::chrono::duration_cast<std::chrono::seconds>(now - since).count();
+  }
+  return &storage;
+}
+
+void GarbageCollector::TrackCandidates(const std::set<std::string>& candidates) {
+  const auto now = clock_.Monotonic();
+  std::erase_if(first_seen_unused_, [&](const auto& entry) { return !candidates.contains(entry.first); });
+  for (const auto& key : candidates) first_seen_unused_.try_emplace(key, now);
 }
 
 void GarbageCollector::Record(const GarbageCycle& cycle) {

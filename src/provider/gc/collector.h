@@ -10,7 +10,9 @@
 // Thread-compatible: one cycle at a time (the controller runs it on one thread).
 
 #include <chrono>
+#include <cstdint>
 #include <functional>
+#include <map>
 #include <set>
 #include <string>
 #include <vector>
@@ -32,6 +34,10 @@ struct GarbageCollectorOptions {
   std::chrono::seconds shutdown_timeout{60};
   // Longest wait for one Proxmox task (shutdown, delete) before giving up until the next cycle.
   std::chrono::seconds task_timeout{300};
+  // The long-running provider's mode: the grace period counts from when this collector first saw
+  // an item unused (its own monotonic clock, immune to clock offsets between this host and the
+  // nodes) instead of from Proxmox's ctime. One-shot commands keep ctime: they have no history.
+  bool age_by_unused_time = false;
 };
 
 // One piece of garbage and what became of it.
@@ -70,12 +76,16 @@ class GarbageCollector {
   absl::Status RemoveIso(const Garbage& iso);
   absl::Status WaitFor(const pve::Upid& task, const std::string& what);
   void Record(const GarbageCycle& cycle);
+  // Seconds each tracked candidate has been unused (age_by_unused_time), or null otherwise.
+  const std::map<std::string, std::int64_t>* UnusedFor(std::map<std::string, std::int64_t>& storage) const;
+  void TrackCandidates(const std::set<std::string>& candidates);
 
   const GarbageCollectorOptions options_;
   pve::Client& pve_;
   omni::StateClient& state_;
   const util::Clock& clock_;
   util::MetricsRegistry* metrics_;
+  std::map<std::string, util::Clock::MonotonicTime> first_seen_unused_;
 };
 
 }  // namespace omni_proxmox::provider

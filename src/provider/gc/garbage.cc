@@ -161,6 +161,27 @@ std::optional<std::int64_t> CreatedUnixFromMeta(std::string_view meta) {
   return std::nullopt;
 }
 
+std::string VmGarbageKey(std::int64_t vmid, std::string_view name) { return fmt::format("vm:{}:{}", vmid, name); }
+
+std::string IsoGarbageKey(const ObservedIso& iso) {
+  return iso.shared ? fmt::format("iso:shared:{}", iso.volid) : fmt::format("iso:{}:{}", iso.node, iso.volid);
+}
+
+namespace {
+
+// The age that counts against the grace period; nullopt when it cannot be known.
+std::optional<std::int64_t> CandidateAge(const GarbageInputs& in, const std::string& key,
+                                         const std::optional<std::int64_t>& created_unix) {
+  if (in.unused_for != nullptr) {
+    const auto it = in.unused_for->find(key);
+    return it == in.unused_for->end() ? 0 : it->second;
+  }
+  if (!created_unix) return std::nullopt;
+  return AgeOf(in.now_unix, *created_unix);
+}
+
+}  // namespace
+
 GarbageReport FindGarbage(const GarbageInputs& in) {
   GarbageReport report;
   if (!in.omni_error.empty()) {
@@ -196,11 +217,14 @@ GarbageReport FindGarbage(const GarbageInputs& in) {
       report.kept.push_back(fmt::format("{}: locked ({}), looked at again next cycle", what, vm.lock));
       continue;
     }
-    if (!vm.config_read || !vm.created_unix) {
+    const std::string key = VmGarbageKey(vm.vmid, vm.name);
+    report.candidates.insert(key);
+    const auto known_age = vm.config_read ? CandidateAge(in, key, vm.created_unix) : std::nullopt;
+    if (!known_age) {
       report.kept.push_back(fmt::format("{}: its creation time cannot be read, so its age is unknown", what));
       continue;
     }
-    const std::int64_t age = AgeOf(in.now_unix, *vm.created_unix);
+    const std::int64_t age = *known_age;
     if (age < grace) {
       report.kept.push_back(fmt::format("{}: no request, but only {}s old (grace period {}s)", what, age, grace));
       continue;
@@ -212,7 +236,8 @@ GarbageReport FindGarbage(const GarbageInputs& in) {
                             .request_id = ownership.request_id,
                             .storage = "",
                             .volid = "",
-                            .age_seconds = age});
+                            .age_seconds = age,
+                            .media = vm.media});
   }
 
   // What live requests still need, by volume and by file name.
@@ -247,11 +272,14 @@ GarbageReport FindGarbage(const GarbageInputs& in) {
       report.kept.push_back(fmt::format("{}: a VM config that might use it cannot be read", what));
       continue;
     }
-    if (!iso.created_unix) {
+    const std::string key = IsoGarbageKey(iso);
+    report.candidates.insert(key);
+    const auto known_age = CandidateAge(in, key, iso.created_unix);
+    if (!known_age) {
       report.kept.push_back(fmt::format("{}: its creation time is unknown", what));
       continue;
     }
-    const std::int64_t age = AgeOf(in.now_unix, *iso.created_unix);
+    const std::int64_t age = *known_age;
     if (age < grace) {
       report.kept.push_back(fmt::format("{}: unused, but only {}s old (grace period {}s)", what, age, grace));
       continue;
@@ -264,7 +292,8 @@ GarbageReport FindGarbage(const GarbageInputs& in) {
                             .request_id = "",
                             .storage = iso.storage,
                             .volid = iso.volid,
-                            .age_seconds = age});
+                            .age_seconds = age,
+                            .media = {}});
   }
   return report;
 }

@@ -87,17 +87,29 @@ struct GarbageInputs {
   std::set<std::string> unreadable_nodes;
   std::int64_t now_unix = 0;
   std::chrono::seconds grace_period{600};
+  // Seconds each candidate (by GarbageKey) has been seen unused by the running provider on its own
+  // monotonic clock; a key not in the map counts as just seen. When set, this and not Proxmox's
+  // ctime decides the grace period, so a clock offset between this host and the nodes can neither
+  // shorten it (deleting something young) nor stretch it forever. Null: ages come from ctime (the
+  // one-shot `gc` and `status` commands, which have no history).
+  const std::map<std::string, std::int64_t>* unused_for = nullptr;
 };
+
+// Stable identities of candidates across cycles: a VM by VMID and name (it keeps both when
+// migrated), an ISO by its volume and, for a local storage, its node.
+std::string VmGarbageKey(std::int64_t vmid, std::string_view name);
+std::string IsoGarbageKey(const ObservedIso& iso);
 
 struct Garbage {
   GarbageKind kind = GarbageKind::kOrphanVm;
   std::string node;
-  std::int64_t vmid = 0;   // orphan VMs
-  std::string name;        // orphan VMs
-  std::string request_id;  // orphan VMs: the request tag (sanitized, as on the VM)
-  std::string storage;     // ISOs
-  std::string volid;       // ISOs
-  std::int64_t age_seconds = 0;
+  std::int64_t vmid = 0;           // orphan VMs
+  std::string name;                // orphan VMs
+  std::string request_id;          // orphan VMs: the request tag (sanitized, as on the VM)
+  std::string storage;             // ISOs
+  std::string volid;               // ISOs
+  std::int64_t age_seconds = 0;    // by ctime, or how long it has been seen unused (see unused_for)
+  std::vector<std::string> media;  // orphan VMs: the volumes attached to it
 };
 
 struct GarbageReport {
@@ -106,6 +118,8 @@ struct GarbageReport {
   std::vector<Garbage> found;
   // Things that looked like garbage but were kept, with the reason (young, age unknown, locked...).
   std::vector<std::string> kept;
+  // GarbageKey of everything that is unused, whatever its age: what the caller tracks over time.
+  std::set<std::string> candidates;
 };
 
 GarbageReport FindGarbage(const GarbageInputs& inputs);

@@ -3,6 +3,9 @@
 
 #include "provider/gc/garbage.h"
 
+#include <map>
+#include <set>
+
 #include <fmt/format.h>
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
@@ -152,6 +155,44 @@ TEST(GarbageTest, ReferencedIsosAreKeptAndUnreferencedOnesFound) {
   EXPECT_EQ(report.found[1].volid, "local:iso/omni-cidata-workers-gone-89abcdef.iso");
   EXPECT_EQ(report.found[2].kind, GarbageKind::kTalosIso);
   EXPECT_EQ(report.found[2].node, "pve2");
+}
+
+TEST(GarbageTest, UnusedTimeDecidesTheGraceWhateverTheNodesClocksSay) {
+  auto in = Inputs();
+  // The nodes' clocks run an hour ahead of the provider's: by ctime everything looks unborn.
+  const std::int64_t ahead = -3600;
+  in.vms = {OurVm(101, "workers-gone", ahead), OurVm(102, "workers-new", ahead)};
+  const auto gone_iso = Iso("omni-cidata-workers-x-89abcdef.iso", ahead);
+  const auto new_iso = Iso(kTalosFile2, 10 * 3600);  // and one whose ctime says it is ancient
+  in.isos = {gone_iso, new_iso};
+
+  // Without history (one-shot commands) ctime decides: nothing is old enough, the ancient ISO is found.
+  auto by_ctime = FindGarbage(in);
+  ASSERT_THAT(by_ctime.found, SizeIs(1));
+  EXPECT_EQ(by_ctime.found[0].volid, new_iso.volid);
+
+  // With history, only what was seen unused for the grace period, whatever ctime says.
+  const std::map<std::string, std::int64_t> unused_for = {{VmGarbageKey(101, VmNameFor("workers-gone")), 600},
+                                                          {VmGarbageKey(102, VmNameFor("workers-new")), 599},
+                                                          {IsoGarbageKey(gone_iso), 601}};
+  in.unused_for = &unused_for;
+  auto by_history = FindGarbage(in);
+  ASSERT_THAT(by_history.found, SizeIs(2));
+  EXPECT_EQ(by_history.found[0].vmid, 101);
+  EXPECT_EQ(by_history.found[0].age_seconds, 600);
+  EXPECT_THAT(by_history.found[0].media, SizeIs(2));
+  EXPECT_EQ(by_history.found[1].volid, gone_iso.volid);
+  // Every unused item is a candidate to track, found or not; the untracked ISO counts as just seen.
+  EXPECT_EQ(by_history.candidates, (std::set<std::string>{VmGarbageKey(101, VmNameFor("workers-gone")),
+                                                          VmGarbageKey(102, VmNameFor("workers-new")),
+                                                          IsoGarbageKey(gone_iso), IsoGarbageKey(new_iso)}));
+  EXPECT_THAT(by_history.kept, ::testing::Contains(HasSubstr("only 0s old")));
+}
+
+TEST(GarbageTest, IsoKeysTellLocalCopiesApartAndSharedOnesNot) {
+  EXPECT_NE(IsoGarbageKey(Iso(kTalosFile, 0, "pve1")), IsoGarbageKey(Iso(kTalosFile, 0, "pve2")));
+  EXPECT_EQ(IsoGarbageKey(Iso(kTalosFile, 0, "pve1", true, "cephfs")),
+            IsoGarbageKey(Iso(kTalosFile, 0, "pve2", true, "cephfs")));
 }
 
 TEST(GarbageTest, IsosNeededByALiveRequestAreKept) {
