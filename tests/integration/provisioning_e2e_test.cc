@@ -1,0 +1,378 @@
+// The provisioning guarantees of issue #7 end to end over real sockets: one Talos ISO download per
+// shared storage (or per node for local storage) however many requests ask at once, a VMID taken
+// between the provider's choice and its create retried with a fresh VMID, and no hostname config
+// patch (the hostname reaches the machine through cloud-init meta-data only).
+
+#include <map>
+#include <mutex>
+#include <set>
+#include <thread>
+
+#include <fmt/format.h>
+#include <fmt/ranges.h>
+#include <gmock/gmock.h>
+#include <gtest/gtest.h>
+#include <nlohmann/json.hpp>
+
+#include "omni/keys.h"
+#include "omni/management_client.h"
+#include "omni/specs.h"
+#include "omni/specs/omni.pb.h"
+#include "omni/state_client.h"
+#include "provider/model/providerdata.h"
+#include "provider/reconciler/controller.h"
+#include "provider/reconciler/machine_reconciler.h"
+#include "pve/client.h"
+#include "pve/limited_client.h"
+#include "sim/omni/standin.h"
+#include "sim/pve/simulator.h"
+#include "util/metrics.h"
+
+namespace omni_proxmox::provider {
+namespace {
+
+using ::testing::HasSubstr;
+using ::testing::Not;
+using Json = nlohmann::json;
+using std::chrono::milliseconds;
+using Stage = specs::MachineRequestStatusSpec;
+
+// Four nodes; "local" holds ISOs per node, "isos" is one cephfs storage every node sees.
+constexpr const char* kScenario = R"yaml(
+cluster:
+  name: e2e
+  vmid_range: [100, 100000]
+nodes:
+  - {name: pve1, cpus: 16, memory_gib: 64, bridges: [vmbr0]}
+  - {name: pve2, cpus: 16, memory_gib: 64, bridges: [vmbr0]}
+  - {name: pve3, cpus: 16, memory_gib: 64, bridges: [vmbr0]}
+  - {name: pve4, cpus: 16, memory_gib: 64, bridges: [vmbr0]}
+storages:
+  - {id: isos, type: cephfs, content: [iso], shared: true, size_gib: 200}
+  - {id: local, type: dir, content: [iso, vztmpl, backup], size_gib: 100}
+  - {id: local-lvm, type: lvmthin, content: [images, rootdir], size_gib: 500}
+  - {id: vm_ssd, type: rbd, content: [images], shared: true, size_gib: 4000}
+users:
+  - userid: root@pam
+    password: pve-sim-root
+    tokens:
+      - {name: omni, secret: 5f0c3a52-8d1e-4b7a-9c3d-2e6f1a7b9c40, privsep: false}
+tasks:
+  durations: {qmcreate: 2, qmstart: 1, qmstop: 1, qmshutdown: 1, qmconfig: 0.5, download: 5, imgcopy: 1, qmdestroy: 2, imgdel: 0.5}
+)yaml";
+
+constexpr const char* kLocalIsoClass = R"(cores: 2
+memory: 4096
+disk_size: 20
+network_bridge: vmbr0
+storage_selector: name == "vm_ssd"
+iso_storage_selector: name == "local"
+)";
+
+constexpr const char* kSharedIsoClass = R"(cores: 2
+memory: 4096
+disk_size: 20
+network_bridge: vmbr0
+storage_selector: name == "vm_ssd"
+iso_storage_selector: name == "isos"
+)";
+
+std::string Str(const Json& value) { return value.is_string() ? value.get<std::string>() : value.dump(); }
+
+class ProvisioningE2ETest : public ::testing::Test {
+ protected:
+  virtual std::string Scenario() const { return kScenario; }
+
+  void SetUp() override {
+    auto standin = sim::omni::StandIn::Start({.provider_id = "proxmox"});
+    ASSERT_TRUE(standin.ok()) << standin.status();
+    standin_ = std::move(*standin);
+
+    sim::pve::SimulatorOptions sim_options;
+    sim_options.scenario_yaml = Scenario();
+    sim_options.time_scale = 25;
+    sim_options.on_vm_started = [this](const sim::pve::VmBootInfo& boot) {
+      auto joined = standin_->MachineJoined(boot.user_data, boot.smbios_uuid);
+      std::lock_guard lock(mutex_);
+      boots_.push_back(boot);
+      if (joined.ok()) {
+        joined_.insert(boot.smbios_uuid);
+      } else {
+        join_errors_.push_back(std::string(joined.message()));
+      }
+    };
+    auto sim = sim::pve::Simulator::Start(sim_options);
+    ASSERT_TRUE(sim.ok()) << sim.status();
+    sim_ = std::move(*sim);
+
+    pve::ClientOptions pve_options;
+    pve_options.base_url = sim_->base_url() + "/api2/json";
+    pve_options.token_id = sim_->default_token_id();
+    pve_options.token_secret = util::Secret<std::string>(sim_->default_token_secret());
+    auto pve = pve::MakeHttpClient(pve_options, util::RealClock());
+    ASSERT_TRUE(pve.ok()) << pve.status();
+    pve_http_ = std::move(*pve);
+    // Two heavy tasks per node (below run's default of 4) so the limit is exercised; run's rate.
+    pve_ = std::make_unique<pve::LimitedClient>(*pve_http_, pve::LimitOptions{.max_tasks_per_node = kTasksPerNode},
+                                                util::RealClock(), &metrics_);
+
+    auto key = omni::DecodeServiceAccountKey(standin_->provider_key());
+    ASSERT_TRUE(key.ok()) << key.status();
+    omni::ClientOptions omni_options;
+    omni_options.endpoint = standin_->grpc_endpoint();
+    omni_options.key = *key;
+    omni_options.provider_id = "proxmox";
+    omni_options.random = &random_;
+    auto state = omni::MakeGrpcStateClient(omni_options);
+    ASSERT_TRUE(state.ok()) << state.status();
+    state_ = std::move(*state);
+    auto management = omni::MakeGrpcManagementClient(omni_options);
+    ASSERT_TRUE(management.ok()) << management.status();
+    management_ = std::move(*management);
+
+    ReconcilerOptions options;
+    options.provider_id = "proxmox";
+    options.task_poll = milliseconds{100};
+    options.failed_retry = milliseconds{2000};
+    options.shutdown_timeout = std::chrono::seconds{5};
+    reconciler_ = std::make_unique<MachineReconciler>(options, *pve_, *state_, *management_, standin_->factory_url(),
+                                                      util::RealClock(), random_);
+    ControllerOptions controller_options;
+    controller_options.info = {.id = "proxmox",
+                               .name = "Proxmox",
+                               .description = "omni-proxmox under test",
+                               .icon = "",
+                               .schema = ProviderDataJsonSchema(),
+                               .version = "test"};
+    controller_options.concurrency = 8;
+    controller_options.heartbeat_interval = milliseconds{1000};
+    controller_options.resync_interval = milliseconds{3000};
+    controller_ = std::make_unique<ProviderController>(controller_options, *reconciler_, *state_, *pve_,
+                                                       util::RealClock(), random_);
+  }
+
+  void StartProvider() { controller_->Start(); }
+
+  void TearDown() override {
+    if (controller_) controller_->Stop();
+    controller_.reset();
+    reconciler_.reset();
+  }
+
+  std::vector<omni::Resource> Statuses() {
+    auto list =
+        state_->List({std::string(omni::kNamespaceInfraProvider), std::string(omni::kTypeMachineRequestStatus), {}});
+    return list.ok() ? *list : std::vector<omni::Resource>{};
+  }
+
+  std::map<std::string, Stage> StatusSpecs() {
+    std::map<std::string, Stage> out;
+    for (const auto& r : Statuses()) {
+      Stage spec;
+      if (omni::DecodeSpec(r, spec).ok()) out[r.metadata.id] = spec;
+    }
+    return out;
+  }
+
+  int Provisioned() {
+    int n = 0;
+    for (const auto& [id, spec] : StatusSpecs()) n += spec.stage() == Stage::PROVISIONED;
+    return n;
+  }
+
+  Json Vms() { return sim_->StateForTest()["vms"]; }
+
+  int MachineRequests() {
+    auto list = state_->List({std::string(omni::kNamespaceInfraProvider), std::string(omni::kTypeMachineRequest), {}});
+    return list.ok() ? static_cast<int>(list->size()) : -1;
+  }
+
+  bool WaitFor(const std::function<bool()>& predicate, std::chrono::seconds timeout = std::chrono::seconds{60}) {
+    return standin_->WaitFor(predicate, timeout);
+  }
+
+  std::string Dump() {
+    std::string out;
+    for (const auto& [id, spec] : StatusSpecs()) {
+      out += fmt::format("{}: stage={} status={} error={}\n", id, static_cast<int>(spec.stage()), spec.status(),
+                         spec.error());
+    }
+    std::lock_guard lock(mutex_);
+    for (const auto& e : join_errors_) out += "join error: " + e + "\n";
+    return out;
+  }
+
+  static constexpr int kTasksPerNode = 2;
+
+  util::Random random_{42};
+  util::MetricsRegistry metrics_;
+  std::unique_ptr<sim::omni::StandIn> standin_;
+  std::unique_ptr<sim::pve::Simulator> sim_;
+  std::unique_ptr<pve::Client> pve_http_;
+  std::unique_ptr<pve::LimitedClient> pve_;
+  std::unique_ptr<omni::StateClient> state_;
+  std::unique_ptr<omni::ManagementClient> management_;
+  std::unique_ptr<MachineReconciler> reconciler_;
+  std::unique_ptr<ProviderController> controller_;
+
+  std::mutex mutex_;
+  std::set<std::string> joined_;
+  std::vector<std::string> join_errors_;
+  std::vector<sim::pve::VmBootInfo> boots_;
+};
+
+std::map<std::string, int> DownloadsPerNode(const Json& tasks) {
+  std::map<std::string, int> out;
+  for (const auto& task : tasks) {
+    if (task["type"] == "download") ++out[task["node"].get<std::string>()];
+  }
+  return out;
+}
+
+// Eight requests at once, on four nodes, with the Talos ISO on one shared storage: one download
+// serves them all and every VM boots the same volume.
+TEST_F(ProvisioningE2ETest, SharedIsoStorageIsDownloadedOnceForConcurrentRequests) {
+  StartProvider();
+  ASSERT_TRUE(standin_->ApplyMachineClass("workers", kSharedIsoClass).ok());
+  ASSERT_TRUE(standin_->ScaleMachineRequestSet("workers", "workers", 8).ok());
+  ASSERT_TRUE(WaitFor([&] { return Provisioned() == 8; }, std::chrono::seconds{120})) << Dump();
+
+  const Json vms = Vms();
+  ASSERT_EQ(vms.size(), 8u) << vms.dump(1);
+  std::set<std::string> nodes, talos_volumes;
+  for (const auto& vm : vms) {
+    nodes.insert(vm["node"].get<std::string>());
+    const std::string ide2 = Str(vm["config"]["ide2"]);
+    talos_volumes.insert(ide2.substr(0, ide2.find(',')));
+  }
+  EXPECT_GE(nodes.size(), 2u) << "the VMs spread over several nodes";
+  ASSERT_EQ(talos_volumes.size(), 1u) << vms.dump(1);
+  EXPECT_THAT(*talos_volumes.begin(), HasSubstr("isos:iso/talos-"));
+
+  const Json tasks = sim_->StateForTest()["tasks"];
+  int downloads = 0;
+  for (const auto& [node, count] : DownloadsPerNode(tasks)) downloads += count;
+  EXPECT_EQ(downloads, 1) << tasks.dump(1);
+}
+
+// The same with per-node ISO storage: one download on each node that got a VM, none elsewhere.
+TEST_F(ProvisioningE2ETest, LocalIsoStorageIsDownloadedOncePerNodeUsed) {
+  StartProvider();
+  ASSERT_TRUE(standin_->ApplyMachineClass("workers", kLocalIsoClass).ok());
+  ASSERT_TRUE(standin_->ScaleMachineRequestSet("workers", "workers", 6).ok());
+  ASSERT_TRUE(WaitFor([&] { return Provisioned() == 6; }, std::chrono::seconds{120})) << Dump();
+
+  std::set<std::string> nodes_used;
+  for (const auto& vm : Vms()) {
+    nodes_used.insert(vm["node"].get<std::string>());
+    EXPECT_THAT(Str(vm["config"]["ide2"]), HasSubstr("local:iso/talos-"));
+  }
+  const Json tasks = sim_->StateForTest()["tasks"];
+  const auto downloads = DownloadsPerNode(tasks);
+  EXPECT_GE(nodes_used.size(), 2u);
+  EXPECT_EQ(downloads.size(), nodes_used.size()) << tasks.dump(1);
+  for (const auto& [node, count] : downloads) {
+    EXPECT_TRUE(nodes_used.contains(node)) << node;
+    EXPECT_EQ(count, 1) << node << ": " << tasks.dump(1);
+  }
+}
+
+// A VM created out of band on the VMID /cluster/nextid just offered (nextid reserves nothing):
+// the provider's create is refused with Proxmox's "already exists" error, and it retries with a
+// fresh VMID, leaving the foreign VM alone.
+TEST_F(ProvisioningE2ETest, VmidTakenBeforeTheCreateIsRetriedWithAFreshId) {
+  // Answer nextid with the VMID it computed, but only after a pause in which the test takes it.
+  sim_->SetFault("GET /cluster/nextid",
+                 {.error_rate = 1.0, .status_code = 0, .latency = milliseconds{4000}, .after_effect = true});
+  StartProvider();
+  ASSERT_TRUE(standin_->ApplyMachineClass("workers", kSharedIsoClass).ok());
+  ASSERT_TRUE(standin_->ScaleMachineRequestSet("workers", "workers", 1).ok());
+  ASSERT_TRUE(WaitFor([&] { return sim_->RequestCount("GET /cluster/nextid") > 0; }, std::chrono::seconds{60}))
+      << Dump();
+  // The cluster is empty, so the answer on its way is the first VMID of the range.
+  constexpr int kForeignVmid = 100;
+  pve::FormFields foreign = {{"name", "someone-elses"}, {"memory", "2048"}, {"scsi0", "local-lvm:4"}};
+  auto upid = pve_http_->CreateVm("pve2", kForeignVmid, foreign);
+  ASSERT_TRUE(upid.ok()) << upid.status();
+  sim_->ClearFaults();
+  ASSERT_TRUE(pve_http_->WaitTask(*upid, util::RealClock().Monotonic() + std::chrono::seconds{30}).ok());
+
+  // A lost race is ordinary: retried at once with a fresh VMID, never shown as an error or failure.
+  std::set<std::string> shown_errors;
+  ASSERT_TRUE(WaitFor(
+      [&] {
+        for (const auto& [id, spec] : StatusSpecs()) {
+          if (!spec.error().empty()) shown_errors.insert(spec.error());
+          if (spec.stage() == Stage::FAILED) shown_errors.insert("stage FAILED");
+        }
+        return Provisioned() == 1;
+      },
+      std::chrono::seconds{120}))
+      << Dump() << Vms().dump(1);
+  EXPECT_TRUE(shown_errors.empty()) << fmt::format("{}", fmt::join(shown_errors, "\n"));
+  // Ours was refused once: the foreign create, our conflicting one, our retry.
+  EXPECT_EQ(sim_->RequestCount("POST /nodes/{node}/qemu"), 3u);
+  const Json vms = Vms();
+  ASSERT_EQ(vms.size(), 2u) << vms.dump(1);
+  int ours = 0;
+  for (const auto& vm : vms) {
+    if (vm["vmid"] == kForeignVmid) {
+      EXPECT_EQ(Str(vm["config"]["name"]), "someone-elses") << "the foreign VM is untouched";
+      EXPECT_EQ(vm["node"], "pve2");
+      EXPECT_EQ(Str(vm["config"]["memory"]), "2048");
+    } else {
+      ++ours;
+      EXPECT_EQ(vm["status"], "running");
+      EXPECT_THAT(Str(vm["config"]["tags"]), HasSubstr("omni-provider.proxmox"));
+    }
+  }
+  EXPECT_EQ(ours, 1);
+}
+
+// The hostname is not patched into the machine config through Omni: the provider creates no
+// config patch, and the cloud-init user-data is the join config alone while meta-data names the host.
+TEST_F(ProvisioningE2ETest, NoHostnameConfigPatchAndCidataCarriesJoinConfigAndHostname) {
+  StartProvider();
+  ASSERT_TRUE(standin_->ApplyMachineClass("workers", kSharedIsoClass).ok());
+  ASSERT_TRUE(standin_->ScaleMachineRequestSet("workers", "workers", 2).ok());
+  ASSERT_TRUE(WaitFor([&] { return Provisioned() == 2; }, std::chrono::seconds{120})) << Dump();
+  ASSERT_TRUE(WaitFor([&] {
+    std::lock_guard lock(mutex_);
+    return joined_.size() == 2;
+  })) << Dump();
+
+  for (const auto& [ns, type] :
+       {std::pair{omni::kNamespaceInfraProvider, omni::kTypeConfigPatchRequest},
+        std::pair{omni::kNamespaceDefault, std::string_view("ConfigPatches.omni.sidero.dev")}}) {
+    auto patches = standin_->state().List(std::string(ns), std::string(type));
+    ASSERT_TRUE(patches.ok()) << patches.status();
+    for (const auto& patch : *patches)
+      ADD_FAILURE() << "unexpected " << type << " " << patch.id << ":\n" << patch.yaml_spec;
+  }
+
+  const auto statuses = StatusSpecs();
+  std::vector<sim::pve::VmBootInfo> boots;
+  {
+    std::lock_guard lock(mutex_);
+    boots = boots_;
+  }
+  ASSERT_EQ(boots.size(), 2u);
+  for (const auto& boot : boots) {
+    std::string request;
+    for (const auto& [id, spec] : statuses) {
+      if (spec.id() == boot.smbios_uuid) request = id;
+    }
+    ASSERT_FALSE(request.empty()) << "no request for " << boot.smbios_uuid << "\n" << Dump();
+    // The join config: where to dial and the token Omni verified (MachineJoined succeeded).
+    EXPECT_THAT(boot.user_data, HasSubstr("SideroLinkConfig")) << boot.user_data;
+    EXPECT_THAT(boot.user_data, HasSubstr("jointoken=")) << boot.user_data;
+    EXPECT_THAT(boot.user_data, Not(HasSubstr("HostnameConfig"))) << boot.user_data;
+    EXPECT_THAT(boot.user_data, Not(HasSubstr("hostname"))) << boot.user_data;
+    EXPECT_THAT(boot.meta_data, HasSubstr("instance-id:")) << boot.meta_data;
+    EXPECT_THAT(boot.meta_data, HasSubstr("local-hostname: " + request + "\n")) << boot.meta_data;
+    EXPECT_THAT(boot.meta_data, HasSubstr("\nhostname: " + request + "\n")) << boot.meta_data;
+  }
+}
+
+}  // namespace
+}  // namespace omni_proxmox::provider
