@@ -250,19 +250,22 @@ MachineReconciler::StepResult MachineReconciler::PollTask(const std::string& upi
   done = false;
   auto upid = pve::parse::ParseUpid(upid_text);
   if (!upid.ok()) {
+    task_pacer_.Done(upid_text);
     done = true;  // an unparsable stored UPID is forgotten and the step re-checks the world
     return StepResult::Next();
   }
   auto status = pve_.GetTaskStatus(*upid);
   if (!status.ok()) {
     if (NotFound(status.status())) {
+      task_pacer_.Done(upid_text);
       done = true;
       return StepResult::Next();
     }
     return StepResult::Retry(fmt::format("{}: cannot read task status: {}", what, Msg(status.status())),
                              milliseconds{5000});
   }
-  if (status->running) return StepResult::Requeue(options_.task_poll);
+  if (status->running) return StepResult::Requeue(task_pacer_.Next(upid_text));
+  task_pacer_.Done(upid_text);
   done = true;
   if (status->Succeeded()) return StepResult::Next();
   std::vector<std::string> tail;
@@ -630,7 +633,7 @@ MachineReconciler::StepResult MachineReconciler::TalosIso(Pass& pass) {
   pass.machine.set_volume_upload_task(upid->text);
   if (auto s = SaveMachine(pass, "talosIso"); !s.ok()) return StepResult::Retry(Msg(s), milliseconds{2000});
   pass.log->info("request {}: downloading {} to {} on {}", pass.request_id, file, storage, node);
-  return StepResult::Requeue(options_.task_poll);
+  return StepResult::Requeue(task_pacer_.Next(upid->text));
 }
 
 MachineReconciler::StepResult MachineReconciler::Cidata(Pass& pass) {
@@ -662,8 +665,6 @@ MachineReconciler::StepResult MachineReconciler::Cidata(Pass& pass) {
   CidataContent content;
   content.user_data = args->config;
   content.instance_id = pass.request_id;
-  // The hostname reaches Talos through meta-data only: a hostname config patch breaks registration.
-  content.hostname = VmNameFor(pass.request_id);
   auto iso = BuildCidataIso(content);
   if (!iso.ok()) return StepResult::Failed(fmt::format("cannot build the cloud-init ISO: {}", Msg(iso.status())));
   const std::string file = CidataIsoFileName(pass.request_id, *iso);
@@ -686,7 +687,7 @@ MachineReconciler::StepResult MachineReconciler::Cidata(Pass& pass) {
   pass.machine.set_cidata_upload_task(upid->text);
   pass.machine.set_cidata_node(node);
   if (auto s = SaveMachine(pass, "cloudInit"); !s.ok()) return StepResult::Retry(Msg(s), milliseconds{2000});
-  return StepResult::Requeue(milliseconds{250});
+  return StepResult::Requeue(task_pacer_.Next(upid->text));
 }
 
 MachineReconciler::StepResult MachineReconciler::CreateVm(Pass& pass) {
@@ -827,7 +828,7 @@ MachineReconciler::StepResult MachineReconciler::CreateVm(Pass& pass) {
     ++stats_.vms_created;
   }
   pass.log->info("request {}: creating VM {} on {}", pass.request_id, pass.machine.vmid(), pass.machine.node());
-  return StepResult::Requeue(options_.task_poll);
+  return StepResult::Requeue(task_pacer_.Next(upid->text));
 }
 
 MachineReconciler::StepResult MachineReconciler::StartVm(Pass& pass) {
@@ -868,7 +869,7 @@ MachineReconciler::StepResult MachineReconciler::StartVm(Pass& pass) {
   }
   pass.machine.set_vm_start_task(upid->text);
   if (auto s = SaveMachine(pass, "startVm"); !s.ok()) return StepResult::Retry(Msg(s), milliseconds{2000});
-  return StepResult::Requeue(options_.task_poll);
+  return StepResult::Requeue(task_pacer_.Next(upid->text));
 }
 
 Outcome MachineReconciler::Deprovision(const omni::Resource& request) {

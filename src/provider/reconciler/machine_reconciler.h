@@ -23,6 +23,7 @@
 #include "omni/schematic.h"
 #include "omni/state_client.h"
 #include "provider/reconciler/ledger.h"
+#include "provider/reconciler/task_poll.h"
 #include "provider/reconciler/work_queue.h"
 #include "pve/client.h"
 #include "util/clock.h"
@@ -118,6 +119,7 @@ class MachineReconciler {
   const util::Clock& clock_;
   util::Random& random_;
   Ledger ledger_;
+  TaskPollPacer task_pacer_{clock_, options_.task_poll};
 
   std::mutex resolver_mutex_;
   omni::BootAssetResolver resolver_;
