@@ -12,6 +12,7 @@
 #include <yaml-cpp/yaml.h>
 
 #include "cli/validate/validate.h"
+#include "provider/model/yaml_kind.h"
 
 namespace omni_proxmox::cli::validate {
 
@@ -85,7 +86,7 @@ void CheckEnvFile(const FileInput& file, const Options& options, Sink& sink, Fac
 bool LooksLikeEnvFile(std::string_view text);
 
 // Helpers shared by the checkers.
-std::string KindOf(const YAML::Node& node);                       // "a map", "a list", "empty", or the quoted scalar
+inline std::string KindOf(const YAML::Node& node) { return provider::DescribeYamlKind(node); }
 YAML::Mark KeyMark(const YAML::Node& map, std::string_view key);  // the key's own position, else the map's
 std::string Lower(std::string_view text);
 

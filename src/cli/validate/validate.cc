@@ -166,21 +166,6 @@ void CrossCheck(const Facts& facts, const std::vector<InputFile>& files, const O
 
 }  // namespace
 
-std::string KindOf(const YAML::Node& node) {
-  switch (node.Type()) {
-    case YAML::NodeType::Map:
-      return "a map";
-    case YAML::NodeType::Sequence:
-      return "a list";
-    case YAML::NodeType::Null:
-    case YAML::NodeType::Undefined:
-      return "empty";
-    case YAML::NodeType::Scalar:
-      break;
-  }
-  return fmt::format("'{}'", node.Scalar());
-}
-
 YAML::Mark KeyMark(const YAML::Node& map, std::string_view key) {
   if (map.IsMap()) {
     for (auto it = map.begin(); it != map.end(); ++it) {

@@ -1,5 +1,4 @@
 #include "provider/model/providerdata.h"
-
 #include <algorithm>
 #include <functional>
 #include <limits>
@@ -11,6 +10,7 @@
 #include <yaml-cpp/yaml.h>
 
 #include "cel/selector.h"
+#include "provider/model/yaml_kind.h"
 #include "util/text.h"
 
 namespace omni_proxmox::provider {
@@ -49,19 +49,6 @@ class Context {
   std::vector<Diagnostic> diagnostics_;
 };
 
-std::string KindOf(const YAML::Node& node) {
-  switch (node.Type()) {
-    case YAML::NodeType::Map:
-      return "a map";
-    case YAML::NodeType::Sequence:
-      return "a list";
-    case YAML::NodeType::Null:
-      return "empty";
-    default:
-      return fmt::format("'{}'", node.Scalar());
-  }
-}
-
 // Field parsers for an object of type T. Each knows how to describe itself in the JSON
 // schema and how to read its value; both come from the same definition.
 template <typename T>
@@ -76,7 +63,7 @@ struct FieldSpec {
 std::optional<std::uint64_t> ReadUnsigned(const YAML::Node& node, Context& ctx, const std::string& path,
                                           std::uint64_t min, std::uint64_t max, std::string_view unit_hint) {
   if (!node.IsScalar()) {
-    ctx.Error(path, node.Mark(), fmt::format("must be a whole number{}, not {}", unit_hint, KindOf(node)));
+    ctx.Error(path, node.Mark(), fmt::format("must be a whole number{}, not {}", unit_hint, DescribeYamlKind(node)));
     return std::nullopt;
   }
   const std::string& text = node.Scalar();
@@ -102,7 +89,7 @@ std::optional<std::uint64_t> ReadUnsigned(const YAML::Node& node, Context& ctx, 
 std::optional<bool> ReadBool(const YAML::Node& node, Context& ctx, const std::string& path) {
   bool value = false;
   if (!node.IsScalar() || !YAML::convert<bool>::decode(node, value)) {
-    ctx.Error(path, node.Mark(), fmt::format("must be true or false, not {}", KindOf(node)));
+    ctx.Error(path, node.Mark(), fmt::format("must be true or false, not {}", DescribeYamlKind(node)));
     return std::nullopt;
   }
   return value;
@@ -110,7 +97,7 @@ std::optional<bool> ReadBool(const YAML::Node& node, Context& ctx, const std::st
 
 std::optional<std::string> ReadString(const YAML::Node& node, Context& ctx, const std::string& path) {
   if (!node.IsScalar()) {
-    ctx.Error(path, node.Mark(), fmt::format("must be a string, not {}", KindOf(node)));
+    ctx.Error(path, node.Mark(), fmt::format("must be a string, not {}", DescribeYamlKind(node)));
     return std::nullopt;
   }
   return node.Scalar();
@@ -227,7 +214,7 @@ FieldSpec<T> StringList(std::string name, std::vector<std::string> T::*member, s
   f.schema = {{"type", "array"}, {"items", {{"type", "string"}}}, {"description", description}};
   f.read = [member, check](const YAML::Node& node, T& out, Context& ctx, const std::string& path) {
     if (!node.IsSequence()) {
-      ctx.Error(path, node.Mark(), fmt::format("must be a list of strings, not {}", KindOf(node)));
+      ctx.Error(path, node.Mark(), fmt::format("must be a list of strings, not {}", DescribeYamlKind(node)));
       return;
     }
     std::vector<std::string> values;
@@ -277,7 +264,7 @@ void ReadObject(const YAML::Node& node, const FieldTable<T>& fields, T& out, Con
                 const std::map<std::string, std::string>& aliases = {}) {
   if (!node.IsMap()) {
     ctx.Error(prefix.empty() ? "providerdata" : prefix, node.Mark(),
-              fmt::format("must be a map of keys to values, not {}", KindOf(node)));
+              fmt::format("must be a map of keys to values, not {}", DescribeYamlKind(node)));
     return;
   }
   const auto names = Names(fields);
@@ -331,7 +318,7 @@ FieldSpec<Outer> ObjectList(std::string name, std::vector<Item> Outer::*member, 
   f.schema = {{"type", "array"}, {"items", ObjectSchema(item_fields)}, {"description", description}};
   f.read = [member, item_fields](const YAML::Node& node, Outer& out, Context& ctx, const std::string& path) {
     if (!node.IsSequence()) {
-      ctx.Error(path, node.Mark(), fmt::format("must be a list, not {}", KindOf(node)));
+      ctx.Error(path, node.Mark(), fmt::format("must be a list, not {}", DescribeYamlKind(node)));
       return;
     }
     std::vector<Item> items;
@@ -674,6 +661,21 @@ std::string ProviderDataJsonSchema() {
                "the Go provider's schema"}};
   for (auto& [key, value] : schema.items()) out[key] = value;
   return out.dump(2);
+}
+
+std::string DescribeYamlKind(const YAML::Node& node) {
+  switch (node.Type()) {
+    case YAML::NodeType::Map:
+      return "a map";
+    case YAML::NodeType::Sequence:
+      return "a list";
+    case YAML::NodeType::Null:
+    case YAML::NodeType::Undefined:
+      return "empty";
+    case YAML::NodeType::Scalar:
+      break;
+  }
+  return fmt::format("'{}'", node.Scalar());
 }
 
 }  // namespace omni_proxmox::provider
