@@ -3,6 +3,7 @@
 // between the provider's choice and its create retried with a fresh VMID, and no hostname config
 // patch (the hostname reaches the machine through cloud-init meta-data only).
 
+#include <array>
 #include <map>
 #include <mutex>
 #include <set>
@@ -372,6 +373,64 @@ TEST_F(ProvisioningE2ETest, NoHostnameConfigPatchAndCidataCarriesJoinConfigAndHo
     EXPECT_THAT(boot.meta_data, HasSubstr("local-hostname: " + request + "\n")) << boot.meta_data;
     EXPECT_THAT(boot.meta_data, HasSubstr("\nhostname: " + request + "\n")) << boot.meta_data;
   }
+}
+
+// Omni's teardown order, watched from the stand-in: the status goes first, then the VM (gone from
+// Proxmox), then the provider's private state, and the MachineRequest's finalizer last. Each
+// observation reads the later milestone before the earlier one, so a later milestone seen done
+// while an earlier one is still pending is a real inversion, not a race of the reads.
+TEST_F(ProvisioningE2ETest, TeardownFollowsOmniOrderAndRemovesTheFinalizerLast) {
+  StartProvider();
+  ASSERT_TRUE(standin_->ApplyMachineClass("workers", kSharedIsoClass).ok());
+  ASSERT_TRUE(standin_->ScaleMachineRequestSet("workers", "workers", 1).ok());
+  ASSERT_TRUE(WaitFor([&] { return Provisioned() == 1; }, std::chrono::seconds{120})) << Dump();
+  const std::string request = StatusSpecs().begin()->first;
+  ASSERT_EQ(Vms().size(), 1u);
+
+  const std::string infra(omni::kNamespaceInfraProvider);
+  const std::string finalizer = omni::ProvisionControllerName("proxmox");
+  auto& store = standin_->state();
+  ASSERT_TRUE(store.Get(omni::ProviderNamespace("proxmox"), omni::ProviderMachineType("proxmox"), request).ok());
+
+  enum Milestone { kStatusGone, kVmGone, kPrivateStateGone, kFinalizerGone, kMilestones };
+  const char* const names[] = {"status destroyed", "VM gone from Proxmox", "private state destroyed",
+                               "finalizer removed"};
+  std::array<int, kMilestones> first_seen;
+  first_seen.fill(-1);
+  std::vector<std::string> inversions;
+  int observation = 0;
+  ASSERT_TRUE(standin_->ScaleMachineRequestSet("workers", "workers", 0).ok());
+  ASSERT_TRUE(WaitFor(
+      [&] {
+        std::array<bool, kMilestones> done{};
+        // Latest milestone first (see above).
+        auto machine_request = store.Get(infra, std::string(omni::kTypeMachineRequest), request);
+        done[kFinalizerGone] = !machine_request.ok() || !machine_request->HasFinalizer(finalizer);
+        done[kPrivateStateGone] =
+            !store.Get(omni::ProviderNamespace("proxmox"), omni::ProviderMachineType("proxmox"), request).ok();
+        done[kVmGone] = Vms().empty();
+        done[kStatusGone] = !store.Get(infra, std::string(omni::kTypeMachineRequestStatus), request).ok();
+        for (int later = 1; later < kMilestones; ++later) {
+          for (int earlier = 0; earlier < later; ++earlier) {
+            if (done[later] && !done[earlier]) {
+              inversions.push_back(
+                  fmt::format("observation {}: {} before {}", observation, names[later], names[earlier]));
+            }
+          }
+        }
+        for (int m = 0; m < kMilestones; ++m) {
+          if (done[m] && first_seen[m] < 0) first_seen[m] = observation;
+        }
+        ++observation;
+        return !machine_request.ok();
+      },
+      std::chrono::seconds{120}))
+      << Dump() << Vms().dump(1);
+  EXPECT_TRUE(inversions.empty()) << fmt::format("{}", fmt::join(inversions, "\n"));
+  for (int m = 0; m < kMilestones; ++m) ASSERT_GE(first_seen[m], 0) << names[m];
+  for (int m = 1; m < kMilestones; ++m) EXPECT_LE(first_seen[m - 1], first_seen[m]) << names[m];
+  // The teardown took several steps the stand-in saw one by one, not a single observation.
+  EXPECT_LT(first_seen[kStatusGone], first_seen[kFinalizerGone]);
 }
 
 }  // namespace
