@@ -4,8 +4,28 @@ namespace omni_proxmox::provider {
 
 void Ledger::Release(const std::string& request_id) {
   std::lock_guard lock(mutex_);
-  reservations_.erase(request_id);
+  ++release_seq_;
+  if (auto it = reservations_.find(request_id); it != reservations_.end()) {
+    released_.push_back({.seq = release_seq_, .at = clock_.Monotonic(), .vm = std::move(it->second)});
+    reservations_.erase(it);
+  }
   vmids_.erase(request_id);
+  PruneReleasedLocked();
+}
+
+std::uint64_t Ledger::ReleaseSeq() const {
+  std::lock_guard lock(mutex_);
+  return release_seq_;
+}
+
+std::size_t Ledger::RecentlyReleasedForTest() const {
+  std::lock_guard lock(mutex_);
+  return released_.size();
+}
+
+void Ledger::PruneReleasedLocked() {
+  const auto now = clock_.Monotonic();
+  std::erase_if(released_, [&](const Released& r) { return now - r.at > kReleasedHorizon; });
 }
 
 std::vector<PlacedVm> Ledger::Reservations() const {

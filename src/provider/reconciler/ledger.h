@@ -14,24 +14,39 @@
 #include <vector>
 
 #include "provider/placement/placement.h"
+#include "util/clock.h"
 
 namespace omni_proxmox::provider {
 
 class Ledger {
  public:
+  explicit Ledger(const util::Clock& clock) : clock_(clock) {}
+
   // Runs `place` with the current reservations, records the resulting reservation, and
   // returns the decision, all under the lock, so two placements never see the same state.
+  // `snapshot_seq` is ReleaseSeq() read before the cluster listing the placement sees was
+  // fetched: reservations released after it (their VM created after the listing, or being
+  // deleted) are still handed to `place`, so a cached listing never makes a new VM's node
+  // look emptier than it is. `place` drops those whose VM the listing shows.
   template <typename PlaceFn>
-  auto PlaceAndReserve(const std::string& request_id, PlaceFn place) {
+  auto PlaceAndReserve(const std::string& request_id, std::uint64_t snapshot_seq, PlaceFn place) {
     std::lock_guard lock(mutex_);
+    PruneReleasedLocked();
     std::vector<PlacedVm> reserved;
     for (const auto& [id, vm] : reservations_) {
       if (id != request_id) reserved.push_back(vm);
+    }
+    for (const auto& released : released_) {
+      if (released.seq > snapshot_seq && released.vm.request_id != request_id) reserved.push_back(released.vm);
     }
     auto result = place(reserved);
     if (result.ok()) reservations_[request_id] = result->second;
     return result;
   }
+
+  // Increases with every Release: read it before fetching a listing to pass to PlaceAndReserve.
+  std::uint64_t ReleaseSeq() const;
+  std::size_t RecentlyReleasedForTest() const;
 
   void Release(const std::string& request_id);
   std::vector<PlacedVm> Reservations() const;
@@ -54,8 +69,21 @@ class Ledger {
   std::unique_lock<std::mutex> LockDownloads() { return std::unique_lock(download_start_mutex_); }
 
  private:
+  // Released reservations are kept this long: far longer than any cached listing is used
+  // (the reconciler's placement snapshot lives ~1.5 s), short enough to stay small.
+  static constexpr std::chrono::seconds kReleasedHorizon{60};
+  struct Released {
+    std::uint64_t seq = 0;
+    util::Clock::MonotonicTime at{};
+    PlacedVm vm;
+  };
+  void PruneReleasedLocked();
+
+  const util::Clock& clock_;
   mutable std::mutex mutex_;
   std::map<std::string, PlacedVm> reservations_;
+  std::uint64_t release_seq_ = 0;
+  std::vector<Released> released_;
   std::map<std::string, std::uint32_t> vmids_;  // request -> vmid
   std::map<std::string, std::string> downloads_;
   std::mutex download_start_mutex_;

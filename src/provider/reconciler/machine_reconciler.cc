@@ -431,49 +431,75 @@ Outcome MachineReconciler::Provision(Pass& pass) {
   return Outcome::Done();
 }
 
+absl::StatusOr<std::shared_ptr<const MachineReconciler::PlacementSnapshot>> MachineReconciler::PlacementSnapshotNow() {
+  // One listing shared by every worker for a short while: placing 100 VMs used to list the
+  // nodes, the cluster's VMs and each node's storages (10 requests on 8 nodes) per VM. Holding
+  // the lock while fetching makes concurrent placements wait for one fetch instead of each
+  // starting their own. Allocations made since the listing are the ledger's reservations.
+  std::lock_guard lock(snapshot_mutex_);
+  const auto now = clock_.Monotonic();
+  if (snapshot_ && now - snapshot_fetched_ < options_.placement_snapshot_ttl) return snapshot_;
+  auto fresh = std::make_shared<PlacementSnapshot>();
+  // Read before listing: a reservation released later may belong to a VM the listing misses.
+  fresh->release_seq = ledger_.ReleaseSeq();
+  auto nodes = pve_.ListNodes();
+  if (!nodes.ok()) {
+    return absl::Status(nodes.status().code(), fmt::format("cannot list Proxmox nodes: {}", Msg(nodes.status())));
+  }
+  auto vms = pve_.ClusterResources(pve::ResourceType::kVm);
+  if (!vms.ok()) return absl::Status(vms.status().code(), fmt::format("cannot list VMs: {}", Msg(vms.status())));
+  for (const auto& n : *nodes) {
+    NodeSnapshot node;
+    node.name = n.name;
+    node.online = n.status == pve::NodeStatus::kOnline;
+    node.max_memory_bytes = static_cast<std::uint64_t>(n.max_mem_bytes.value_or(0));
+    node.used_memory_bytes = static_cast<std::uint64_t>(n.mem_bytes.value_or(0));
+    if (node.online) {
+      auto storages = pve_.NodeStorages(n.name);
+      if (!storages.ok()) {
+        // A node that cannot answer is skipped like an offline one, never fatal.
+        node.online = false;
+      } else {
+        for (const auto& st : *storages) node.storages.push_back(ToFacts(n.name, st));
+      }
+    }
+    fresh->nodes.push_back(std::move(node));
+  }
+  for (const auto& vm : *vms) {
+    Ownership ownership;
+    if (vm.type != "qemu" || !ParseOwnership(vm.tags, ownership)) continue;
+    if (ownership.provider_id != SanitizeTag(options_.provider_id)) continue;
+    fresh->vms.push_back({.request_id = ownership.request_id,
+                          .request_set_id = ownership.request_set_id,
+                          .node = vm.node,
+                          .memory_bytes = static_cast<std::uint64_t>(vm.max_mem_bytes.value_or(0)),
+                          .reservation = false,
+                          .pending_disk_bytes = {}});
+  }
+  snapshot_ = std::move(fresh);
+  snapshot_fetched_ = now;
+  return snapshot_;
+}
+
+void MachineReconciler::InvalidatePlacementSnapshot() {
+  std::lock_guard lock(snapshot_mutex_);
+  snapshot_.reset();
+}
+
 MachineReconciler::StepResult MachineReconciler::Place(Pass& pass) {
   if (!pass.machine.node().empty()) return StepResult::Next();
-  auto nodes = pve_.ListNodes();
-  if (!nodes.ok())
-    return StepResult::Retry(fmt::format("cannot list Proxmox nodes: {}", Msg(nodes.status())), milliseconds{5000});
-  auto vms = pve_.ClusterResources(pve::ResourceType::kVm);
-  if (!vms.ok()) return StepResult::Retry(fmt::format("cannot list VMs: {}", Msg(vms.status())), milliseconds{5000});
+  auto snapshot = PlacementSnapshotNow();
+  if (!snapshot.ok()) return StepResult::Retry(Msg(snapshot.status()), milliseconds{5000});
 
   PlacementInput input;
   input.data = &pass.data;
   input.selectors = &*pass.selectors;
   input.request_id = pass.request_id;
   input.request_set_id = pass.request_set;
-  for (const auto& n : *nodes) {
-    NodeSnapshot snapshot;
-    snapshot.name = n.name;
-    snapshot.online = n.status == pve::NodeStatus::kOnline;
-    snapshot.max_memory_bytes = static_cast<std::uint64_t>(n.max_mem_bytes.value_or(0));
-    snapshot.used_memory_bytes = static_cast<std::uint64_t>(n.mem_bytes.value_or(0));
-    if (snapshot.online) {
-      auto storages = pve_.NodeStorages(n.name);
-      if (!storages.ok()) {
-        // A node that cannot answer is skipped like an offline one, never fatal.
-        snapshot.online = false;
-      } else {
-        for (const auto& s : *storages) snapshot.storages.push_back(ToFacts(n.name, s));
-      }
-    }
-    input.nodes.push_back(std::move(snapshot));
-  }
-  for (const auto& vm : *vms) {
-    Ownership ownership;
-    if (vm.type != "qemu" || !ParseOwnership(vm.tags, ownership)) continue;
-    if (ownership.provider_id != SanitizeTag(options_.provider_id)) continue;
-    input.vms.push_back({.request_id = ownership.request_id,
-                         .request_set_id = ownership.request_set_id,
-                         .node = vm.node,
-                         .memory_bytes = static_cast<std::uint64_t>(vm.max_mem_bytes.value_or(0)),
-                         .reservation = false,
-                         .pending_disk_bytes = {}});
-  }
+  input.nodes = (*snapshot)->nodes;
+  input.vms = (*snapshot)->vms;
   auto placed = ledger_.PlaceAndReserve(
-      pass.request_id,
+      pass.request_id, (*snapshot)->release_seq,
       [&](const std::vector<PlacedVm>& reserved) -> absl::StatusOr<std::pair<PlacementDecision, PlacedVm>> {
         PlacementInput with = input;
         // A reservation whose VM now shows in Proxmox is counted once, as the VM.
@@ -491,6 +517,7 @@ MachineReconciler::StepResult MachineReconciler::Place(Pass& pass) {
   if (!placed.ok()) {
     const auto code = placed.status().code();
     if (code == absl::StatusCode::kFailedPrecondition || code == absl::StatusCode::kResourceExhausted) {
+      InvalidatePlacementSnapshot();  // the retry after failed_retry must see the cluster as it is then
       return StepResult::Failed(Msg(placed.status()));
     }
     return StepResult::Retry(Msg(placed.status()), milliseconds{5000});
@@ -806,6 +833,7 @@ MachineReconciler::StepResult MachineReconciler::CreateVm(Pass& pass) {
     switch (pve::ClassifyError(upid.status())) {
       case pve::ErrorKind::kAlreadyExists:
         // Lost a race for the VMID (nextid reserves nothing): a fresh one next pass.
+        InvalidatePlacementSnapshot();
         ledger_.ReleaseVmid(pass.request_id);
         pass.machine.set_vmid(0);
         (void)SaveMachine(pass, "createVm");
@@ -816,6 +844,7 @@ MachineReconciler::StepResult MachineReconciler::CreateVm(Pass& pass) {
       case pve::ErrorKind::kBadParameter:
         return StepResult::Failed(fmt::format("Proxmox rejected the VM configuration: {}", Msg(upid.status())));
       default:
+        InvalidatePlacementSnapshot();  // e.g. out of space: the listing placement used may be stale
         return StepResult::Retry(fmt::format("node {}: create VM {} failed: {}", pass.machine.node(),
                                              pass.machine.vmid(), Msg(upid.status())),
                                  milliseconds{5000});

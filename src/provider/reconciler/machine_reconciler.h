@@ -40,6 +40,8 @@ struct ReconcilerOptions {
   std::chrono::milliseconds task_poll{1000};
   // Retry interval after a placement that found no room or no storage (stage FAILED meanwhile).
   std::chrono::milliseconds failed_retry{60'000};
+  // How long one listing of nodes, storages and VMs serves placements (see PlacementSnapshotNow).
+  std::chrono::milliseconds placement_snapshot_ttl{1500};
   // Put the request ID into join tokens, so a machine registers with its request (Omni's
   // WithEncodeRequestIDsIntoTokens) and a wrong join config is refused.
   bool encode_request_ids = true;
@@ -110,6 +112,14 @@ class MachineReconciler {
   // True when `vm` is the one the Go provider's state `machine` describes (no markers of ours:
   // same VMID and the stored SMBIOS uuid).
   absl::StatusOr<bool> IsLegacyOwned(const MachineSpec& machine, const pve::ClusterResource& vm);
+  struct PlacementSnapshot {
+    std::uint64_t release_seq = 0;  // the ledger's ReleaseSeq() before the listing
+    std::vector<NodeSnapshot> nodes;
+    std::vector<PlacedVm> vms;  // ours, from /cluster/resources
+  };
+  absl::StatusOr<std::shared_ptr<const PlacementSnapshot>> PlacementSnapshotNow();
+  // After an error that suggests the listing is stale (capacity, VMID taken, VM gone).
+  void InvalidatePlacementSnapshot();
   StepResult PollTask(const std::string& upid_text, const std::string& what, bool& done);
 
   const ReconcilerOptions options_;
@@ -118,11 +128,15 @@ class MachineReconciler {
   omni::ManagementClient& management_;
   const util::Clock& clock_;
   util::Random& random_;
-  Ledger ledger_;
+  Ledger ledger_{clock_};
   TaskPollPacer task_pacer_{clock_, options_.task_poll};
 
   std::mutex resolver_mutex_;
   omni::BootAssetResolver resolver_;
+
+  std::mutex snapshot_mutex_;
+  std::shared_ptr<const PlacementSnapshot> snapshot_;
+  util::Clock::MonotonicTime snapshot_fetched_{};
 
   std::mutex params_mutex_;
   std::optional<omni::ConnectionParams> params_;
