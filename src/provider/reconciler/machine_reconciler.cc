@@ -692,6 +692,8 @@ MachineReconciler::StepResult MachineReconciler::Cidata(Pass& pass) {
   CidataContent content;
   content.user_data = args->config;
   content.instance_id = pass.request_id;
+  // The hostname reaches Talos through meta-data only: a hostname config patch breaks registration.
+  content.hostname = VmNameFor(pass.request_id);
   auto iso = BuildCidataIso(content);
   if (!iso.ok()) return StepResult::Failed(fmt::format("cannot build the cloud-init ISO: {}", Msg(iso.status())));
   const std::string file = CidataIsoFileName(pass.request_id, *iso);
