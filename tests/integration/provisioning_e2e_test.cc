@@ -15,6 +15,7 @@
 #include <gtest/gtest.h>
 #include <nlohmann/json.hpp>
 
+#include "integration/e2e_fixture.h"
 #include "omni/keys.h"
 #include "omni/management_client.h"
 #include "omni/specs.h"
@@ -37,6 +38,7 @@ using ::testing::Not;
 using Json = nlohmann::json;
 using std::chrono::milliseconds;
 using Stage = specs::MachineRequestStatusSpec;
+using e2e::Str;
 
 // Four nodes; "local" holds ISOs per node, "isos" is one cephfs storage every node sees.
 constexpr const char* kScenario = R"yaml(
@@ -78,148 +80,9 @@ storage_selector: name == "vm_ssd"
 iso_storage_selector: name == "isos"
 )";
 
-std::string Str(const Json& value) { return value.is_string() ? value.get<std::string>() : value.dump(); }
-
-class ProvisioningE2ETest : public ::testing::Test {
+class ProvisioningE2ETest : public e2e::E2EFixture {
  protected:
-  virtual std::string Scenario() const { return kScenario; }
-
-  void SetUp() override {
-    auto standin = sim::omni::StandIn::Start({.provider_id = "proxmox"});
-    ASSERT_TRUE(standin.ok()) << standin.status();
-    standin_ = std::move(*standin);
-
-    sim::pve::SimulatorOptions sim_options;
-    sim_options.scenario_yaml = Scenario();
-    sim_options.time_scale = 25;
-    sim_options.on_vm_started = [this](const sim::pve::VmBootInfo& boot) {
-      auto joined = standin_->MachineJoined(boot.user_data, boot.smbios_uuid);
-      std::lock_guard lock(mutex_);
-      boots_.push_back(boot);
-      if (joined.ok()) {
-        joined_.insert(boot.smbios_uuid);
-      } else {
-        join_errors_.push_back(std::string(joined.message()));
-      }
-    };
-    auto sim = sim::pve::Simulator::Start(sim_options);
-    ASSERT_TRUE(sim.ok()) << sim.status();
-    sim_ = std::move(*sim);
-
-    pve::ClientOptions pve_options;
-    pve_options.base_url = sim_->base_url() + "/api2/json";
-    pve_options.token_id = sim_->default_token_id();
-    pve_options.token_secret = util::Secret<std::string>(sim_->default_token_secret());
-    auto pve = pve::MakeHttpClient(pve_options, util::RealClock());
-    ASSERT_TRUE(pve.ok()) << pve.status();
-    pve_http_ = std::move(*pve);
-    // Two heavy tasks per node (below run's default of 4) so the limit is exercised; run's rate.
-    pve_ = std::make_unique<pve::LimitedClient>(*pve_http_, pve::LimitOptions{.max_tasks_per_node = kTasksPerNode},
-                                                util::RealClock(), &metrics_);
-
-    auto key = omni::DecodeServiceAccountKey(standin_->provider_key());
-    ASSERT_TRUE(key.ok()) << key.status();
-    omni::ClientOptions omni_options;
-    omni_options.endpoint = standin_->grpc_endpoint();
-    omni_options.key = *key;
-    omni_options.provider_id = "proxmox";
-    omni_options.random = &random_;
-    auto state = omni::MakeGrpcStateClient(omni_options);
-    ASSERT_TRUE(state.ok()) << state.status();
-    state_ = std::move(*state);
-    auto management = omni::MakeGrpcManagementClient(omni_options);
-    ASSERT_TRUE(management.ok()) << management.status();
-    management_ = std::move(*management);
-
-    ReconcilerOptions options;
-    options.provider_id = "proxmox";
-    options.task_poll = milliseconds{100};
-    options.failed_retry = milliseconds{2000};
-    options.shutdown_timeout = std::chrono::seconds{5};
-    reconciler_ = std::make_unique<MachineReconciler>(options, *pve_, *state_, *management_, standin_->factory_url(),
-                                                      util::RealClock(), random_);
-    ControllerOptions controller_options;
-    controller_options.info = {.id = "proxmox",
-                               .name = "Proxmox",
-                               .description = "omni-proxmox under test",
-                               .icon = "",
-                               .schema = ProviderDataJsonSchema(),
-                               .version = "test"};
-    controller_options.concurrency = 8;
-    controller_options.heartbeat_interval = milliseconds{1000};
-    controller_options.resync_interval = milliseconds{3000};
-    controller_ = std::make_unique<ProviderController>(controller_options, *reconciler_, *state_, *pve_,
-                                                       util::RealClock(), random_);
-  }
-
-  void StartProvider() { controller_->Start(); }
-
-  void TearDown() override {
-    if (controller_) controller_->Stop();
-    controller_.reset();
-    reconciler_.reset();
-  }
-
-  std::vector<omni::Resource> Statuses() {
-    auto list =
-        state_->List({std::string(omni::kNamespaceInfraProvider), std::string(omni::kTypeMachineRequestStatus), {}});
-    return list.ok() ? *list : std::vector<omni::Resource>{};
-  }
-
-  std::map<std::string, Stage> StatusSpecs() {
-    std::map<std::string, Stage> out;
-    for (const auto& r : Statuses()) {
-      Stage spec;
-      if (omni::DecodeSpec(r, spec).ok()) out[r.metadata.id] = spec;
-    }
-    return out;
-  }
-
-  int Provisioned() {
-    int n = 0;
-    for (const auto& [id, spec] : StatusSpecs()) n += spec.stage() == Stage::PROVISIONED;
-    return n;
-  }
-
-  Json Vms() { return sim_->StateForTest()["vms"]; }
-
-  int MachineRequests() {
-    auto list = state_->List({std::string(omni::kNamespaceInfraProvider), std::string(omni::kTypeMachineRequest), {}});
-    return list.ok() ? static_cast<int>(list->size()) : -1;
-  }
-
-  bool WaitFor(const std::function<bool()>& predicate, std::chrono::seconds timeout = std::chrono::seconds{60}) {
-    return standin_->WaitFor(predicate, timeout);
-  }
-
-  std::string Dump() {
-    std::string out;
-    for (const auto& [id, spec] : StatusSpecs()) {
-      out += fmt::format("{}: stage={} status={} error={}\n", id, static_cast<int>(spec.stage()), spec.status(),
-                         spec.error());
-    }
-    std::lock_guard lock(mutex_);
-    for (const auto& e : join_errors_) out += "join error: " + e + "\n";
-    return out;
-  }
-
-  static constexpr int kTasksPerNode = 2;
-
-  util::Random random_{42};
-  util::MetricsRegistry metrics_;
-  std::unique_ptr<sim::omni::StandIn> standin_;
-  std::unique_ptr<sim::pve::Simulator> sim_;
-  std::unique_ptr<pve::Client> pve_http_;
-  std::unique_ptr<pve::LimitedClient> pve_;
-  std::unique_ptr<omni::StateClient> state_;
-  std::unique_ptr<omni::ManagementClient> management_;
-  std::unique_ptr<MachineReconciler> reconciler_;
-  std::unique_ptr<ProviderController> controller_;
-
-  std::mutex mutex_;
-  std::set<std::string> joined_;
-  std::vector<std::string> join_errors_;
-  std::vector<sim::pve::VmBootInfo> boots_;
+  std::string Scenario() const override { return kScenario; }
 };
 
 std::map<std::string, int> DownloadsPerNode(const Json& tasks) {
