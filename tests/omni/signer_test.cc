@@ -5,6 +5,7 @@
 
 #include <filesystem>
 #include <fstream>
+#include <thread>
 
 #include <gtest/gtest.h>
 
@@ -55,7 +56,14 @@ class TempDir {
   }
   ~TempDir() {
     RunProcess({"gpgconf", "--kill", "gpg-agent"}, "", {"GNUPGHOME=" + path_});
-    std::filesystem::remove_all(path_);
+    // The exiting agent removes its own sockets while we delete the directory: a file can vanish
+    // under remove_all, so retry without throwing from a destructor.
+    std::error_code error;
+    for (int attempt = 0; attempt < 20; ++attempt) {
+      std::filesystem::remove_all(path_, error);
+      if (!error) break;
+      std::this_thread::sleep_for(std::chrono::milliseconds{50});
+    }
   }
   std::string Write(const std::string& name, const std::string& data) const {
     std::string file = path_ + "/" + name;
