@@ -16,6 +16,7 @@
 #include <nlohmann/json.hpp>
 
 #include "integration/e2e_fixture.h"
+#include "omni/join_config.h"
 #include "omni/keys.h"
 #include "omni/management_client.h"
 #include "omni/specs.h"
@@ -238,7 +239,8 @@ TEST_F(ProvisioningE2ETest, NoHostnameConfigPatchAndCidataCarriesJoinConfigAndHo
   }
 }
 
-// Omni's teardown order, watched from the stand-in: the status goes first, then the VM (gone from
+// Omni's teardown order, watched from the stand-in: config patch requests made for the machine go
+// first (a planted one, as the Go provider made them), then the status, then the VM (gone from
 // Proxmox), then the provider's private state, and the MachineRequest's finalizer last. Each
 // observation reads the later milestone before the earlier one, so a later milestone seen done
 // while an earlier one is still pending is a real inversion, not a race of the reads.
@@ -254,10 +256,19 @@ TEST_F(ProvisioningE2ETest, TeardownFollowsOmniOrderAndRemovesTheFinalizerLast) 
   const std::string finalizer = omni::ProvisionControllerName("proxmox");
   auto& store = standin_->state();
   ASSERT_TRUE(store.Get(omni::ProviderNamespace("proxmox"), omni::ProviderMachineType("proxmox"), request).ok());
+  // A config patch request for the machine, as the Go provider made them (we make none): it goes first.
+  const std::string patch_id = request + "-hostname";
+  sim::omni::Resource patch;
+  patch.ns = infra;
+  patch.type = std::string(omni::kTypeConfigPatchRequest);
+  patch.id = patch_id;
+  patch.labels = {{std::string(omni::kLabelInfraProviderId), "proxmox"},
+                  {std::string(omni::kLabelMachineRequest), request}};
+  ASSERT_TRUE(store.Create(patch, finalizer).ok());
 
-  enum Milestone { kStatusGone, kVmGone, kPrivateStateGone, kFinalizerGone, kMilestones };
-  const char* const names[] = {"status destroyed", "VM gone from Proxmox", "private state destroyed",
-                               "finalizer removed"};
+  enum Milestone { kPatchGone, kStatusGone, kVmGone, kPrivateStateGone, kFinalizerGone, kMilestones };
+  const char* const names[] = {"config patch request destroyed", "status destroyed", "VM gone from Proxmox",
+                               "private state destroyed", "finalizer removed"};
   std::array<int, kMilestones> first_seen;
   first_seen.fill(-1);
   std::vector<std::string> inversions;
@@ -273,6 +284,7 @@ TEST_F(ProvisioningE2ETest, TeardownFollowsOmniOrderAndRemovesTheFinalizerLast) 
             !store.Get(omni::ProviderNamespace("proxmox"), omni::ProviderMachineType("proxmox"), request).ok();
         done[kVmGone] = Vms().empty();
         done[kStatusGone] = !store.Get(infra, std::string(omni::kTypeMachineRequestStatus), request).ok();
+        done[kPatchGone] = !store.Get(infra, std::string(omni::kTypeConfigPatchRequest), patch_id).ok();
         for (int later = 1; later < kMilestones; ++later) {
           for (int earlier = 0; earlier < later; ++earlier) {
             if (done[later] && !done[earlier]) {
@@ -293,7 +305,7 @@ TEST_F(ProvisioningE2ETest, TeardownFollowsOmniOrderAndRemovesTheFinalizerLast) 
   for (int m = 0; m < kMilestones; ++m) ASSERT_GE(first_seen[m], 0) << names[m];
   for (int m = 1; m < kMilestones; ++m) EXPECT_LE(first_seen[m - 1], first_seen[m]) << names[m];
   // The teardown took several steps the stand-in saw one by one, not a single observation.
-  EXPECT_LT(first_seen[kStatusGone], first_seen[kFinalizerGone]);
+  EXPECT_LT(first_seen[kPatchGone], first_seen[kFinalizerGone]);
 }
 
 }  // namespace
