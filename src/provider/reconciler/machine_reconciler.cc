@@ -235,19 +235,29 @@ absl::StatusOr<std::optional<pve::ClusterResource>> MachineReconciler::FindOwned
   return found;
 }
 
-absl::StatusOr<bool> MachineReconciler::IsoPresent(const std::string& node, const std::string& volid) {
+absl::StatusOr<bool> MachineReconciler::IsoPresent(const std::string& scope, const std::string& node,
+                                                   const std::string& volid, bool fresh) {
   const std::string storage = volid.substr(0, volid.find(':'));
+  if (!fresh) {
+    if (auto known = iso_cache_.Present(scope, storage, volid)) return *known;
+  }
+  const std::uint64_t seq = iso_cache_.ListingSeq();
   auto listing = pve_.StorageContent(node, storage, "iso");
   if (!listing.ok()) {
+    iso_cache_.Invalidate(scope, storage);
     return absl::Status(listing.status().code(),
                         fmt::format("node {} storage {}: cannot list ISOs: {}", node, storage, Msg(listing.status())));
   }
-  return std::any_of(listing->begin(), listing->end(), [&](const pve::StorageVolume& v) { return v.volid == volid; });
+  std::vector<std::string> volids;
+  volids.reserve(listing->size());
+  for (const auto& v : *listing) volids.push_back(v.volid);
+  return iso_cache_.Fill(scope, storage, seq, volids, volid);
 }
 
 MachineReconciler::StepResult MachineReconciler::PollTask(const std::string& upid_text, const std::string& what,
-                                                          bool& done) {
+                                                          bool& done, bool* succeeded) {
   done = false;
+  if (succeeded != nullptr) *succeeded = false;
   auto upid = pve::parse::ParseUpid(upid_text);
   if (!upid.ok()) {
     task_pacer_.Done(upid_text);
@@ -267,7 +277,10 @@ MachineReconciler::StepResult MachineReconciler::PollTask(const std::string& upi
   if (status->running) return StepResult::Requeue(task_pacer_.Next(upid_text));
   task_pacer_.Done(upid_text);
   done = true;
-  if (status->Succeeded()) return StepResult::Next();
+  if (status->Succeeded()) {
+    if (succeeded != nullptr) *succeeded = true;
+    return StepResult::Next();
+  }
   std::vector<std::string> tail;
   if (auto log = pve_.GetTaskLog(*upid, 0, 500); log.ok()) {
     const std::size_t n = log->lines.size();
@@ -566,14 +579,31 @@ MachineReconciler::StepResult MachineReconciler::TalosIso(Pass& pass) {
   const std::string file = TalosIsoFileName(pass.machine.schematic(), pass.machine.talos_version());
   if (!pass.machine.volume_id().empty() && pass.machine.volume_id().ends_with("iso/" + file)) return StepResult::Next();
 
-  auto storages = pve_.NodeStorages(node);
-  if (!storages.ok()) {
-    return StepResult::Retry(fmt::format("node {}: cannot list storages: {}", node, Msg(storages.status())),
-                             milliseconds{5000});
+  // The node's storages from the placement snapshot (a few seconds old at most) rather than a
+  // listing per pass: requests waiting for their node's download pass here many times.
+  std::vector<cel::StorageFacts> storages;
+  bool from_snapshot = false;
+  if (auto snapshot = PlacementSnapshotNow(); snapshot.ok()) {
+    for (const auto& n : (*snapshot)->nodes) {
+      if (n.name == node && n.online) {
+        storages = n.storages;
+        from_snapshot = true;
+      }
+    }
+  }
+  if (!from_snapshot) {
+    auto listed = pve_.NodeStorages(node);
+    if (!listed.ok()) {
+      return StepResult::Retry(fmt::format("node {}: cannot list storages: {}", node, Msg(listed.status())),
+                               milliseconds{5000});
+    }
+    for (const auto& s : *listed) storages.push_back(ToFacts(node, s));
   }
   std::vector<cel::StorageFacts> iso_capable;
-  for (const auto& s : *storages) {
-    if (s.enabled && s.active && s.HasContent("iso")) iso_capable.push_back(ToFacts(node, s));
+  for (const auto& s : storages) {
+    if (s.enabled && s.active && std::binary_search(s.content.begin(), s.content.end(), std::string("iso"))) {
+      iso_capable.push_back(s);
+    }
   }
   std::sort(iso_capable.begin(), iso_capable.end(), [](const auto& a, const auto& b) { return a.name < b.name; });
   const cel::StorageFacts* chosen = nullptr;
@@ -595,8 +625,9 @@ MachineReconciler::StepResult MachineReconciler::TalosIso(Pass& pass) {
   const std::string volid = fmt::format("{}:iso/{}", storage, file);
   const std::string key =
       chosen->shared ? fmt::format("{}/{}", storage, file) : fmt::format("{}/{}/{}", node, storage, file);
+  const std::string scope = chosen->shared ? "" : node;
 
-  auto present = IsoPresent(node, volid);
+  auto present = IsoPresent(scope, node, volid);
   if (!present.ok()) return StepResult::Retry(Msg(present.status()), milliseconds{5000});
   if (*present) {
     ledger_.ClearDownload(key);
@@ -608,11 +639,21 @@ MachineReconciler::StepResult MachineReconciler::TalosIso(Pass& pass) {
   }
 
   // A download in flight (ours, another request's, or one a previous process started) is waited for.
-  std::string task = ledger_.Download(key).value_or(pass.machine.volume_upload_task());
+  const std::optional<std::string> ledger_task = ledger_.Download(key);
+  std::string task = ledger_task.value_or(pass.machine.volume_upload_task());
   if (!task.empty()) {
     bool done = false;
-    StepResult polled = PollTask(task, fmt::format("download of {} to {}", file, storage), done);
+    bool succeeded = false;
+    StepResult polled = PollTask(task, fmt::format("download of {} to {}", file, storage), done, &succeeded);
     if (!done) return polled;
+    // Before the ledger forgets the download, so a request waiting for it always finds either the
+    // download or the file. A task stored by an earlier process may have been for another storage
+    // or file (the selector or version changed since): then the file is looked for in a listing.
+    if (succeeded && ledger_task) {
+      iso_cache_.Mark(scope, storage, volid, true);
+    } else {
+      iso_cache_.Invalidate(scope, storage);
+    }
     ledger_.ClearDownload(key);
     pass.machine.clear_volume_upload_task();
     if (polled.kind == StepKind::kRetry) {
@@ -650,7 +691,10 @@ MachineReconciler::StepResult MachineReconciler::TalosIso(Pass& pass) {
   auto upid = pve_.DownloadUrl(download);
   if (!upid.ok()) {
     const auto kind = pve::ClassifyError(upid.status());
-    if (kind == pve::ErrorKind::kAlreadyExists) return StepResult::Requeue(milliseconds{0});
+    if (kind == pve::ErrorKind::kAlreadyExists) {
+      iso_cache_.Invalidate(scope, storage);  // our cache said absent: list again
+      return StepResult::Requeue(milliseconds{0});
+    }
     return StepResult::Retry(
         fmt::format("node {}: cannot start the Talos ISO download to {}: {}", node, storage, Msg(upid.status())),
         milliseconds{10'000});
@@ -668,10 +712,16 @@ MachineReconciler::StepResult MachineReconciler::Cidata(Pass& pass) {
   const std::string& node = pass.machine.node();
   const std::string& storage = pass.machine.iso_storage();
 
+  // After our upload finished the file is looked for in a fresh listing: the name of the file that
+  // was uploaded is not stored, and the content (hence the name) may have changed since.
+  bool uploaded = false;
   if (!pass.machine.cidata_upload_task().empty()) {
     bool done = false;
-    StepResult polled = PollTask(pass.machine.cidata_upload_task(), "cloud-init ISO upload", done);
+    bool succeeded = false;
+    StepResult polled = PollTask(pass.machine.cidata_upload_task(), "cloud-init ISO upload", done, &succeeded);
     if (!done) return polled;
+    uploaded = succeeded;
+    if (!succeeded) iso_cache_.Invalidate(node, storage);
     pass.machine.clear_cidata_upload_task();
     if (polled.kind == StepKind::kRetry) {
       (void)SaveMachine(pass, "cloudInit");
@@ -699,7 +749,7 @@ MachineReconciler::StepResult MachineReconciler::Cidata(Pass& pass) {
   const std::string file = CidataIsoFileName(pass.request_id, *iso);
   const std::string volid = fmt::format("{}:iso/{}", storage, file);
 
-  auto present = IsoPresent(node, volid);
+  auto present = IsoPresent(node, node, volid, /*fresh=*/uploaded);
   if (!present.ok()) return StepResult::Retry(Msg(present.status()), milliseconds{5000});
   if (*present) {
     pass.machine.set_cidata_volume(volid);
@@ -709,6 +759,7 @@ MachineReconciler::StepResult MachineReconciler::Cidata(Pass& pass) {
   }
   auto upid = pve_.UploadIso(node, storage, file, *iso);
   if (!upid.ok()) {
+    iso_cache_.Invalidate(node, storage);
     return StepResult::Retry(
         fmt::format("node {}: cannot upload the cloud-init ISO to {}: {}", node, storage, Msg(upid.status())),
         milliseconds{5000});
@@ -847,6 +898,7 @@ MachineReconciler::StepResult MachineReconciler::CreateVm(Pass& pass) {
         return StepResult::Failed(fmt::format("Proxmox rejected the VM configuration: {}", Msg(upid.status())));
       default:
         InvalidatePlacementSnapshot();  // e.g. out of space: the listing placement used may be stale
+        iso_cache_.InvalidateAll();     // or an ISO it attaches is gone
         return StepResult::Retry(fmt::format("node {}: create VM {} failed: {}", pass.machine.node(),
                                              pass.machine.vmid(), Msg(upid.status())),
                                  milliseconds{5000});
@@ -1033,12 +1085,21 @@ Outcome MachineReconciler::Deprovision(const omni::Resource& request) {
   // task is waited for, so nothing is left once the request is gone.
   if (!pass.machine.cidata_delete_task().empty()) {
     bool done = false;
-    StepResult polled = PollTask(pass.machine.cidata_delete_task(), "delete of the cloud-init ISO", done);
+    bool succeeded = false;
+    StepResult polled = PollTask(pass.machine.cidata_delete_task(), "delete of the cloud-init ISO", done, &succeeded);
     if (!done) return Outcome::RequeueAfter(polled.after);
     pass.machine.clear_cidata_delete_task();
+    const std::string& cidata_node = CidataNode(pass.machine);
+    const std::string& cidata_volid = pass.machine.cidata_volume();
+    const std::string cidata_storage = cidata_volid.substr(0, cidata_volid.find(':'));
+    if (succeeded) {
+      iso_cache_.Mark(cidata_node, cidata_storage, cidata_volid, false);
+    } else {
+      iso_cache_.Invalidate(cidata_node, cidata_storage);
+    }
     if (polled.kind == StepKind::kRetry) {
       // A failed delete of a volume that is gone anyway (deleted by hand, or never there) is done.
-      auto present = IsoPresent(CidataNode(pass.machine), pass.machine.cidata_volume());
+      auto present = IsoPresent(cidata_node, cidata_node, cidata_volid);
       if (!present.ok() || *present) {
         (void)save("deprovision");
         return Outcome::Error(absl::UnavailableError(polled.message));

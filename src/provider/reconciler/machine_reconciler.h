@@ -22,6 +22,7 @@
 #include "omni/management_client.h"
 #include "omni/schematic.h"
 #include "omni/state_client.h"
+#include "provider/reconciler/iso_cache.h"
 #include "provider/reconciler/ledger.h"
 #include "provider/reconciler/task_poll.h"
 #include "provider/reconciler/work_queue.h"
@@ -42,6 +43,9 @@ struct ReconcilerOptions {
   std::chrono::milliseconds failed_retry{60'000};
   // How long one listing of nodes, storages and VMs serves placements (see PlacementSnapshotNow).
   std::chrono::milliseconds placement_snapshot_ttl{1500};
+  // How long a listing of a storage's ISOs answers "is this ISO there?" (see IsoPresenceCache);
+  // bounds how late an ISO removed out of band is noticed.
+  std::chrono::milliseconds iso_cache_ttl{30'000};
   // Put the request ID into join tokens, so a machine registers with its request (Omni's
   // WithEncodeRequestIDsIntoTokens) and a wrong join config is refused.
   bool encode_request_ids = true;
@@ -102,8 +106,11 @@ class MachineReconciler {
   // Writes the state spec and the step annotation (read-modify-write, retried on conflicts).
   absl::Status SaveMachine(Pass& pass, const std::string& step,
                            std::optional<std::string_view> expected_phase = omni::kPhaseRunning);
-  // Whether an ISO volume ("storage:iso/file") is listed on `node`.
-  absl::StatusOr<bool> IsoPresent(const std::string& node, const std::string& volid);
+  // Whether an ISO volume ("storage:iso/file") is listed on `node`, from iso_cache_ when it knows;
+  // `scope` is the node for local storage, "" for shared storage.
+  // `fresh` skips the cache (the listing still refreshes it).
+  absl::StatusOr<bool> IsoPresent(const std::string& scope, const std::string& node, const std::string& volid,
+                                  bool fresh = false);
   absl::Status WriteStatus(const std::string& request_id, const omni::Resource& request, int stage,
                            const std::string& text, const std::string& error, const std::string& uuid);
   absl::StatusOr<omni::ConnectionParams> ConnectionParams();
@@ -120,7 +127,8 @@ class MachineReconciler {
   absl::StatusOr<std::shared_ptr<const PlacementSnapshot>> PlacementSnapshotNow();
   // After an error that suggests the listing is stale (capacity, VMID taken, VM gone).
   void InvalidatePlacementSnapshot();
-  StepResult PollTask(const std::string& upid_text, const std::string& what, bool& done);
+  // `succeeded` (optional) is set when the task finished successfully, as opposed to failed or unknown.
+  StepResult PollTask(const std::string& upid_text, const std::string& what, bool& done, bool* succeeded = nullptr);
 
   const ReconcilerOptions options_;
   pve::Client& pve_;
@@ -130,6 +138,7 @@ class MachineReconciler {
   util::Random& random_;
   Ledger ledger_{clock_};
   TaskPollPacer task_pacer_{clock_, options_.task_poll};
+  IsoPresenceCache iso_cache_{clock_, options_.iso_cache_ttl};
 
   std::mutex resolver_mutex_;
   omni::BootAssetResolver resolver_;
