@@ -18,23 +18,6 @@ absl::StatusOr<std::unique_ptr<pve::Client>> MakeOperatorPveClient(const Connect
   return pve::MakeHttpClient(options, util::RealClock());
 }
 
-cel::StorageFacts ToStorageFacts(const std::string& node, const pve::NodeStorage& storage) {
-  cel::StorageFacts facts;
-  facts.name = storage.storage;
-  facts.node = node;
-  facts.type = storage.type;
-  facts.avail_bytes = static_cast<std::uint64_t>(std::max<std::int64_t>(storage.avail_bytes, 0));
-  facts.total_bytes = static_cast<std::uint64_t>(std::max<std::int64_t>(storage.total_bytes, 0));
-  facts.used_bytes = static_cast<std::uint64_t>(std::max<std::int64_t>(storage.used_bytes, 0));
-  facts.enabled = storage.enabled;
-  facts.active = storage.active;
-  facts.shared = storage.shared;
-  facts.content = storage.content;
-  // Proxmox shuffles content lists; a stable order keeps tables and JSON diffable.
-  std::sort(facts.content.begin(), facts.content.end());
-  return facts;
-}
-
 absl::StatusOr<std::vector<NodeFacts>> ReadClusterFacts(pve::Client& client, bool bridges) {
   OP_ASSIGN_OR_RETURN(const std::vector<pve::Node> nodes, client.ListNodes());
   std::vector<NodeFacts> out;

@@ -21,8 +21,8 @@ namespace omni_proxmox::cli {
 absl::StatusOr<std::unique_ptr<pve::Client>> MakeOperatorPveClient(const ConnectionFlags& flags,
                                                                    pve::ClientOptions* resolved = nullptr);
 
-// One storage entry as selectors see it (the provider's mapping).
-cel::StorageFacts ToStorageFacts(const std::string& node, const pve::NodeStorage& storage);
+// One storage entry as selectors see it: the provider's own mapping, so tools and provider agree.
+using provider::ToStorageFacts;
 
 // One node: what placement needs, plus why its storages are unknown when they are.
 struct NodeFacts {

@@ -313,4 +313,20 @@ absl::StatusOr<PlacementDecision> Place(const PlacementInput& input) {
   return decision;
 }
 
+cel::StorageFacts ToStorageFacts(const std::string& node, const pve::NodeStorage& storage) {
+  cel::StorageFacts facts;
+  facts.name = storage.storage;
+  facts.node = node;
+  facts.type = storage.type;
+  facts.avail_bytes = static_cast<std::uint64_t>(std::max<std::int64_t>(storage.avail_bytes, 0));
+  facts.total_bytes = static_cast<std::uint64_t>(std::max<std::int64_t>(storage.total_bytes, 0));
+  facts.used_bytes = static_cast<std::uint64_t>(std::max<std::int64_t>(storage.used_bytes, 0));
+  facts.enabled = storage.enabled;
+  facts.active = storage.active;
+  facts.shared = storage.shared;
+  facts.content = storage.content;
+  std::sort(facts.content.begin(), facts.content.end());
+  return facts;
+}
+
 }  // namespace omni_proxmox::provider

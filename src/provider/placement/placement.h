@@ -13,10 +13,15 @@
 
 #include "cel/selector.h"
 #include "provider/model/providerdata.h"
+#include "pve/types.h"
 
 namespace omni_proxmox::provider {
 
 // The selectors of one providerdata, compiled once. Immutable, thread-safe.
+// A storage as Proxmox lists it for a node, in the form selectors and placement read (content
+// sorted: Proxmox shuffles it, and a stable order keeps choices and tables deterministic).
+cel::StorageFacts ToStorageFacts(const std::string& node, const pve::NodeStorage& storage);
+
 struct CompiledSelectors {
   cel::StorageSelector boot;
   std::vector<std::optional<cel::StorageSelector>> additional;  // nullopt: same storage as the boot disk

@@ -40,22 +40,6 @@ omni::ResourcePointer StatusPointer(const std::string& id) {
   return {std::string(omni::kNamespaceInfraProvider), std::string(omni::kTypeMachineRequestStatus), id};
 }
 
-cel::StorageFacts ToFacts(const std::string& node, const pve::NodeStorage& s) {
-  cel::StorageFacts f;
-  f.name = s.storage;
-  f.node = node;
-  f.type = s.type;
-  f.avail_bytes = static_cast<std::uint64_t>(std::max<std::int64_t>(0, s.avail_bytes));
-  f.total_bytes = static_cast<std::uint64_t>(std::max<std::int64_t>(0, s.total_bytes));
-  f.used_bytes = static_cast<std::uint64_t>(std::max<std::int64_t>(0, s.used_bytes));
-  f.enabled = s.enabled;
-  f.active = s.active;
-  f.shared = s.shared;
-  f.content = s.content;
-  std::sort(f.content.begin(), f.content.end());
-  return f;
-}
-
 // The task log tail of a failed task, for status messages.
 std::string TaskFailureText(const pve::TaskStatus& status, const std::vector<std::string>& tail) {
   std::string text = status.exit_status.value_or("unknown error");
@@ -473,7 +457,7 @@ absl::StatusOr<std::shared_ptr<const MachineReconciler::PlacementSnapshot>> Mach
         // A node that cannot answer is skipped like an offline one, never fatal.
         node.online = false;
       } else {
-        for (const auto& st : *storages) node.storages.push_back(ToFacts(n.name, st));
+        for (const auto& st : *storages) node.storages.push_back(ToStorageFacts(n.name, st));
       }
     }
     fresh->nodes.push_back(std::move(node));
@@ -597,7 +581,7 @@ MachineReconciler::StepResult MachineReconciler::TalosIso(Pass& pass) {
       return StepResult::Retry(fmt::format("node {}: cannot list storages: {}", node, Msg(listed.status())),
                                milliseconds{5000});
     }
-    for (const auto& s : *listed) storages.push_back(ToFacts(node, s));
+    for (const auto& s : *listed) storages.push_back(ToStorageFacts(node, s));
   }
   std::vector<cel::StorageFacts> iso_capable;
   for (const auto& s : storages) {
