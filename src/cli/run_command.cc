@@ -266,7 +266,8 @@ void RegisterRunCommand(CLI::App& root, CommandContext& ctx) {
   cmd->add_option("--gc-mode", flags->gc_mode,
                   "Garbage collection of orphan VMs and unused ISOs: off, report (log and count) or delete")
       ->capture_default_str();
-  cmd->add_option("--gc-grace-period", flags->gc_grace_period, "Collect only what is older than this (e.g. 10m)")
+  cmd->add_option("--gc-grace-period", flags->gc_grace_period,
+                  "Collect only what has been seen unused this long (e.g. 10m)")
       ->capture_default_str();
   cmd->add_option("--gc-interval", flags->gc_interval, "Time between garbage collection cycles")->capture_default_str();
   cmd->add_option("--listen", flags->listen, "Address for /healthz, /readyz and /metrics")->capture_default_str();
