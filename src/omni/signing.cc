@@ -2,8 +2,13 @@
 
 #include <algorithm>
 #include <chrono>
+#include <condition_variable>
 #include <cstdint>
+#include <deque>
+#include <functional>
+#include <future>
 #include <limits>
+#include <thread>
 
 #include <fmt/chrono.h>
 #include <fmt/format.h>
@@ -111,11 +116,50 @@ absl::Status ExplainInvalid(rnp_key_handle_t key, const PgpKeyInfo& info, System
                   info.fingerprint, FormatTime(now)));
 }
 
+// One long-lived thread that makes the signatures. librnp's signing path has stack frames of
+// about 50 KiB (its output streams keep their 32 KiB caches inline), and every page of them is
+// touched: signing on the caller's thread left ~64 KiB of resident stack on each thread that ever
+// made a gRPC call, 2 MiB with the provider's 32 reconcile workers. Signatures are serialised by
+// the key's mutex anyway, so a single thread costs one hand-off and no parallelism.
+class SigningThread {
+ public:
+  absl::StatusOr<std::string> Run(std::function<absl::StatusOr<std::string>()> work) {
+    std::packaged_task<absl::StatusOr<std::string>()> task(std::move(work));
+    auto result = task.get_future();
+    {
+      std::lock_guard lock(mutex_);
+      // Started on first use: most keys (tools, tests) never sign, or sign a handful of times.
+      if (!thread_.joinable()) thread_ = std::jthread([this](std::stop_token stop) { Serve(stop); });
+      queue_.push_back(std::move(task));
+    }
+    wake_.notify_one();
+    return result.get();
+  }
+
+ private:
+  void Serve(std::stop_token stop) {
+    std::unique_lock lock(mutex_);
+    while (wake_.wait(lock, stop, [this] { return !queue_.empty(); })) {
+      auto task = std::move(queue_.front());
+      queue_.pop_front();
+      lock.unlock();
+      task();
+      lock.lock();
+    }
+  }
+
+  std::mutex mutex_;
+  std::condition_variable_any wake_;
+  std::deque<std::packaged_task<absl::StatusOr<std::string>()>> queue_;
+  std::jthread thread_;  // last, so it is stopped and joined before the queue goes
+};
+
 }  // namespace
 
 struct PgpSigningKey::Impl {
   Ffi ffi;
   Key primary;
+  SigningThread signing_thread;
 };
 
 PgpSigningKey::PgpSigningKey(std::unique_ptr<Impl> impl, PgpKeyInfo info)
@@ -190,6 +234,10 @@ absl::StatusOr<std::string> PgpSigningKey::SignDetached(std::string_view data, S
         fmt::format("key {} expired at {}; create a new key with 'omnictl infraprovider renewkey <id>'",
                     info_.fingerprint, FormatTime(*info_.expires)));
   }
+  return impl_->signing_thread.Run([&] { return SignDetachedOnThisThread(data, now); });
+}
+
+absl::StatusOr<std::string> PgpSigningKey::SignDetachedOnThisThread(std::string_view data, SystemTime now) const {
   std::lock_guard lock(mutex_);
   // Never date a signature before the key: verifiers reject that ("no valid self signature").
   uint64_t when = std::max(ToUnix(now), ToUnix(info_.created));
