@@ -188,8 +188,8 @@ TEST_F(SignerTest, ResigningReplacesOldHeaders) {
   Header(*second, "x-sidero-timestamp");
 }
 
-// Signatures are made on the key's own signing thread (signing.cc): callers on many threads at
-// once each get their own request's signature back, and every one verifies.
+// Signatures are made on one stack of the key's own, whichever thread asks (signing.cc): callers
+// on many threads at once each get their own request's signature back, and every one verifies.
 TEST_F(SignerTest, ConcurrentCallersEachGetTheirOwnVerifiableSignature) {
   constexpr int kThreads = 8;
   constexpr int kSignaturesPerThread = 10;
