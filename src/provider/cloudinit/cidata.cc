@@ -31,8 +31,9 @@ constexpr char kVolumeId[] = "cidata";
 constexpr int kIsoBlockBytes = 2048;
 // libisofs' writer thread hands blocks to us through a ring buffer of 2 MiB by default, calloc'd
 // per image: with a few dozen cidata builds in flight that was the provider's largest peak heap
-// consumer (10.5 MiB in the 100-VM scale run). Images are a few hundred KiB and we drain the ring
-// as fast as it fills, so libisofs' minimum (32 blocks, 64 KiB) costs only a few more hand-offs.
+// consumer (10.5 MiB in the 100-VM scale run). An image with a typical join config is ~75 KiB and
+// we drain the ring as fast as it fills, so libisofs' minimum (32 blocks, 64 KiB) costs at most a
+// few more hand-offs (a build still takes ~0.1 ms).
 constexpr std::size_t kWriterRingBlocks = 32;
 
 // True when `value` reads back from YAML as the same string without quotes: it starts with a
@@ -97,9 +98,9 @@ absl::Status ValidateHostname(std::string_view hostname) {
   return absl::OkStatus();
 }
 
-// Building an image is pure CPU work of a millisecond or two, so running more builds at once
-// than a small machine has cores gains nothing; but each costs a libisofs writer thread (whose
-// frames touch ~70 KiB of stack), its ring and the image tree. When a node's Talos ISO lands,
+// Building an image is ~0.1 ms of pure CPU work, so running more builds at once than a small
+// machine has cores gains nothing; but each costs a libisofs writer thread (libisofs has
+// 64 KiB stack frames), its ring and the image tree. When a node's Talos ISO lands,
 // dozens of reconcile workers reach the cidata step together: unbounded, that burst was ~3 MiB
 // of the provider's peak RSS in the 100-VM scale run.
 class BuildSlot {
