@@ -24,7 +24,8 @@ void WorkQueue::Stop() {
     stopping_ = true;
     for (auto& w : workers_) w.request_stop();
   }
-  wake_.notify_all();
+  timekeeper_wake_.notify_all();
+  idle_wake_.notify_all();
   std::vector<std::jthread> workers;
   {
     std::lock_guard lock(mutex_);
@@ -46,7 +47,9 @@ void WorkQueue::AddAfter(const std::string& key, std::chrono::milliseconds delay
     auto [it, inserted] = due_.emplace(key, when);
     if (!inserted && when < it->second) it->second = when;
   }
-  wake_.notify_one();
+  // The timekeeper re-reads the earliest due time; work due now also wakes an idle worker.
+  timekeeper_wake_.notify_one();
+  if (delay.count() <= 0) idle_wake_.notify_one();
 }
 
 std::size_t WorkQueue::Size() const {
@@ -79,18 +82,27 @@ void WorkQueue::WorkerLoop(std::stop_token stop) {
     }
     const auto now = clock_.Monotonic();
     if (next == due_.end() || next->second > now) {
+      if (timekeeper_waiting_) {
+        // Bounded, so a missed hand-over costs a second at most.
+        idle_wake_.wait_for(lock, stop, std::chrono::seconds{1}, [] { return false; });
+        continue;
+      }
       // Wait in real time, bounded, so an injected clock that jumps is noticed soon.
       auto wait = std::chrono::milliseconds{200};
       if (next != due_.end()) {
         wait = std::min(wait, std::chrono::duration_cast<std::chrono::milliseconds>(next->second - now) +
                                   std::chrono::milliseconds{1});
       }
-      wake_.wait_for(lock, stop, wait, [] { return false; });
+      timekeeper_waiting_ = true;
+      timekeeper_wake_.wait_for(lock, stop, wait, [] { return false; });
+      timekeeper_waiting_ = false;
       continue;
     }
     const std::string key = next->first;
     due_.erase(next);
     processing_.insert(key);
+    // Someone else keeps time (and takes whatever else is due) while this worker reconciles.
+    if (!timekeeper_waiting_ && !due_.empty()) idle_wake_.notify_one();
     lock.unlock();
     Outcome outcome;
     try {

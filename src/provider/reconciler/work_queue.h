@@ -76,7 +76,11 @@ class WorkQueue {
   util::Random& random_;
 
   mutable std::mutex mutex_;
-  std::condition_variable_any wake_;
+  // One idle worker (the timekeeper) sleeps until the earliest due key; the others sleep until
+  // handed work. Waking every idle worker at each due time cost more CPU than the reconciles.
+  std::condition_variable_any timekeeper_wake_;
+  std::condition_variable_any idle_wake_;
+  bool timekeeper_waiting_ = false;                        // guarded by mutex_
   std::map<std::string, util::Clock::MonotonicTime> due_;  // queued keys and when they are due
   std::set<std::string> processing_;
   std::set<std::string> dirty_;  // added while processing: run again right after
