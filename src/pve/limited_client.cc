@@ -1,6 +1,7 @@
 #include "pve/limited_client.h"
 
 #include <algorithm>
+#include <atomic>
 #include <cmath>
 #include <thread>
 #include <utility>
@@ -18,6 +19,10 @@ constexpr char kRequestsHelp[] = "Proxmox API calls by endpoint template, method
 constexpr char kDuration[] = "omni_proxmox_pve_request_duration_seconds";
 constexpr char kDurationHelp[] = "Proxmox API call latency (limiter waits excluded)";
 constexpr char kInFlight[] = "omni_proxmox_pve_tasks_in_flight";
+// Uploads from this size on take a task slot (see the header).
+constexpr std::size_t kHeavyUploadBytes = 16u * 1024 * 1024;
+// The soonest a waiting caller re-checks held tasks (see LimitedClientOptions::slot_check_interval).
+constexpr std::chrono::milliseconds kFirstHeldTaskCheck{250};
 constexpr char kInFlightHelp[] = "Heavy Proxmox tasks (create, delete, download, upload) holding a slot, per node";
 constexpr char kRateLimited[] = "omni_proxmox_pve_rate_limited_seconds_total";
 constexpr char kRateLimitedHelp[] = "Time callers spent waiting for a request token or a per-node task slot";
@@ -136,6 +141,73 @@ int LimitedClient::SlotWaiters(std::string_view node) const {
   return it == slots_.end() ? 0 : static_cast<int>(it->second.waiting.size());
 }
 
+struct SlotClaim::State {
+  LimitedClient* owner = nullptr;
+  std::string node;
+  std::atomic<bool> settled{false};  // the slot was used by a heavy call or given back
+};
+
+namespace {
+// The claim this thread made last (see SlotClaim); a heavy call on its node from this thread uses it.
+thread_local std::shared_ptr<SlotClaim::State> t_claim;
+}  // namespace
+
+SlotClaim& SlotClaim::operator=(SlotClaim&& other) noexcept {
+  if (this != &other) {
+    Reset();
+    state_ = std::move(other.state_);
+  }
+  return *this;
+}
+
+SlotClaim::~SlotClaim() { Reset(); }
+
+void SlotClaim::Reset() {
+  // Wherever it is dropped: an unused claim gives its slot back, exactly once.
+  if (state_ && !state_->settled.exchange(true)) state_->owner->FreeSlot(state_->node);
+  state_.reset();
+}
+
+std::chrono::milliseconds LimitedClient::HeldTaskCheckInterval(const NodeSlots& slots) const {
+  if (slots.tasks.empty()) return options_.slot_check_interval;
+  auto oldest = slots.tasks.begin()->second.since;
+  for (const auto& [text, task] : slots.tasks) oldest = std::min(oldest, task.since);
+  const auto age = std::chrono::duration_cast<std::chrono::milliseconds>(clock_.Monotonic() - oldest);
+  return std::clamp(age / 3, std::min(kFirstHeldTaskCheck, options_.slot_check_interval), options_.slot_check_interval);
+}
+
+std::optional<SlotClaim> LimitedClient::TryClaimSlot(std::string_view node_view) {
+  if (options_.max_tasks_per_node <= 0) return SlotClaim{};
+  const std::string node(node_view);
+  for (int attempt = 0;; ++attempt) {
+    bool check_held = false;
+    {
+      std::lock_guard lock(slots_mutex_);
+      NodeSlots& slots = slots_[node];
+      if (closed_) return std::nullopt;
+      if (slots.waiting.empty() && slots.in_use < options_.max_tasks_per_node) {
+        UpdateInFlightGauge(node, ++slots.in_use);
+        break;
+      }
+      // Refused callers check the node's held tasks now and then, as a waiting caller would, so a
+      // slot whose owner no longer polls (its request was deleted) is still freed.
+      const auto now = clock_.Monotonic();
+      if (attempt == 0 && !slots.tasks.empty() && now - slots.last_held_check >= HeldTaskCheckInterval(slots)) {
+        slots.last_held_check = now;
+        check_held = true;
+      }
+    }
+    if (!check_held) return std::nullopt;
+    CheckHeldTasks(node);
+  }
+  // One claim per thread: an earlier one this thread still holds gives its slot back now.
+  if (t_claim && !t_claim->settled.exchange(true)) t_claim->owner->FreeSlot(t_claim->node);
+  t_claim = std::make_shared<SlotClaim::State>();
+  t_claim->owner = this;
+  t_claim->node = node;
+  return SlotClaim(t_claim);
+}
+
 void LimitedClient::AwaitToken() {
   if (options_.requests_per_second <= 0) return;
   double wait_seconds = 0;
@@ -179,7 +251,8 @@ absl::StatusOr<LimitedClient::SlotLease> LimitedClient::AcquireSlot(std::string_
                        (options_.max_tasks_per_node <= 0 || slots.in_use < options_.max_tasks_per_node));
   };
   while (!my_turn()) {
-    if (slots_changed_.wait_for(lock, options_.slot_check_interval, my_turn)) break;
+    const auto wait = slots.waiting.front() == ticket ? HeldTaskCheckInterval(slots) : options_.slot_check_interval;
+    if (slots_changed_.wait_for(lock, wait, my_turn)) break;
     // Only the first in line polls, so a long queue does not multiply the status calls.
     if (slots.waiting.front() == ticket) {
       lock.unlock();
@@ -205,17 +278,24 @@ absl::StatusOr<LimitedClient::SlotLease> LimitedClient::AcquireSlot(std::string_
 }
 
 void LimitedClient::FreeSlot(const std::string& node) {
-  std::lock_guard lock(slots_mutex_);
-  NodeSlots& slots = slots_[node];
-  slots.in_use = std::max(0, slots.in_use - 1);
-  UpdateInFlightGauge(node, slots.in_use);
-  slots_changed_.notify_all();
+  {
+    std::lock_guard lock(slots_mutex_);
+    NodeSlots& slots = slots_[node];
+    slots.in_use = std::max(0, slots.in_use - 1);
+    UpdateInFlightGauge(node, slots.in_use);
+    slots_changed_.notify_all();
+  }
+  if (slot_freed_) slot_freed_(node);
+}
+
+void LimitedClient::SetSlotFreedListener(std::function<void(const std::string& node)> listener) {
+  slot_freed_ = std::move(listener);
 }
 
 void LimitedClient::HoldForTask(SlotLease& lease, const Upid& upid) {
   std::lock_guard lock(slots_mutex_);
   // Keyed by the node the slot was taken on; a UPID names the same node for these calls.
-  slots_[lease.node()].tasks.emplace(upid.text, upid);
+  slots_[lease.node()].tasks.emplace(upid.text, NodeSlots::HeldTask{.upid = upid, .since = clock_.Monotonic()});
   lease.Release();
 }
 
@@ -248,7 +328,7 @@ void LimitedClient::CheckHeldTasks(const std::string& node) {
   std::vector<Upid> held;
   {
     std::lock_guard lock(slots_mutex_);
-    for (const auto& [text, upid] : slots_[node].tasks) held.push_back(upid);
+    for (const auto& [text, task] : slots_[node].tasks) held.push_back(task.upid);
   }
   // GetTaskStatus frees the slot of a task that stopped or is gone.
   for (const auto& upid : held) (void)GetTaskStatus(upid);
@@ -278,7 +358,11 @@ auto LimitedClient::Measured(std::string_view method, std::string_view endpoint,
 template <typename Call>
 absl::StatusOr<Upid> LimitedClient::Heavy(std::string_view node, std::string_view method, std::string_view endpoint,
                                           Call&& call) {
-  auto lease = AcquireSlot(node);
+  // A slot this thread claimed for this node is taken over by the call; otherwise wait for one.
+  const bool claimed = t_claim && t_claim->owner == this && t_claim->node == node && !t_claim->settled.exchange(true);
+  if (t_claim && t_claim->settled) t_claim.reset();
+  absl::StatusOr<SlotLease> lease =
+      claimed ? absl::StatusOr<SlotLease>(SlotLease(this, std::string(node))) : AcquireSlot(node);
   if (!lease.ok()) return lease.status();
   absl::StatusOr<Upid> upid = Measured(method, endpoint, std::forward<Call>(call));
   // On failure (or an exception) the lease frees the slot as it goes out of scope.
@@ -331,6 +415,12 @@ absl::StatusOr<Upid> LimitedClient::DownloadUrl(const DownloadUrlRequest& reques
 
 absl::StatusOr<Upid> LimitedClient::UploadIso(std::string_view node, std::string_view storage,
                                               std::string_view filename, std::string_view bytes) {
+  // A cloud-init ISO (a few hundred KiB) is copied in well under a second; only a big upload
+  // competes with creates and downloads for the node's storage.
+  if (bytes.size() < kHeavyUploadBytes) {
+    return Measured("POST", "/nodes/{node}/storage/{storage}/upload",
+                    [&] { return inner_.UploadIso(node, storage, filename, bytes); });
+  }
   return Heavy(node, "POST", "/nodes/{node}/storage/{storage}/upload",
                [&] { return inner_.UploadIso(node, storage, filename, bytes); });
 }

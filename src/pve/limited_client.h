@@ -6,14 +6,14 @@
 // Limits:
 //  - At most `max_tasks_per_node` heavy tasks per node. Heavy calls are the ones whose worker task
 //    takes a VM or storage lock for long or does bulk I/O: VM create, VM delete, download-url,
-//    ISO upload, and a config change that allocates or imports a disk. A slot is taken before the
-//    call (FIFO per node: callers are served in arrival order) and held until the task is observed
+//    ISO upload of 16 MiB or more (not a cloud-init ISO), and a config change that allocates or imports a disk. A slot
+//    is taken before the call (FIFO per node: callers are served in arrival order) and held until the task is observed
 //    finished: GetTaskStatus reports it stopped or gone, or a WaitTask on it returns (however it
 //    ends). A heavy call that fails, or returns no task, frees its slot at once.
-//    A caller waiting for a slot checks the oldest held tasks of that node itself every
-//    `slot_check_interval`, so a slot whose owner never polls again (its request was deleted, or
-//    every worker is itself waiting for a slot) is still freed when Proxmox finishes the task:
-//    waiting can never deadlock on the caller's own work.
+//    The first caller waiting for a slot checks the held tasks of that node itself (at most every
+//    `slot_check_interval`, sooner while they are young), so a slot whose owner never polls again (its request was
+//    deleted, or every worker is itself waiting for a slot) is still freed when Proxmox finishes the task: waiting can
+//    never deadlock on the caller's own work.
 //  - A global token bucket: `requests_per_second` sustained with bursts of `burst` calls. Every
 //    call takes one token before it goes out; WaitTask takes one for the whole wait (its polls
 //    are paced by the inner client's task_poll settings).
@@ -37,6 +37,7 @@
 #include <map>
 #include <memory>
 #include <mutex>
+#include <optional>
 #include <string>
 #include <string_view>
 
@@ -53,7 +54,9 @@ struct LimitOptions {
   double requests_per_second = 200;
   // Calls that may go out back to back after an idle period; 0 = twice requests_per_second.
   int burst = 0;
-  // How often a caller waiting for a task slot re-checks the node's held tasks itself.
+  // How often, at most, the first caller waiting for a task slot re-checks the node's held tasks
+  // itself; sooner (a third of the oldest held task's age, at least 250 ms) while tasks are young,
+  // since waiting callers occupy the workers that would otherwise poll those tasks.
   std::chrono::milliseconds slot_check_interval{2000};
   // How a rate-limited caller waits. Default: std::this_thread::sleep_for. Tests advance a
   // ManualClock instead.
@@ -64,7 +67,46 @@ struct LimitOptions {
 // --pve-requests-per-second) and the fix otherwise.
 absl::Status ValidateLimitOptions(const LimitOptions& options);
 
-class LimitedClient final : public Client {
+class LimitedClient;
+
+// A task slot taken ahead of the heavy call that will use it (see TaskSlotView::TryClaimSlot): the
+// next heavy call on its node from the same thread uses it instead of waiting for one. Destroyed
+// unused, it frees the slot. A default-constructed claim holds nothing (no limit to claim from).
+class SlotClaim {
+ public:
+  struct State;  // shared with the claiming thread's record; settled exactly once (used or returned)
+
+  SlotClaim() = default;
+  SlotClaim(SlotClaim&& other) noexcept = default;
+  SlotClaim& operator=(SlotClaim&& other) noexcept;
+  SlotClaim(const SlotClaim&) = delete;
+  SlotClaim& operator=(const SlotClaim&) = delete;
+  ~SlotClaim();
+
+ private:
+  friend class LimitedClient;
+  explicit SlotClaim(std::shared_ptr<State> state) : state_(std::move(state)) {}
+  void Reset();
+
+  std::shared_ptr<State> state_;
+};
+
+// Lets a caller take a task slot before the work that leads to a heavy call (listings, a VMID,
+// persisting its intent), instead of finding out in the call: a worker blocked in a slot wait
+// cannot run the polls that free the slots, and many at once starve the provider.
+class TaskSlotView {
+ public:
+  virtual ~TaskSlotView() = default;
+  // A claim on a slot of `node` for this thread's next heavy call there, when one is free now and
+  // nobody waits; nullopt when that call would wait (or the client is closed).
+  virtual std::optional<SlotClaim> TryClaimSlot(std::string_view node) = 0;
+  // Called (on the freeing thread, outside any lock of the view) each time a slot of a node is
+  // freed, so callers that could not claim one are retried then rather than on a timer. One
+  // listener; set it before any heavy call.
+  virtual void SetSlotFreedListener(std::function<void(const std::string& node)> listener) = 0;
+};
+
+class LimitedClient final : public Client, public TaskSlotView {
  public:
   // `inner`, `clock` and `metrics` (may be null) must outlive this client.
   // REQUIRES: ValidateLimitOptions(options).ok().
@@ -87,6 +129,8 @@ class LimitedClient final : public Client {
   int TasksInFlight(std::string_view node) const;
   // Callers waiting for a slot on `node`.
   int SlotWaiters(std::string_view node) const;
+  std::optional<SlotClaim> TryClaimSlot(std::string_view node) override;
+  void SetSlotFreedListener(std::function<void(const std::string& node)> listener) override;
 
   absl::StatusOr<VersionInfo> Version() override;
   absl::StatusOr<Permissions> GetPermissions(std::string_view path = "") override;
@@ -125,11 +169,17 @@ class LimitedClient final : public Client {
   absl::StatusOr<TaskStatus> WaitTask(const Upid& upid, util::Clock::MonotonicTime deadline) override;
 
  private:
+  friend class SlotClaim;
   class SlotLease;
   struct NodeSlots {
     int in_use = 0;
     std::deque<std::uint64_t> waiting;  // tickets in arrival order
-    std::map<std::string, Upid> tasks;  // UPID text -> task holding a slot
+    struct HeldTask {
+      Upid upid;
+      util::Clock::MonotonicTime since{};
+    };
+    std::map<std::string, HeldTask> tasks;         // UPID text -> task holding a slot
+    util::Clock::MonotonicTime last_held_check{};  // by a caller refused by TryClaimSlot
   };
 
   // Takes a token (sleeping while the bucket is empty).
@@ -141,6 +191,9 @@ class LimitedClient final : public Client {
   void FreeSlot(const std::string& node);
   // Frees the slot of `upid` if it holds one.
   void TaskFinished(const Upid& upid);
+  // How long a caller kept from a slot waits before checking the held tasks itself: a third of the
+  // oldest one's age, between 250 ms and slot_check_interval. REQUIRES: slots_mutex_ held.
+  std::chrono::milliseconds HeldTaskCheckInterval(const NodeSlots& slots) const;
   // Polls the held tasks of `node` (outside the lock) and frees the finished ones.
   void CheckHeldTasks(const std::string& node);
   // REQUIRES: slots_mutex_ held.
@@ -171,6 +224,7 @@ class LimitedClient final : public Client {
   std::map<std::string, NodeSlots, std::less<>> slots_;  // guarded by slots_mutex_
   std::uint64_t next_ticket_ = 0;                        // guarded by slots_mutex_
   bool closed_ = false;                                  // guarded by slots_mutex_
+  std::function<void(const std::string&)> slot_freed_;
 };
 
 }  // namespace omni_proxmox::pve

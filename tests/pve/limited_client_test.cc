@@ -195,6 +195,94 @@ TEST_F(LimitedClientTest, SlotFreedWhenTheOwnerSeesItsTaskFinish) {
   EXPECT_EQ(client->TasksInFlight("pve1"), 1);
 }
 
+// What the reconciler does before it starts a create: claim the node's slot, or learn that the
+// create would wait. The claimed slot is used by the next heavy call on that node from the same
+// thread, and goes back when the claim is dropped unused.
+TEST_F(LimitedClientTest, ClaimedSlotIsUsedByTheNextHeavyCallOrReturned) {
+  auto client = Limited({.max_tasks_per_node = 1, .requests_per_second = 0, .slot_check_interval = 1h});
+  {
+    auto claim = client->TryClaimSlot("pve1");
+    ASSERT_TRUE(claim.has_value());
+    EXPECT_EQ(client->TasksInFlight("pve1"), 1);
+    EXPECT_FALSE(client->TryClaimSlot("pve1").has_value()) << "the only slot is claimed";
+    EXPECT_TRUE(client->TryClaimSlot("pve2").has_value()) << "slots are per node";
+    EXPECT_EQ(client->TasksInFlight("pve2"), 0) << "the pve2 claim was dropped at once";
+  }
+  EXPECT_EQ(client->TasksInFlight("pve1"), 0) << "an unused claim returns its slot";
+
+  std::optional<Upid> first;
+  {
+    auto claim = client->TryClaimSlot("pve1");
+    ASSERT_TRUE(claim.has_value());
+    auto created = client->CreateVm("pve1", 310, VmParams(310));  // uses the claim: no wait
+    ASSERT_TRUE(created.ok()) << created.status();
+    first = *created;
+  }
+  EXPECT_EQ(client->TasksInFlight("pve1"), 1) << "the slot now follows the task";
+  EXPECT_FALSE(client->TryClaimSlot("pve1").has_value());
+
+  // Another thread's claim is not this thread's: a heavy call here waits for a slot, and gets the
+  // claimed one when that claim is dropped, whichever thread drops it.
+  std::optional<SlotClaim> other_thread_claim;
+  clock_.Advance(3s);
+  ASSERT_TRUE(client->GetTaskStatus(*first).ok());
+  EXPECT_EQ(client->TasksInFlight("pve1"), 0);
+  std::jthread([&] { other_thread_claim = client->TryClaimSlot("pve1"); }).join();
+  ASSERT_TRUE(other_thread_claim.has_value());
+  std::atomic<bool> created = false;
+  std::jthread waiter([&] {
+    EXPECT_TRUE(client->CreateVm("pve1", 311, VmParams(311)).ok());
+    created = true;
+  });
+  ASSERT_TRUE(WaitFor([&] { return client->SlotWaiters("pve1") == 1; }));
+  EXPECT_FALSE(created.load());
+  other_thread_claim.reset();
+  ASSERT_TRUE(WaitFor([&] { return created.load(); }));
+  EXPECT_EQ(client->TasksInFlight("pve1"), 1);
+
+  auto unlimited = Limited({.max_tasks_per_node = 0, .requests_per_second = 0});
+  EXPECT_TRUE(unlimited->TryClaimSlot("pve1").has_value());
+  EXPECT_EQ(unlimited->TasksInFlight("pve1"), 0);
+}
+
+// Nobody blocks in a slot wait when every create claims first, so refused claims take over the
+// waiters' duty: the node's held tasks are checked, and a finished task nobody polls frees its slot.
+TEST_F(LimitedClientTest, RefusedClaimsStillFreeSlotsOfTasksNobodyPolls) {
+  auto client = Limited({.max_tasks_per_node = 1, .requests_per_second = 0, .slot_check_interval = 1h});
+  auto created = client->CreateVm("pve1", 330, VmParams(330));
+  ASSERT_TRUE(created.ok()) << created.status();
+  EXPECT_FALSE(client->TryClaimSlot("pve1").has_value()) << "the create is still running";
+  EXPECT_EQ(client->TasksInFlight("pve1"), 1);
+  clock_.Advance(3s);  // the create ends; its caller never looks at it again
+  auto claim = client->TryClaimSlot("pve1");
+  EXPECT_TRUE(claim.has_value());
+  EXPECT_EQ(client->TasksInFlight("pve1"), 1) << "the finished create's slot went to the claim";
+}
+
+// A cloud-init ISO upload is not a heavy task: it neither waits for a slot nor takes one; a big
+// upload does both.
+TEST_F(LimitedClientTest, OnlyABigUploadTakesATaskSlot) {
+  auto client = Limited({.max_tasks_per_node = 1, .requests_per_second = 0, .slot_check_interval = 1h});
+  auto create = client->CreateVm("pve1", 320, VmParams(320));
+  ASSERT_TRUE(create.ok()) << create.status();
+  ASSERT_EQ(client->TasksInFlight("pve1"), 1);
+  auto small = client->UploadIso("pve1", "local", "cidata-small.iso", std::string(512 * 1024, 'x'));
+  ASSERT_TRUE(small.ok()) << small.status();
+  EXPECT_EQ(client->TasksInFlight("pve1"), 1);
+
+  std::atomic<bool> big_done = false;
+  std::jthread big([&] {
+    EXPECT_TRUE(client->UploadIso("pve1", "local", "big.iso", std::string(16 * 1024 * 1024, 'x')).ok());
+    big_done = true;
+  });
+  ASSERT_TRUE(WaitFor([&] { return client->SlotWaiters("pve1") == 1; }));
+  EXPECT_FALSE(big_done.load());
+  clock_.Advance(3s);
+  ASSERT_TRUE(client->GetTaskStatus(*create).ok());
+  ASSERT_TRUE(WaitFor([&] { return big_done.load(); }));
+  EXPECT_EQ(client->TasksInFlight("pve1"), 1) << "the big upload holds the slot until seen finished";
+}
+
 // Callers get slots in the order they asked for them.
 TEST_F(LimitedClientTest, SlotsAreGrantedFirstComeFirstServed) {
   auto client = Limited({.max_tasks_per_node = 1, .requests_per_second = 0, .slot_check_interval = 1h});
