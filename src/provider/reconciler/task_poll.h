@@ -2,9 +2,11 @@
 
 #include <chrono>
 #include <mutex>
+#include <optional>
 #include <string>
 #include <unordered_map>
 
+#include "pve/types.h"
 #include "util/clock.h"
 
 namespace omni_proxmox::provider {
@@ -19,22 +21,69 @@ inline constexpr std::chrono::milliseconds kFirstTaskPoll{250};
 std::chrono::milliseconds TaskPollInterval(std::chrono::milliseconds age, std::chrono::milliseconds max);
 
 // Remembers when each in-flight task was first seen (by UPID text) so requeued passes, which
-// keep no memory of their own, can pace their polls by task age. Thread-safe.
+// keep no memory of their own, can pace their polls by task age. It also learns how long each
+// kind of task (the UPID's type: qmcreate, qmstart, download...) takes on this cluster: a task
+// of a known kind is first polled shortly before it is expected to end, then as a fresh task
+// from there, so a 2 s create costs one or two polls instead of six. Thread-safe.
 class TaskPollPacer {
  public:
   explicit TaskPollPacer(const util::Clock& clock, std::chrono::milliseconds max) : clock_(clock), max_(max) {}
 
   // The delay before the next poll of `upid`; the first call for a UPID starts its age.
   std::chrono::milliseconds Next(const std::string& upid);
-  // The task finished (or was forgotten): drop its entry.
+  // A poll saw the task still running.
+  void SawRunning(const std::string& upid);
+  // A poll saw the task finished, which teaches the pacer how long its kind takes: between the
+  // last poll that saw it running and this one. A task already done at its first poll ended
+  // sometime before: the estimate shrinks, so a late poll (a busy provider) never teaches a
+  // longer duration that would make the next first poll later still.
+  void Finished(const std::string& upid);
+  // The task is forgotten (gone, or its UPID unreadable): drop its entry.
   void Done(const std::string& upid);
   std::size_t TrackedForTest() const;
+  // The learned duration of a kind of task; zero while unknown.
+  std::chrono::milliseconds ExpectedForTest(const std::string& type) const;
 
  private:
+  std::chrono::milliseconds ExpectedLocked(const std::string& upid) const;
+
   const util::Clock& clock_;
   const std::chrono::milliseconds max_;
   mutable std::mutex mutex_;
-  std::unordered_map<std::string, util::Clock::MonotonicTime> first_seen_;
+  struct Tracked {
+    util::Clock::MonotonicTime first_seen{};
+    std::optional<std::chrono::milliseconds> last_running_age;
+  };
+  std::unordered_map<std::string, Tracked> tracked_;
+  std::unordered_map<std::string, double> expected_ms_;  // by UPID type, a moving average
+};
+
+// What the last poll of each task said, so the requests waiting on one task (every request
+// placed on a node waits for that node's Talos ISO download) share one poll per interval
+// instead of each polling it. Thread-safe.
+class TaskStatusBoard {
+ public:
+  struct Reading {
+    pve::TaskStatus status;
+    util::Clock::MonotonicTime at{};
+    std::string by;  // who polled
+  };
+
+  explicit TaskStatusBoard(const util::Clock& clock) : clock_(clock) {}
+
+  // The last reading of `upid` by someone other than `asker`, if it still answers: a finished
+  // task's for a minute (a finished task never changes), a running task's while younger than
+  // `running_fresh`. A caller's own readings never stand in for its next poll.
+  std::optional<Reading> Recent(const std::string& upid, std::chrono::milliseconds running_fresh,
+                                const std::string& asker) const;
+  void Record(const std::string& upid, const pve::TaskStatus& status, const std::string& by);
+  void Forget(const std::string& upid);
+  std::size_t SizeForTest() const;
+
+ private:
+  const util::Clock& clock_;
+  mutable std::mutex mutex_;
+  std::unordered_map<std::string, Reading> readings_;
 };
 
 }  // namespace omni_proxmox::provider
