@@ -178,6 +178,7 @@ int RunProvider(RunFlags flags) {
   reconciler_options.provider_id = provider_id;
   provider::MachineReconciler reconciler(reconciler_options, *pve, *state, *management, factory, util::RealClock(),
                                          random);
+  reconciler.set_task_slots(&pve_limits);
   reconciler.on_step_duration = [&metrics](const std::string& step, double seconds) {
     metrics
         .GetHistogram("omni_proxmox_step_duration_seconds", "Time one pass spent in a provisioning step",

@@ -122,6 +122,7 @@ class E2EFixture : public ::testing::Test {
     options.shutdown_timeout = std::chrono::seconds{5};
     reconciler_ = std::make_unique<MachineReconciler>(options, *pve_, *state_, *management_, standin_->factory_url(),
                                                       util::RealClock(), random_);
+    reconciler_->set_task_slots(pve_.get());
     ControllerOptions controller_options;
     controller_options.info = {.id = "proxmox",
                                .name = "Proxmox",

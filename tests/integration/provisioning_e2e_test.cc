@@ -308,5 +308,28 @@ TEST_F(ProvisioningE2ETest, TeardownFollowsOmniOrderAndRemovesTheFinalizerLast) 
   EXPECT_LT(first_seen[kPatchGone], first_seen[kFinalizerGone]);
 }
 
+// Requests deleted while their VMs are being created: passes that wait on a task work from a memo
+// of the request, and the teardown (a watch event) must still reach them at once. Every VM, ISO
+// and resource of ours is gone afterwards, and no request was left with a VM.
+TEST_F(ProvisioningE2ETest, RequestsDeletedWhileTheirVmsAreCreatedAreTornDown) {
+  StartProvider();
+  ASSERT_TRUE(standin_->ApplyMachineClass("workers", kSharedIsoClass).ok());
+  ASSERT_TRUE(standin_->ScaleMachineRequestSet("workers", "workers", 6).ok());
+  // Some VMs exist (created or being created) while none is provisioned yet.
+  ASSERT_TRUE(WaitFor([&] { return !Vms().empty(); }, std::chrono::seconds{120})) << Dump();
+  ASSERT_TRUE(standin_->ScaleMachineRequestSet("workers", "workers", 0).ok());
+  ASSERT_TRUE(WaitFor([&] { return MachineRequests() == 0 && Vms().empty(); }, std::chrono::seconds{120}))
+      << Dump() << Vms().dump(1);
+  EXPECT_TRUE(Statuses().empty()) << Dump();
+  auto states = state_->List({omni::ProviderNamespace("proxmox"), omni::ProviderMachineType("proxmox"), {}});
+  ASSERT_TRUE(states.ok()) << states.status();
+  EXPECT_TRUE(states->empty());
+  // No cloud-init ISO of ours is left on any storage (the shared Talos ISO is left to GC).
+  const Json volumes = sim_->StateForTest()["volumes"];
+  for (const auto& volume : volumes) {
+    EXPECT_THAT(Str(volume["volid"]), Not(HasSubstr("cidata"))) << volumes.dump(1);
+  }
+}
+
 }  // namespace
 }  // namespace omni_proxmox::provider

@@ -30,9 +30,14 @@ ProviderController::ProviderController(ControllerOptions options, MachineReconci
             }
             return outcome;
           },
-          clock, random) {}
+          clock, random) {
+  reconciler_.wake_request = [this](const std::string& id) { queue_.Add(id); };
+}
 
-ProviderController::~ProviderController() { Stop(); }
+ProviderController::~ProviderController() {
+  Stop();
+  reconciler_.wake_request = nullptr;  // the reconciler may outlive this controller and its queue
+}
 
 void ProviderController::Start() {
   queue_.Start();
@@ -100,10 +105,15 @@ void ProviderController::StartWatches() {
                               std::nullopt,
                               {omni::LabelTerm::Equal(std::string(omni::kLabelInfraProviderId), pid)},
                               true};
+  // Every change to a request drops the reconciler's memo of it before the request is queued; a
+  // broken stream drops them all, since events may be missed until it resumes.
   auto request_watch = state_.Watch(requests, [this](const omni::WatchEvent& event) {
     if (event.type == omni::EventType::kCreated || event.type == omni::EventType::kUpdated ||
         event.type == omni::EventType::kDestroyed) {
+      reconciler_.Forget(event.resource.metadata.id, event.resource.metadata.version);
       queue_.Add(event.resource.metadata.id);
+    } else if (event.type == omni::EventType::kErrored) {
+      reconciler_.ForgetAll();
     }
   });
   // A status or registration that changes is mapped to its request, as Omni's controllers do.
@@ -113,6 +123,7 @@ void ProviderController::StartWatches() {
                               {omni::LabelTerm::Equal(std::string(omni::kLabelInfraProviderId), pid)},
                               false};
   auto status_watch = state_.Watch(statuses, [this](const omni::WatchEvent& event) {
+    if (event.resource.tearing_down()) reconciler_.Forget(event.resource.metadata.id);
     if (event.resource.tearing_down() && event.resource.metadata.finalizers.empty()) {
       queue_.Add(event.resource.metadata.id);
     }

@@ -61,10 +61,22 @@ struct MachineReconciler::Pass {
   specs::MachineRequestSpec spec;
   ProviderData data;
   std::optional<CompiledSelectors> selectors;
+  std::optional<omni::Resource> status;  // the MachineRequestStatus as last read or written; nullopt: none yet
   omni::Resource state_resource;
   MachineSpec machine;
   std::string request_set;
+  // CreateVm saw our VM by its markers at machine.vmid() on machine.node() (this process, this memo).
+  bool vm_verified = false;
+  // A write to Omni failed: `machine` or `status` may hold what Omni does not, so no memo.
+  bool unsaved = false;
+  // `machine` changed since the state resource was written; the step annotation to write with it.
+  std::optional<std::string> pending_save;
   std::shared_ptr<spdlog::logger> log;
+};
+
+struct MachineReconciler::PassMemo {
+  Pass pass;
+  util::Clock::MonotonicTime read_at{};  // when the request, status and state were last read from Omni
 };
 
 std::string TalosIsoFileName(const std::string& schematic, std::string version) {
@@ -117,6 +129,10 @@ MachineReconciler::MachineReconciler(ReconcilerOptions options, pve::Client& pve
       random_(random),
       resolver_(management, std::move(image_factory_url)) {}
 
+MachineReconciler::~MachineReconciler() {
+  if (task_slots_ != nullptr) task_slots_->SetSlotFreedListener(nullptr);
+}
+
 ReconcilerStats MachineReconciler::Stats() const {
   std::lock_guard lock(stats_mutex_);
   return stats_;
@@ -133,37 +149,10 @@ absl::StatusOr<omni::ConnectionParams> MachineReconciler::ConnectionParams() {
   return *params_;
 }
 
-absl::Status MachineReconciler::WriteStatus(const std::string& request_id, const omni::Resource& request, int stage,
-                                            const std::string& text, const std::string& error,
+absl::Status MachineReconciler::WriteStatus(Pass& pass, int stage, const std::string& text, const std::string& error,
                                             const std::string& uuid) {
   const std::string owner = omni::ProvisionControllerName(options_.provider_id);
-  auto current = state_.Get(StatusPointer(request_id));
-  if (NotFound(current.status())) {
-    omni::Resource status;
-    status.metadata.ns = std::string(omni::kNamespaceInfraProvider);
-    status.metadata.type = std::string(omni::kTypeMachineRequestStatus);
-    status.metadata.id = request_id;
-    status.metadata.labels = request.metadata.labels;
-    Stage spec;
-    spec.set_stage(static_cast<Stage::Stage>(stage));
-    spec.set_status(text);
-    spec.set_error(error);
-    spec.set_id(uuid);
-    omni::EncodeSpec(spec, status);
-    auto created = state_.Create(status, owner);
-    return created.ok() || created.status().code() == absl::StatusCode::kAlreadyExists ? absl::OkStatus()
-                                                                                       : created.status();
-  }
-  if (!current.ok()) return current.status();
-  if (current->tearing_down()) return absl::OkStatus();
-  Stage existing;
-  if (auto s = omni::DecodeSpec(*current, existing); !s.ok()) return s;
-  const std::string id = uuid.empty() ? existing.id() : uuid;
-  if (existing.stage() == stage && existing.status() == text && existing.error() == error && existing.id() == id &&
-      current->metadata.labels == request.metadata.labels) {
-    return absl::OkStatus();
-  }
-  auto updated = state_.Modify(StatusPointer(request_id), owner, [&](omni::Resource& r) {
+  const auto fill = [&](omni::Resource& r, const std::string& id) {
     Stage spec;
     OP_RETURN_IF_ERROR(omni::DecodeSpec(r, spec));
     spec.set_stage(static_cast<Stage::Stage>(stage));
@@ -171,26 +160,80 @@ absl::Status MachineReconciler::WriteStatus(const std::string& request_id, const
     spec.set_error(error);
     spec.set_id(id);
     omni::EncodeSpec(spec, r);
-    r.metadata.labels = request.metadata.labels;
+    r.metadata.labels = pass.request.metadata.labels;
     return absl::OkStatus();
-  });
-  return updated.ok() ? absl::OkStatus() : updated.status();
+  };
+  if (!pass.status) {
+    omni::Resource status;
+    status.metadata.ns = std::string(omni::kNamespaceInfraProvider);
+    status.metadata.type = std::string(omni::kTypeMachineRequestStatus);
+    status.metadata.id = pass.request_id;
+    OP_RETURN_IF_ERROR(fill(status, uuid));
+    auto created = state_.Create(status, owner);
+    if (created.ok()) {
+      pass.status = *created;
+      return absl::OkStatus();
+    }
+    if (created.status().code() != absl::StatusCode::kAlreadyExists) return created.status();
+    auto current = state_.Get(StatusPointer(pass.request_id));
+    if (!current.ok()) return current.status();
+    pass.status = *current;
+  }
+  if (pass.status->tearing_down()) return absl::OkStatus();
+  Stage existing;
+  OP_RETURN_IF_ERROR(omni::DecodeSpec(*pass.status, existing));
+  const std::string id = uuid.empty() ? existing.id() : uuid;
+  if (existing.stage() == stage && existing.status() == text && existing.error() == error && existing.id() == id &&
+      pass.status->metadata.labels == pass.request.metadata.labels) {
+    return absl::OkStatus();
+  }
+  // Straight from the version we know; Omni adding a finalizer meanwhile makes it a conflict,
+  // and the read-modify-write below starts from what is there.
+  omni::Resource desired = *pass.status;
+  OP_RETURN_IF_ERROR(fill(desired, id));
+  auto updated = state_.Update(desired, owner);
+  if (!updated.ok() && omni::IsRetryableWrite(updated.status())) {
+    updated = state_.Modify(StatusPointer(pass.request_id), owner, [&](omni::Resource& r) { return fill(r, id); });
+  }
+  if (!updated.ok()) {
+    pass.unsaved = true;
+    return updated.status();
+  }
+  pass.status = *updated;
+  return absl::OkStatus();
 }
 
 absl::Status MachineReconciler::SaveMachine(Pass& pass, const std::string& step,
                                             std::optional<std::string_view> expected_phase) {
   const std::string owner = omni::ProvisionControllerName(options_.provider_id);
-  auto saved = state_.Modify(
-      pass.state_resource.pointer(), owner,
-      [&](omni::Resource& r) {
-        omni::EncodeSpec(pass.machine, r);
-        r.metadata.annotations[std::string(omni::kAnnotationStep)] = step;
-        return absl::OkStatus();
-      },
-      expected_phase);
-  if (!saved.ok()) return saved.status();
+  const auto fill = [&](omni::Resource& r) {
+    omni::EncodeSpec(pass.machine, r);
+    r.metadata.annotations[std::string(omni::kAnnotationStep)] = step;
+    return absl::OkStatus();
+  };
+  // One Update from the version this pass holds; a conflict (someone else wrote it, or the
+  // phase changed) falls back to read-modify-write, which reports a phase mismatch as it is.
+  omni::Resource desired = pass.state_resource;
+  (void)fill(desired);
+  auto saved = state_.Update(desired, owner, expected_phase);
+  if (!saved.ok() && omni::IsRetryableWrite(saved.status())) {
+    saved = state_.Modify(pass.state_resource.pointer(), owner, fill, expected_phase);
+  }
+  if (!saved.ok()) {
+    pass.unsaved = true;
+    return saved.status();
+  }
   pass.state_resource = *saved;
+  pass.pending_save.reset();
   return absl::OkStatus();
+}
+
+void MachineReconciler::DeferSave(Pass& pass, const std::string& step) { pass.pending_save = step; }
+
+absl::Status MachineReconciler::FlushSave(Pass& pass) {
+  if (!pass.pending_save) return absl::OkStatus();
+  const std::string step = *pass.pending_save;
+  return SaveMachine(pass, step);
 }
 
 absl::StatusOr<bool> MachineReconciler::IsLegacyOwned(const MachineSpec& machine, const pve::ClusterResource& vm) {
@@ -238,8 +281,8 @@ absl::StatusOr<bool> MachineReconciler::IsoPresent(const std::string& scope, con
   return iso_cache_.Fill(scope, storage, seq, volids, volid);
 }
 
-MachineReconciler::StepResult MachineReconciler::PollTask(const std::string& upid_text, const std::string& what,
-                                                          bool& done, bool* succeeded) {
+MachineReconciler::StepResult MachineReconciler::PollTask(const std::string& asker, const std::string& upid_text,
+                                                          const std::string& what, bool& done, bool* succeeded) {
   done = false;
   if (succeeded != nullptr) *succeeded = false;
   auto upid = pve::parse::ParseUpid(upid_text);
@@ -248,18 +291,42 @@ MachineReconciler::StepResult MachineReconciler::PollTask(const std::string& upi
     done = true;  // an unparsable stored UPID is forgotten and the step re-checks the world
     return StepResult::Next();
   }
-  auto status = pve_.GetTaskStatus(*upid);
+  const milliseconds interval = task_pacer_.Next(upid_text);
+  absl::StatusOr<pve::TaskStatus> status;
+  bool polled_here = false;
+  if (auto recent = task_board_.Recent(upid_text, interval, asker)) {
+    // Another request polled this task (a shared download) within the interval.
+    if (recent->status.running) {
+      // Back just after that request's next poll, to read its answer.
+      const auto until_next = std::chrono::duration_cast<milliseconds>(recent->at + interval - clock_.Monotonic());
+      return StepResult::Requeue(std::max(until_next, milliseconds{0}) + milliseconds{20});
+    }
+    status = recent->status;
+  } else {
+    status = pve_.GetTaskStatus(*upid);
+    polled_here = true;
+    if (status.ok()) task_board_.Record(upid_text, *status, asker);
+  }
   if (!status.ok()) {
     if (NotFound(status.status())) {
       task_pacer_.Done(upid_text);
+      task_board_.Forget(upid_text);
       done = true;
       return StepResult::Next();
     }
     return StepResult::Retry(fmt::format("{}: cannot read task status: {}", what, Msg(status.status())),
                              milliseconds{5000});
   }
-  if (status->running) return StepResult::Requeue(task_pacer_.Next(upid_text));
-  task_pacer_.Done(upid_text);
+  if (status->running) {
+    if (polled_here) task_pacer_.SawRunning(upid_text);
+    return StepResult::Requeue(interval);
+  }
+  // Only a task this request polled to its end teaches the pacer how long such tasks take.
+  if (polled_here) {
+    task_pacer_.Finished(upid_text);
+  } else {
+    task_pacer_.Done(upid_text);
+  }
   done = true;
   if (status->Succeeded()) {
     if (succeeded != nullptr) *succeeded = true;
@@ -273,9 +340,113 @@ MachineReconciler::StepResult MachineReconciler::PollTask(const std::string& upi
   return StepResult::Retry(fmt::format("{} failed: {}", what, TaskFailureText(*status, tail)), milliseconds{10'000});
 }
 
+std::optional<pve::SlotClaim> MachineReconciler::ClaimTaskSlot(const std::string& node, const std::string& request_id) {
+  const auto now = clock_.Monotonic();
+  bool may_claim = false;
+  {
+    std::lock_guard lock(slot_waiters_mutex_);
+    auto& waiters = slot_waiters_[node];
+    // A waiter that stopped asking (deleted, or it moved on) loses its place.
+    std::erase_if(waiters, [&](const SlotWaiter& w) {
+      return w.request_id != request_id && now - w.asked > 3 * options_.slot_recheck;
+    });
+    // Requests already waiting go first; a newcomer does not overtake them.
+    may_claim = waiters.empty() || waiters.front().request_id == request_id;
+  }
+  // Outside the waiters' lock: a claim may free another slot, which calls back into it.
+  std::optional<pve::SlotClaim> claim;
+  if (may_claim) claim = task_slots_->TryClaimSlot(node);
+  std::string next;
+  {
+    std::lock_guard lock(slot_waiters_mutex_);
+    auto& waiters = slot_waiters_[node];
+    auto mine =
+        std::find_if(waiters.begin(), waiters.end(), [&](const SlotWaiter& w) { return w.request_id == request_id; });
+    if (!claim) {
+      if (mine == waiters.end()) {
+        waiters.push_back({.request_id = request_id, .asked = now});
+      } else {
+        mine->asked = now;
+      }
+      return std::nullopt;
+    }
+    if (mine != waiters.end()) waiters.erase(mine);
+    // Several slots may have freed at once: the next in line tries too.
+    if (!waiters.empty()) next = waiters.front().request_id;
+  }
+  if (!next.empty() && wake_request) wake_request(next);
+  return claim;
+}
+
+void MachineReconciler::set_task_slots(pve::TaskSlotView* slots) {
+  task_slots_ = slots;
+  if (slots == nullptr) return;
+  slots->SetSlotFreedListener([this](const std::string& node) {
+    std::string next;
+    {
+      std::lock_guard lock(slot_waiters_mutex_);
+      auto it = slot_waiters_.find(node);
+      if (it == slot_waiters_.end() || it->second.empty()) return;
+      next = it->second.front().request_id;
+    }
+    if (wake_request) wake_request(next);
+  });
+}
+
+void MachineReconciler::Forget(const std::string& request_id, const std::string& version) {
+  std::lock_guard lock(memo_mutex_);
+  if (auto own = own_request_versions_.find(request_id); own != own_request_versions_.end()) {
+    if (!version.empty() && own->second == version) return;
+    own_request_versions_.erase(own);
+  }
+  memos_.erase(request_id);
+  ++memo_epochs_[request_id];
+}
+
+void MachineReconciler::ForgetAll() {
+  std::lock_guard lock(memo_mutex_);
+  memos_.clear();
+  own_request_versions_.clear();
+  ++memo_epoch_all_;
+}
+
+std::shared_ptr<MachineReconciler::PassMemo> MachineReconciler::RecallMemo(const std::string& request_id,
+                                                                           std::uint64_t& epoch) {
+  std::lock_guard lock(memo_mutex_);
+  const auto found_epoch = memo_epochs_.find(request_id);
+  epoch = memo_epoch_all_ + (found_epoch == memo_epochs_.end() ? 0 : found_epoch->second);
+  auto it = memos_.find(request_id);
+  if (it == memos_.end()) return nullptr;
+  std::shared_ptr<PassMemo> memo = std::move(it->second);
+  memos_.erase(it);
+  if (options_.pass_memo_ttl.count() <= 0 || clock_.Monotonic() - memo->read_at >= options_.pass_memo_ttl) {
+    return nullptr;
+  }
+  return memo;
+}
+
+void MachineReconciler::KeepMemo(const Pass& pass, std::uint64_t epoch, util::Clock::MonotonicTime read_at) {
+  if (options_.pass_memo_ttl.count() <= 0) return;
+  std::lock_guard lock(memo_mutex_);
+  const auto found_epoch = memo_epochs_.find(pass.request_id);
+  const std::uint64_t now = memo_epoch_all_ + (found_epoch == memo_epochs_.end() ? 0 : found_epoch->second);
+  if (now != epoch) return;  // forgotten while the pass ran: what it read may be stale
+  auto memo = std::make_shared<PassMemo>();
+  memo->pass = pass;
+  memo->read_at = read_at;
+  memos_[pass.request_id] = std::move(memo);
+}
+
 Outcome MachineReconciler::Reconcile(const std::string& request_id) {
   util::LogContext context({{"request_id", request_id}, {"step", "reconcile"}});
   auto log = util::Logger("provider");
+  std::uint64_t epoch = 0;
+  if (std::shared_ptr<PassMemo> memo = RecallMemo(request_id, epoch)) {
+    Pass pass = std::move(memo->pass);
+    pass.log = log;
+    return FinishPass(Provision(pass, /*loaded=*/true), pass, epoch, memo->read_at);
+  }
+  const auto read_at = clock_.Monotonic();
   auto request = state_.Get(RequestPointer(request_id));
   if (NotFound(request.status())) {
     ledger_.Release(request_id);
@@ -294,10 +465,23 @@ Outcome MachineReconciler::Reconcile(const std::string& request_id) {
       it != request->metadata.labels.end()) {
     pass.request_set = it->second;
   }
-  return Provision(pass);
+  return FinishPass(Provision(pass, /*loaded=*/false), pass, epoch, read_at);
 }
 
-Outcome MachineReconciler::Provision(Pass& pass) {
+Outcome MachineReconciler::FinishPass(Outcome outcome, const Pass& pass, std::uint64_t epoch,
+                                      util::Clock::MonotonicTime read_at) {
+  // Only a pass that ends waiting leaves a memo: after an error the next pass reads everything.
+  if (outcome.kind == Outcome::Kind::kRequeueAfter && !pass.unsaved && !pass.pending_save) {
+    KeepMemo(pass, epoch, read_at);
+  } else if (outcome.kind == Outcome::Kind::kDone) {
+    std::lock_guard lock(memo_mutex_);
+    own_request_versions_.erase(pass.request_id);
+    memo_epochs_.erase(pass.request_id);
+  }
+  return outcome;
+}
+
+std::optional<Outcome> MachineReconciler::LoadPass(Pass& pass) {
   const std::string& id = pass.request_id;
   const std::string finalizer = omni::ProvisionControllerName(options_.provider_id);
   const std::string owner = finalizer;
@@ -307,16 +491,17 @@ Outcome MachineReconciler::Provision(Pass& pass) {
     auto updated = state_.AddFinalizer(pass.request.pointer(), finalizer);
     if (!updated.ok()) return Outcome::Error(updated.status());
     pass.request = *updated;
+    std::lock_guard lock(memo_mutex_);
+    own_request_versions_[id] = updated->metadata.version;
   }
 
   auto status = state_.Get(StatusPointer(id));
   if (NotFound(status.status())) {
-    if (auto s = WriteStatus(id, pass.request, Stage::PROVISIONING, "Accepted", "", ""); !s.ok()) {
-      return Outcome::Error(s);
-    }
+    if (auto s = WriteStatus(pass, Stage::PROVISIONING, "Accepted", "", ""); !s.ok()) return Outcome::Error(s);
   } else if (!status.ok()) {
     return Outcome::Error(status.status());
   } else {
+    pass.status = *status;
     Stage spec;
     if (omni::DecodeSpec(*status, spec).ok() && spec.stage() == Stage::PROVISIONED) {
       ledger_.Release(id);
@@ -346,7 +531,7 @@ Outcome MachineReconciler::Provision(Pass& pass) {
   auto parsed = ParseProviderData(pass.spec.provider_data());
   if (!parsed.ok()) {
     // The request's spec never changes, so this is final until the MachineClass is fixed.
-    auto s = WriteStatus(id, pass.request, Stage::FAILED, "Invalid providerdata",
+    auto s = WriteStatus(pass, Stage::FAILED, "Invalid providerdata",
                          fmt::format("providerdata is invalid, no VM was created:\n{}", parsed.ErrorSummary()), "");
     std::lock_guard lock(stats_mutex_);
     ++stats_.failures;
@@ -359,7 +544,15 @@ Outcome MachineReconciler::Provision(Pass& pass) {
 
   if (pass.machine.uuid().empty()) {
     pass.machine.set_uuid(NewUuid(random_));
-    if (auto s = SaveMachine(pass, "init"); !s.ok()) return Outcome::Error(s);
+    DeferSave(pass, "init");
+  }
+  return std::nullopt;
+}
+
+Outcome MachineReconciler::Provision(Pass& pass, bool loaded) {
+  const std::string& id = pass.request_id;
+  if (!loaded) {
+    if (auto ended = LoadPass(pass)) return *ended;
   }
 
   struct NamedStep {
@@ -374,9 +567,9 @@ Outcome MachineReconciler::Provision(Pass& pass) {
   constexpr int kStepCount = static_cast<int>(std::size(kSteps));
 
   std::string last_error;
-  if (status.ok()) {
+  if (pass.status) {
     Stage spec;
-    if (omni::DecodeSpec(*status, spec).ok()) last_error = spec.error();
+    if (omni::DecodeSpec(*pass.status, spec).ok()) last_error = spec.error();
   }
   for (int i = 0; i < kStepCount; ++i) {
     const auto& step = kSteps[i];
@@ -392,15 +585,15 @@ Outcome MachineReconciler::Provision(Pass& pass) {
         last_error.clear();
         continue;
       case StepKind::kRequeue:
-        if (auto s = WriteStatus(id, pass.request, Stage::PROVISIONING, text, last_error, pass.machine.uuid());
-            !s.ok()) {
+        if (auto s = FlushSave(pass); !s.ok()) return Outcome::Error(s);
+        if (auto s = WriteStatus(pass, Stage::PROVISIONING, text, last_error, pass.machine.uuid()); !s.ok()) {
           return Outcome::Error(s);
         }
         return Outcome::RequeueAfter(result.after);
       case StepKind::kRetry:
         pass.log->warn("request {} step {}: {}", id, step.name, result.message);
-        if (auto s = WriteStatus(id, pass.request, Stage::PROVISIONING, text, result.message, pass.machine.uuid());
-            !s.ok()) {
+        if (auto s = FlushSave(pass); !s.ok()) return Outcome::Error(s);
+        if (auto s = WriteStatus(pass, Stage::PROVISIONING, text, result.message, pass.machine.uuid()); !s.ok()) {
           return Outcome::Error(s);
         }
         return Outcome::RequeueAfter(result.after);
@@ -410,15 +603,17 @@ Outcome MachineReconciler::Provision(Pass& pass) {
           std::lock_guard lock(stats_mutex_);
           ++stats_.failures;
         }
-        if (auto s = WriteStatus(id, pass.request, Stage::FAILED, text, result.message, pass.machine.uuid()); !s.ok()) {
+        if (auto s = FlushSave(pass); !s.ok()) return Outcome::Error(s);
+        if (auto s = WriteStatus(pass, Stage::FAILED, text, result.message, pass.machine.uuid()); !s.ok()) {
           return Outcome::Error(s);
         }
         return Outcome::RequeueAfter(options_.failed_retry);
       }
     }
   }
-  if (auto s = WriteStatus(id, pass.request, Stage::PROVISIONED, "Provision Complete", "", pass.machine.uuid());
-      !s.ok()) {
+  // The state first: a status never reports what our state does not hold.
+  if (auto s = FlushSave(pass); !s.ok()) return Outcome::Error(s);
+  if (auto s = WriteStatus(pass, Stage::PROVISIONED, "Provision Complete", "", pass.machine.uuid()); !s.ok()) {
     return Outcome::Error(s);
   }
   ledger_.Release(id);
@@ -526,7 +721,7 @@ MachineReconciler::StepResult MachineReconciler::Place(Pass& pass) {
   for (const auto& s : decision.additional_storages) pass.machine.add_additional_storages(s);
   pass.machine.set_request_set(pass.request_set);
   for (const auto& reason : decision.reasons) pass.log->debug("request {} placement: {}", pass.request_id, reason);
-  if (auto s = SaveMachine(pass, "place"); !s.ok()) return StepResult::Retry(Msg(s), milliseconds{2000});
+  DeferSave(pass, "place");
   return StepResult::Next();
 }
 
@@ -554,7 +749,7 @@ MachineReconciler::StepResult MachineReconciler::Schematic(Pass& pass) {
   }
   pass.machine.set_schematic(*id);
   pass.machine.set_talos_version(pass.spec.talos_version());
-  if (auto s = SaveMachine(pass, "schematic"); !s.ok()) return StepResult::Retry(Msg(s), milliseconds{2000});
+  DeferSave(pass, "schematic");
   return StepResult::Next();
 }
 
@@ -618,7 +813,7 @@ MachineReconciler::StepResult MachineReconciler::TalosIso(Pass& pass) {
     pass.machine.set_iso_storage(storage);
     pass.machine.set_volume_id(volid);
     pass.machine.clear_volume_upload_task();
-    if (auto s = SaveMachine(pass, "talosIso"); !s.ok()) return StepResult::Retry(Msg(s), milliseconds{2000});
+    DeferSave(pass, "talosIso");
     return StepResult::Next();
   }
 
@@ -628,7 +823,8 @@ MachineReconciler::StepResult MachineReconciler::TalosIso(Pass& pass) {
   if (!task.empty()) {
     bool done = false;
     bool succeeded = false;
-    StepResult polled = PollTask(task, fmt::format("download of {} to {}", file, storage), done, &succeeded);
+    StepResult polled =
+        PollTask(pass.request_id, task, fmt::format("download of {} to {}", file, storage), done, &succeeded);
     if (!done) return polled;
     // Before the ledger forgets the download, so a request waiting for it always finds either the
     // download or the file. A task stored by an earlier process may have been for another storage
@@ -641,7 +837,7 @@ MachineReconciler::StepResult MachineReconciler::TalosIso(Pass& pass) {
     ledger_.ClearDownload(key);
     pass.machine.clear_volume_upload_task();
     if (polled.kind == StepKind::kRetry) {
-      (void)SaveMachine(pass, "talosIso");
+      DeferSave(pass, "talosIso");
       return polled;
     }
     return StepResult::Requeue(milliseconds{0});  // finished: the next pass sees the file
@@ -686,7 +882,7 @@ MachineReconciler::StepResult MachineReconciler::TalosIso(Pass& pass) {
   ledger_.SetDownload(key, upid->text);
   pass.machine.set_iso_storage(storage);
   pass.machine.set_volume_upload_task(upid->text);
-  if (auto s = SaveMachine(pass, "talosIso"); !s.ok()) return StepResult::Retry(Msg(s), milliseconds{2000});
+  DeferSave(pass, "talosIso");
   pass.log->info("request {}: downloading {} to {} on {}", pass.request_id, file, storage, node);
   return StepResult::Requeue(task_pacer_.Next(upid->text));
 }
@@ -702,13 +898,14 @@ MachineReconciler::StepResult MachineReconciler::Cidata(Pass& pass) {
   if (!pass.machine.cidata_upload_task().empty()) {
     bool done = false;
     bool succeeded = false;
-    StepResult polled = PollTask(pass.machine.cidata_upload_task(), "cloud-init ISO upload", done, &succeeded);
+    StepResult polled =
+        PollTask(pass.request_id, pass.machine.cidata_upload_task(), "cloud-init ISO upload", done, &succeeded);
     if (!done) return polled;
     uploaded = succeeded;
     if (!succeeded) iso_cache_.Invalidate(node, storage);
     pass.machine.clear_cidata_upload_task();
     if (polled.kind == StepKind::kRetry) {
-      (void)SaveMachine(pass, "cloudInit");
+      DeferSave(pass, "cloudInit");
       return polled;
     }
   }
@@ -737,8 +934,9 @@ MachineReconciler::StepResult MachineReconciler::Cidata(Pass& pass) {
   if (!present.ok()) return StepResult::Retry(Msg(present.status()), milliseconds{5000});
   if (*present) {
     pass.machine.set_cidata_volume(volid);
+    pass.machine.clear_cidata_upload_volume();
     pass.machine.set_cidata_node(node);
-    if (auto s = SaveMachine(pass, "cloudInit"); !s.ok()) return StepResult::Retry(Msg(s), milliseconds{2000});
+    DeferSave(pass, "cloudInit");
     return StepResult::Next();
   }
   auto upid = pve_.UploadIso(node, storage, file, *iso);
@@ -749,23 +947,44 @@ MachineReconciler::StepResult MachineReconciler::Cidata(Pass& pass) {
         milliseconds{5000});
   }
   pass.machine.set_cidata_upload_task(upid->text);
+  pass.machine.set_cidata_upload_volume(volid);
   pass.machine.set_cidata_node(node);
-  if (auto s = SaveMachine(pass, "cloudInit"); !s.ok()) return StepResult::Retry(Msg(s), milliseconds{2000});
+  DeferSave(pass, "cloudInit");
   return StepResult::Requeue(task_pacer_.Next(upid->text));
 }
 
 MachineReconciler::StepResult MachineReconciler::CreateVm(Pass& pass) {
+  // Seen by its markers since the last full read; StartVm checks the markers on every pass.
+  if (pass.vm_verified && pass.machine.vmid() != 0 && pass.machine.vm_create_task().empty()) {
+    return StepResult::Next();
+  }
   if (!pass.machine.vm_create_task().empty()) {
     bool done = false;
-    StepResult polled =
-        PollTask(pass.machine.vm_create_task(), fmt::format("create of VM {}", pass.machine.vmid()), done);
+    bool succeeded = false;
+    StepResult polled = PollTask(pass.request_id, pass.machine.vm_create_task(),
+                                 fmt::format("create of VM {}", pass.machine.vmid()), done, &succeeded);
     if (!done) return polled;
     pass.machine.clear_vm_create_task();
     if (polled.kind == StepKind::kRetry) {
       // A failed create removed its config, so the same VMID can be tried again.
-      (void)SaveMachine(pass, "createVm");
+      DeferSave(pass, "createVm");
       return polled;
     }
+    if (succeeded) {
+      // Our create of this VMID, with our markers, finished: no listing needed to know the VM is ours
+      // (StartVm still checks its markers in the status it reads).
+      ledger_.HoldVmid(pass.request_id, static_cast<std::uint32_t>(pass.machine.vmid()));
+      pass.vm_verified = true;
+      return StepResult::Next();
+    }
+  }
+
+  // Nothing of the create (listing, VMID, intent) starts before the node has a task slot for it;
+  // the create call below uses the claim, any other way out of this step returns it.
+  std::optional<pve::SlotClaim> slot;
+  if (task_slots_ != nullptr) {
+    slot = ClaimTaskSlot(pass.machine.node(), pass.request_id);
+    if (!slot) return StepResult::Requeue(options_.slot_recheck);
   }
 
   // Our VM, wherever it is now: adopted rather than created twice.
@@ -796,9 +1015,10 @@ MachineReconciler::StepResult MachineReconciler::CreateVm(Pass& pass) {
       pass.machine.set_vmid(static_cast<std::int32_t>(*mine->vmid));
       pass.machine.set_node(mine->node);
       pass.machine.set_markers(true);
-      if (auto s = SaveMachine(pass, "createVm"); !s.ok()) return StepResult::Retry(Msg(s), milliseconds{2000});
+      DeferSave(pass, "createVm");
     }
     ledger_.HoldVmid(pass.request_id, static_cast<std::uint32_t>(*mine->vmid));
+    pass.vm_verified = true;
     return StepResult::Next();
   }
 
@@ -812,8 +1032,9 @@ MachineReconciler::StepResult MachineReconciler::CreateVm(Pass& pass) {
       if (!legacy.ok()) return StepResult::Retry(Msg(legacy.status()), milliseconds{5000});
       if (*legacy) {
         pass.machine.set_node(vm.node);
-        if (auto s = SaveMachine(pass, "createVm"); !s.ok()) return StepResult::Retry(Msg(s), milliseconds{2000});
+        DeferSave(pass, "createVm");
         ledger_.HoldVmid(pass.request_id, static_cast<std::uint32_t>(*vm.vmid));
+        pass.vm_verified = true;
         std::lock_guard lock(stats_mutex_);
         ++stats_.vms_adopted;
         return StepResult::Next();
@@ -873,7 +1094,7 @@ MachineReconciler::StepResult MachineReconciler::CreateVm(Pass& pass) {
         InvalidatePlacementSnapshot();
         ledger_.ReleaseVmid(pass.request_id);
         pass.machine.set_vmid(0);
-        (void)SaveMachine(pass, "createVm");
+        DeferSave(pass, "createVm");
         return StepResult::Requeue(milliseconds{0});
       case pve::ErrorKind::kLocked:
         return StepResult::Retry(fmt::format("VMID {} is locked: {}", pass.machine.vmid(), Msg(upid.status())),
@@ -889,7 +1110,7 @@ MachineReconciler::StepResult MachineReconciler::CreateVm(Pass& pass) {
     }
   }
   pass.machine.set_vm_create_task(upid->text);
-  if (auto s = SaveMachine(pass, "createVm"); !s.ok()) return StepResult::Retry(Msg(s), milliseconds{2000});
+  DeferSave(pass, "createVm");
   {
     std::lock_guard lock(stats_mutex_);
     ++stats_.vms_created;
@@ -901,26 +1122,31 @@ MachineReconciler::StepResult MachineReconciler::CreateVm(Pass& pass) {
 MachineReconciler::StepResult MachineReconciler::StartVm(Pass& pass) {
   if (!pass.machine.vm_start_task().empty()) {
     bool done = false;
-    StepResult polled =
-        PollTask(pass.machine.vm_start_task(), fmt::format("start of VM {}", pass.machine.vmid()), done);
+    StepResult polled = PollTask(pass.request_id, pass.machine.vm_start_task(),
+                                 fmt::format("start of VM {}", pass.machine.vmid()), done);
     if (!done) return polled;
     pass.machine.clear_vm_start_task();
-    (void)SaveMachine(pass, "startVm");
+    DeferSave(pass, "startVm");
     if (polled.kind == StepKind::kRetry) return polled;
   }
   auto status = pve_.GetVmStatus(pass.machine.node(), pass.machine.vmid());
-  if (!status.ok()) {
-    if (NotFound(status.status())) {
+  // A VM at our VMID without our markers (ours was deleted and the VMID reused) is never started.
+  const bool replaced = status.ok() && pass.machine.markers() &&
+                        !IsOwnedBy(status->tags, status->name, options_.provider_id, pass.request_id);
+  if (!status.ok() || replaced) {
+    if (NotFound(status.status()) || replaced) {
       // Moved or deleted behind our back: find it by its markers, or create it again.
+      pass.vm_verified = false;
       auto found = FindOwnedVm(pass.request_id);
       if (!found.ok()) return StepResult::Retry(Msg(found.status()), milliseconds{5000});
       if (*found) {
         pass.machine.set_node((*found)->node);
+        pass.machine.set_vmid(static_cast<std::int32_t>(*(*found)->vmid));
       } else {
         pass.machine.set_vmid(0);
         pass.machine.clear_vm_create_task();
       }
-      (void)SaveMachine(pass, "startVm");
+      DeferSave(pass, "startVm");
       return StepResult::Requeue(milliseconds{0});
     }
     return StepResult::Retry(
@@ -935,7 +1161,7 @@ MachineReconciler::StepResult MachineReconciler::StartVm(Pass& pass) {
         milliseconds{5000});
   }
   pass.machine.set_vm_start_task(upid->text);
-  if (auto s = SaveMachine(pass, "startVm"); !s.ok()) return StepResult::Retry(Msg(s), milliseconds{2000});
+  DeferSave(pass, "startVm");
   return StepResult::Requeue(task_pacer_.Next(upid->text));
 }
 
@@ -1000,8 +1226,8 @@ Outcome MachineReconciler::Deprovision(const omni::Resource& request) {
   // its markers (or, for the Go provider's state, its SMBIOS uuid) prove it is this request's.
   if (!pass.machine.vm_delete_task().empty()) {
     bool done = false;
-    StepResult polled =
-        PollTask(pass.machine.vm_delete_task(), fmt::format("delete of VM {}", pass.machine.vmid()), done);
+    StepResult polled = PollTask(pass.request_id, pass.machine.vm_delete_task(),
+                                 fmt::format("delete of VM {}", pass.machine.vmid()), done);
     if (!done) return Outcome::RequeueAfter(polled.after);
     pass.machine.clear_vm_delete_task();
     if (auto s = save("deprovision"); !s.ok()) return Outcome::Error(s);
@@ -1034,7 +1260,8 @@ Outcome MachineReconciler::Deprovision(const omni::Resource& request) {
   if (target) {
     if (!pass.machine.vm_stop_task().empty()) {
       bool done = false;
-      StepResult polled = PollTask(pass.machine.vm_stop_task(), fmt::format("shutdown of VM {}", *target->vmid), done);
+      StepResult polled =
+          PollTask(pass.request_id, pass.machine.vm_stop_task(), fmt::format("shutdown of VM {}", *target->vmid), done);
       if (!done) return Outcome::RequeueAfter(polled.after);
       pass.machine.clear_vm_stop_task();
       (void)save("deprovision");
@@ -1065,12 +1292,25 @@ Outcome MachineReconciler::Deprovision(const omni::Resource& request) {
     }
   }
 
-  // 5. Our cloud-init ISO (the Talos ISO is shared and left to garbage collection); its delete
-  // task is waited for, so nothing is left once the request is gone.
+  // 5. Our cloud-init ISO (the Talos ISO is shared and left to garbage collection). An upload
+  // still in flight is waited for first: the volume it creates is ours to remove.
+  if (!pass.machine.cidata_upload_task().empty()) {
+    bool done = false;
+    StepResult polled = PollTask(pass.request_id, pass.machine.cidata_upload_task(), "cloud-init ISO upload", done);
+    if (!done) return Outcome::RequeueAfter(polled.after);
+    pass.machine.clear_cidata_upload_task();
+    if (pass.machine.cidata_volume().empty() && !pass.machine.cidata_upload_volume().empty()) {
+      pass.machine.set_cidata_volume(pass.machine.cidata_upload_volume());
+    }
+    pass.machine.clear_cidata_upload_volume();
+    if (auto s = save("deprovision"); !s.ok()) return Outcome::Error(s);
+  }
+  // Its delete task is waited for, so nothing is left once the request is gone.
   if (!pass.machine.cidata_delete_task().empty()) {
     bool done = false;
     bool succeeded = false;
-    StepResult polled = PollTask(pass.machine.cidata_delete_task(), "delete of the cloud-init ISO", done, &succeeded);
+    StepResult polled =
+        PollTask(pass.request_id, pass.machine.cidata_delete_task(), "delete of the cloud-init ISO", done, &succeeded);
     if (!done) return Outcome::RequeueAfter(polled.after);
     pass.machine.clear_cidata_delete_task();
     const std::string& cidata_node = CidataNode(pass.machine);

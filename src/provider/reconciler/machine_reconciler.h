@@ -12,7 +12,9 @@
 // queue never hands one ID to two workers).
 
 #include <chrono>
+#include <deque>
 #include <functional>
+#include <map>
 #include <memory>
 #include <mutex>
 #include <optional>
@@ -27,6 +29,7 @@
 #include "provider/reconciler/task_poll.h"
 #include "provider/reconciler/work_queue.h"
 #include "pve/client.h"
+#include "pve/limited_client.h"
 #include "util/clock.h"
 #include "util/random.h"
 
@@ -51,6 +54,13 @@ struct ReconcilerOptions {
   bool encode_request_ids = true;
   // How long connection parameters (join token, API URL) are cached.
   std::chrono::seconds connection_params_ttl{60};
+  // How long a request's memo (see Forget) may stand in for reading the request, its status and
+  // our state from Omni; bounds how late a change that no watch event reported is noticed.
+  // Zero: every pass reads everything.
+  std::chrono::milliseconds pass_memo_ttl{30'000};
+  // How soon a request that found its node's task slots all taken looks again if no freed slot
+  // woke it first (see set_task_slots).
+  std::chrono::milliseconds slot_recheck{2000};
 };
 
 // Counters a caller may export as metrics. Thread-safe snapshots.
@@ -69,7 +79,31 @@ class MachineReconciler {
                     omni::ManagementClient& management, std::string image_factory_url, const util::Clock& clock,
                     util::Random& random);
 
+  ~MachineReconciler();
+
   Outcome Reconcile(const std::string& request_id);
+
+  // A pass that ends waiting (for a task, a slot, a retry) leaves a memo of what it read and
+  // wrote: the request, its status, our state resource, the parsed providerdata, and whether
+  // our VM was seen by its markers. The next pass starts from the memo instead of three signed
+  // Omni reads and a YAML parse, so waiting on a task costs one Proxmox call. We are the only
+  // writer of the status and state specs, and our writes carry the memo's version, so a
+  // conflict still falls back to a fresh read. Anything else (Omni tearing the request down,
+  // a changed request) arrives as a watch event, and the controller calls Forget for it; a
+  // Forget during a pass keeps that pass from leaving a memo.
+  // `version`: the request's version in the event; the echo of our own write of the request
+  // (adding our finalizer) is not a change and keeps the memo.
+  void Forget(const std::string& request_id, const std::string& version = "");
+  void ForgetAll();
+
+  // When set (normally the pve::LimitedClient the reconciler calls through), a request about to
+  // create a VM claims its node's task slot first and is requeued when none is free, instead of
+  // blocking a worker in the slot wait: blocked workers cannot run the polls that free the slots.
+  // Must outlive the reconciler.
+  void set_task_slots(pve::TaskSlotView* slots);
+  // How the reconciler asks for a request to be reconciled again now (the controller's queue);
+  // used to retry requests waiting for a task slot when one is freed.
+  std::function<void(const std::string& request_id)> wake_request;
 
   ReconcilerStats Stats() const;
   Ledger& ledger() { return ledger_; }
@@ -79,6 +113,7 @@ class MachineReconciler {
 
  private:
   struct Pass;
+  struct PassMemo;
   enum class StepKind { kNext, kRequeue, kRetry, kFailed };
   struct StepResult {
     StepKind kind = StepKind::kNext;
@@ -93,7 +128,14 @@ class MachineReconciler {
     static StepResult Failed(std::string message) { return {StepKind::kFailed, {}, std::move(message)}; }
   };
 
-  Outcome Provision(Pass& pass);
+  // `loaded`: the pass comes from a memo, so the request, status and state are already known.
+  Outcome Provision(Pass& pass, bool loaded);
+  // Reads the status and our state resource (creating them when missing) and parses the
+  // providerdata; an Outcome when the pass ends there.
+  std::optional<Outcome> LoadPass(Pass& pass);
+  std::shared_ptr<PassMemo> RecallMemo(const std::string& request_id, std::uint64_t& epoch);
+  void KeepMemo(const Pass& pass, std::uint64_t epoch, util::Clock::MonotonicTime read_at);
+  Outcome FinishPass(Outcome outcome, const Pass& pass, std::uint64_t epoch, util::Clock::MonotonicTime read_at);
   Outcome Deprovision(const omni::Resource& request);
 
   StepResult Place(Pass& pass);
@@ -106,13 +148,20 @@ class MachineReconciler {
   // Writes the state spec and the step annotation (read-modify-write, retried on conflicts).
   absl::Status SaveMachine(Pass& pass, const std::string& step,
                            std::optional<std::string_view> expected_phase = omni::kPhaseRunning);
+  // Marks pass.machine as changed; FlushSave writes it before the pass reports its status. Only
+  // writes that must land before a Proxmox call (the create intent) use SaveMachine directly:
+  // a crash before the flush repeats idempotent work (placement, a listing, a poll), never a create.
+  void DeferSave(Pass& pass, const std::string& step);
+  absl::Status FlushSave(Pass& pass);
   // Whether an ISO volume ("storage:iso/file") is listed on `node`, from iso_cache_ when it knows;
   // `scope` is the node for local storage, "" for shared storage.
   // `fresh` skips the cache (the listing still refreshes it).
   absl::StatusOr<bool> IsoPresent(const std::string& scope, const std::string& node, const std::string& volid,
                                   bool fresh = false);
-  absl::Status WriteStatus(const std::string& request_id, const omni::Resource& request, int stage,
-                           const std::string& text, const std::string& error, const std::string& uuid);
+  // Creates or updates the request's MachineRequestStatus from pass.status (the last version
+  // read or written); skipped when nothing changes.
+  absl::Status WriteStatus(Pass& pass, int stage, const std::string& text, const std::string& error,
+                           const std::string& uuid);
   absl::StatusOr<omni::ConnectionParams> ConnectionParams();
   // Our VM for a request: by markers cluster-wide; nullopt when none.
   absl::StatusOr<std::optional<pve::ClusterResource>> FindOwnedVm(const std::string& request_id);
@@ -128,7 +177,12 @@ class MachineReconciler {
   // After an error that suggests the listing is stale (capacity, VMID taken, VM gone).
   void InvalidatePlacementSnapshot();
   // `succeeded` (optional) is set when the task finished successfully, as opposed to failed or unknown.
-  StepResult PollTask(const std::string& upid_text, const std::string& what, bool& done, bool* succeeded = nullptr);
+  // A task slot on `node` for the create `request_id` is about to make, or nullopt (the request
+  // is queued and woken when a slot frees).
+  std::optional<pve::SlotClaim> ClaimTaskSlot(const std::string& node, const std::string& request_id);
+  // `asker`: the request polling; another request's recent reading of the same task stands in for a poll.
+  StepResult PollTask(const std::string& asker, const std::string& upid_text, const std::string& what, bool& done,
+                      bool* succeeded = nullptr);
 
   const ReconcilerOptions options_;
   pve::Client& pve_;
@@ -138,6 +192,15 @@ class MachineReconciler {
   util::Random& random_;
   Ledger ledger_{clock_};
   TaskPollPacer task_pacer_{clock_, options_.task_poll};
+  TaskStatusBoard task_board_{clock_};
+  pve::TaskSlotView* task_slots_ = nullptr;
+  std::mutex slot_waiters_mutex_;
+  // Requests that found no task slot, per node, in the order they asked; woken one per freed slot.
+  struct SlotWaiter {
+    std::string request_id;
+    util::Clock::MonotonicTime asked{};
+  };
+  std::map<std::string, std::deque<SlotWaiter>, std::less<>> slot_waiters_;  // guarded by slot_waiters_mutex_
   IsoPresenceCache iso_cache_{clock_, options_.iso_cache_ttl};
 
   std::mutex resolver_mutex_;
@@ -150,6 +213,12 @@ class MachineReconciler {
   std::mutex params_mutex_;
   std::optional<omni::ConnectionParams> params_;
   util::Clock::MonotonicTime params_fetched_{};
+
+  std::mutex memo_mutex_;
+  std::map<std::string, std::shared_ptr<PassMemo>, std::less<>> memos_;   // guarded by memo_mutex_
+  std::map<std::string, std::uint64_t, std::less<>> memo_epochs_;         // bumped by Forget; guarded by memo_mutex_
+  std::uint64_t memo_epoch_all_ = 0;                                      // bumped by ForgetAll; guarded by memo_mutex_
+  std::map<std::string, std::string, std::less<>> own_request_versions_;  // guarded by memo_mutex_
 
   mutable std::mutex stats_mutex_;
   ReconcilerStats stats_;
