@@ -3,17 +3,11 @@
 
 #include <malloc.h>
 #include <signal.h>
-#include <unistd.h>
 
-#include <cerrno>
 #include <cstdlib>
-#include <cstring>
-#include <fstream>
 #include <iostream>
-#include <iterator>
 #include <set>
 #include <thread>
-#include <vector>
 
 #include <fmt/format.h>
 #include <spdlog/spdlog.h>
@@ -103,37 +97,7 @@ void CapMallocArenas() {
   mallopt(M_ARENA_MAX, 2);
 }
 
-// glibc also keeps a cache of freed blocks per thread (tcache: up to 7 blocks of each size up to
-// 1 KiB), which only that thread can reuse. With ~60 mostly waiting threads those caches held
-// ~2 MiB of the 100-VM scale run's peak RSS (39.7-40.3 MiB without them, 41.0-42.7 with, in four
-// runs each; no measurable CPU or wall-time change). Their size can only be set by GLIBC_TUNABLES
-// when the process starts, so `run` re-executes itself once with glibc.malloc.tcache_count=0
-// before it starts any thread. An operator's GLIBC_TUNABLES (even empty) wins: then we leave the
-// process as it is.
-void ReexecWithoutPerThreadMallocCaches() {
-  if (std::getenv("GLIBC_TUNABLES") != nullptr) return;
-  std::ifstream cmdline("/proc/self/cmdline", std::ios::binary);
-  const std::string raw((std::istreambuf_iterator<char>(cmdline)), std::istreambuf_iterator<char>());
-  std::vector<char*> argv;
-  for (std::size_t start = 0; start < raw.size();) {
-    const std::size_t end = raw.find('\0', start);
-    argv.push_back(const_cast<char*>(raw.c_str()) + start);
-    if (end == std::string::npos) break;
-    start = end + 1;
-  }
-  if (argv.empty()) return;
-  argv.push_back(nullptr);
-  setenv("GLIBC_TUNABLES", "glibc.malloc.tcache_count=0", 1);
-  std::cout.flush();
-  std::cerr.flush();
-  execv("/proc/self/exe", argv.data());
-  // Only reached when the exec failed: carry on with the caches.
-  unsetenv("GLIBC_TUNABLES");
-  util::Logger("provider")->debug("cannot re-execute without per-thread malloc caches: {}", std::strerror(errno));
-}
-
 int RunProvider(RunFlags flags) {
-  ReexecWithoutPerThreadMallocCaches();
   CapMallocArenas();
   auto log = util::Logger("provider");
   const auto usage_error = [](const std::string& message) {

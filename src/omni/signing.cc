@@ -1,13 +1,8 @@
 #include "omni/signing.h"
 
-#include <sys/mman.h>
-#include <ucontext.h>
-
 #include <algorithm>
 #include <chrono>
 #include <cstdint>
-#include <exception>
-#include <functional>
 #include <limits>
 
 #include <fmt/chrono.h>
@@ -15,10 +10,6 @@
 
 #include "omni/internal/rnp_util.h"
 #include "util/status_macros.h"
-
-#if defined(__SANITIZE_ADDRESS__)
-#include <sanitizer/common_interface_defs.h>
-#endif
 
 namespace omni_proxmox::omni {
 namespace {
@@ -120,101 +111,11 @@ absl::Status ExplainInvalid(rnp_key_handle_t key, const PgpKeyInfo& info, System
                   info.fingerprint, FormatTime(now)));
 }
 
-// A stack of our own for librnp's signing code, run on the calling thread. librnp's signing path
-// has stack frames of about 50 KiB (objdump of librnp.so.0), all of which ends up resident:
-// signing on the caller's stack left ~64 KiB of resident stack on each thread that ever made a
-// gRPC call, 2 MiB with the provider's 32 reconcile workers. Signatures are serialised by the
-// key's mutex, so one side stack serves every thread. Switching stacks costs a few syscalls;
-// handing the work to a signing thread instead cost ~40 us of CPU per signature in context
-// switches (~0.8 ms per VM at 22 signed calls each). Under ASan the swapcontext interceptor warns
-// once that it does not fully support stack switching; the fiber annotations below tell it
-// which stack is live, so it reports nothing else.
-class SideStack {
- public:
-  SideStack() = default;
-  SideStack(const SideStack&) = delete;
-  SideStack& operator=(const SideStack&) = delete;
-  ~SideStack() {
-    if (mapping_ != nullptr) munmap(mapping_, kGuardBytes + kStackBytes);
-  }
-
-  // Runs `work` to completion on the side stack. Callers must serialise calls (the key's mutex).
-  absl::Status Run(const std::function<void()>& work) {
-    if (mapping_ == nullptr) {
-      // Mapped, not allocated: only the pages signing touches become resident, once. The lowest
-      // page stays inaccessible so an overflow faults instead of scribbling on a neighbour.
-      void* mapping = mmap(nullptr, kGuardBytes + kStackBytes, PROT_READ | PROT_WRITE,
-                           MAP_PRIVATE | MAP_ANONYMOUS | MAP_STACK, -1, 0);
-      if (mapping == MAP_FAILED) return absl::ResourceExhaustedError("sign: cannot map a stack for librnp");
-      if (mprotect(mapping, kGuardBytes, PROT_NONE) != 0) {
-        munmap(mapping, kGuardBytes + kStackBytes);
-        return absl::InternalError("sign: cannot protect the guard page of librnp's stack");
-      }
-      mapping_ = mapping;
-    }
-    work_ = &work;
-    error_ = nullptr;
-    if (getcontext(&side_) != 0) return absl::InternalError("sign: getcontext failed");
-    side_.uc_stack.ss_sp = static_cast<char*>(mapping_) + kGuardBytes;
-    side_.uc_stack.ss_size = kStackBytes;
-    side_.uc_link = &caller_;  // Enter() returning resumes the caller
-    makecontext(&side_, &SideStack::Enter, 0);
-    running_ = this;
-#if defined(__SANITIZE_ADDRESS__)
-    void* caller_fake_stack = nullptr;
-    __sanitizer_start_switch_fiber(&caller_fake_stack, side_.uc_stack.ss_sp, kStackBytes);
-#endif
-    const int swapped = swapcontext(&caller_, &side_);
-#if defined(__SANITIZE_ADDRESS__)
-    __sanitizer_finish_switch_fiber(caller_fake_stack, nullptr, nullptr);
-#endif
-    running_ = nullptr;
-    if (swapped != 0) return absl::InternalError("sign: swapcontext failed");
-    if (error_) std::rethrow_exception(error_);
-    return absl::OkStatus();
-  }
-
- private:
-  static constexpr std::size_t kStackBytes = 256 * 1024;  // librnp needs ~64 KiB
-  static constexpr std::size_t kGuardBytes = 4096;
-
-  // makecontext passes no pointer portably, so the running side stack is found through this.
-  static thread_local SideStack* running_;
-
-  static void Enter() {
-    SideStack* self = running_;
-#if defined(__SANITIZE_ADDRESS__)
-    const void* caller_bottom = nullptr;
-    std::size_t caller_size = 0;
-    __sanitizer_finish_switch_fiber(nullptr, &caller_bottom, &caller_size);
-#endif
-    // Nothing may unwind past this frame: there is no caller on this stack.
-    try {
-      (*self->work_)();
-    } catch (...) {
-      self->error_ = std::current_exception();
-    }
-#if defined(__SANITIZE_ADDRESS__)
-    // This context ends here (each Run makes a fresh one), so there is no fake stack to keep.
-    __sanitizer_start_switch_fiber(nullptr, caller_bottom, caller_size);
-#endif
-  }
-
-  void* mapping_ = nullptr;
-  ucontext_t caller_{};
-  ucontext_t side_{};
-  const std::function<void()>* work_ = nullptr;
-  std::exception_ptr error_;
-};
-
-thread_local SideStack* SideStack::running_ = nullptr;
-
 }  // namespace
 
 struct PgpSigningKey::Impl {
   Ffi ffi;
   Key primary;
-  SideStack side_stack;  // used under the key's mutex
 };
 
 PgpSigningKey::PgpSigningKey(std::unique_ptr<Impl> impl, PgpKeyInfo info)
@@ -290,12 +191,6 @@ absl::StatusOr<std::string> PgpSigningKey::SignDetached(std::string_view data, S
                     info_.fingerprint, FormatTime(*info_.expires)));
   }
   std::lock_guard lock(mutex_);
-  absl::StatusOr<std::string> signature = absl::InternalError("sign: librnp did not run");
-  OP_RETURN_IF_ERROR(impl_->side_stack.Run([&] { signature = SignWithRnp(data, now); }));
-  return signature;
-}
-
-absl::StatusOr<std::string> PgpSigningKey::SignWithRnp(std::string_view data, SystemTime now) const {
   // Never date a signature before the key: verifiers reject that ("no valid self signature").
   uint64_t when = std::max(ToUnix(now), ToUnix(info_.created));
   rnp_set_timestamp(impl_->ffi.get(), when);

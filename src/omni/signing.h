@@ -52,8 +52,6 @@ class PgpSigningKey {
  private:
   struct Impl;
   explicit PgpSigningKey(std::unique_ptr<Impl> impl, PgpKeyInfo info);
-  // SignDetached runs this on a stack of the key's own, with mutex_ held (signing.cc says why).
-  absl::StatusOr<std::string> SignWithRnp(std::string_view data, util::Clock::SystemTime now) const;
   std::unique_ptr<Impl> impl_;
   PgpKeyInfo info_;
   mutable std::mutex mutex_;

@@ -6,11 +6,8 @@
 #include <cstdio>
 #include <filesystem>
 #include <fstream>
-#include <iterator>
 #include <regex>
 #include <sstream>
-#include <utility>
-#include <vector>
 
 #include <fmt/format.h>
 #include <gmock/gmock.h>
@@ -123,51 +120,6 @@ TEST_F(RunCommandTest, OperatorEnvNamesWork) {
       << provider.Log();
   provider.Signal(SIGINT);
   EXPECT_EQ(provider.Wait(std::chrono::seconds{30}), 0) << provider.Log();
-}
-
-// `run` re-executes itself once without glibc's per-thread malloc caches (run_command.cc says why):
-// the process that connects is the one we started (same pid, same arguments), now with the
-// tunable; an operator's own GLIBC_TUNABLES is left exactly as given.
-std::string EnvironOf(int pid, const std::string& name) {
-  std::ifstream in(fmt::format("/proc/{}/environ", pid), std::ios::binary);
-  const std::string raw((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
-  std::istringstream entries(raw);
-  for (std::string entry; std::getline(entries, entry, '\0');) {
-    if (entry.rfind(name + "=", 0) == 0) return entry.substr(name.size() + 1);
-  }
-  return "<unset>";
-}
-
-TEST_F(RunCommandTest, ReexecutesOnceWithoutPerThreadMallocCachesUnlessTheOperatorTunesGlibc) {
-  unsetenv("GLIBC_TUNABLES");
-  const std::vector<std::string> argv = {OP_BINARY,
-                                         "run",
-                                         "--config-file",
-                                         Path("config.yaml"),
-                                         "--omni-api-endpoint",
-                                         standin_->grpc_endpoint(),
-                                         "--omni-service-account-key-file",
-                                         Path("key"),
-                                         "--listen",
-                                         "127.0.0.1:0"};
-  for (const auto& [operator_setting, expected] : std::vector<std::pair<std::string, std::string>>{
-           {"", "glibc.malloc.tcache_count=0"},
-           {"GLIBC_TUNABLES=glibc.malloc.arena_max=3", "glibc.malloc.arena_max=3"}}) {
-    ChildProcess provider(argv, operator_setting.empty() ? std::vector<std::string>{} : std::vector{operator_setting},
-                          Path(operator_setting.empty() ? "provider-default.log" : "provider-operator.log"));
-    // Logged once connected, so after any re-exec.
-    ASSERT_TRUE(standin_->WaitFor([&] { return provider.Log().find("running as provider") != std::string::npos; },
-                                  std::chrono::seconds{30}))
-        << provider.Log();
-    EXPECT_EQ(EnvironOf(provider.pid(), "GLIBC_TUNABLES"), expected) << operator_setting;
-    std::ifstream cmdline(fmt::format("/proc/{}/cmdline", provider.pid()), std::ios::binary);
-    std::string args((std::istreambuf_iterator<char>(cmdline)), std::istreambuf_iterator<char>());
-    std::string expected_args;
-    for (const auto& arg : argv) expected_args += arg + '\0';
-    EXPECT_EQ(args, expected_args);
-    provider.Signal(SIGTERM);
-    EXPECT_EQ(provider.Wait(std::chrono::seconds{30}), 0) << provider.Log();
-  }
 }
 
 // The limits and observability as an operator meets them: flags, /metrics, /readyz and JSON logs.

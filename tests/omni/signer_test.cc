@@ -6,7 +6,6 @@
 #include <filesystem>
 #include <fstream>
 #include <thread>
-#include <vector>
 
 #include <gtest/gtest.h>
 
@@ -186,39 +185,6 @@ TEST_F(SignerTest, ResigningReplacesOldHeaders) {
   Header(*second, "x-sidero-payload");
   Header(*second, "x-sidero-signature");
   Header(*second, "x-sidero-timestamp");
-}
-
-// Signatures are made on one stack of the key's own, whichever thread asks (signing.cc): callers
-// on many threads at once each get their own request's signature back, and every one verifies.
-TEST_F(SignerTest, ConcurrentCallersEachGetTheirOwnVerifiableSignature) {
-  constexpr int kThreads = 8;
-  constexpr int kSignaturesPerThread = 10;
-  std::vector<std::string> failures(kThreads);
-  {
-    std::vector<std::jthread> threads;
-    for (int t = 0; t < kThreads; ++t) {
-      threads.emplace_back([this, t, &failures] {
-        for (int i = 0; i < kSignaturesPerThread && failures[t].empty(); ++i) {
-          const std::string method = "/cosi.resource.State/Get/" + std::to_string(t) + "/" + std::to_string(i);
-          auto md = signer_->Sign(method, {{"providerid", "proxmox"}});
-          if (!md.ok()) {
-            failures[t] = std::string(md.status().message());
-            break;
-          }
-          const std::string payload = Header(*md, "x-sidero-payload");
-          if (payload.find(method) == std::string::npos) failures[t] = "payload of another call: " + payload;
-          auto parts = Split(Header(*md, "x-sidero-signature"), ' ');
-          absl::StatusOr<std::string> signature = absl::InvalidArgumentError("not a 4-part signature header");
-          if (parts.size() == 4) signature = Base64Decode(parts[3]);
-          if (!signature.ok() ||
-              !VerifyDetachedSignature(key_.armored_public_key, payload, *signature, util::RealClock().Now()).ok()) {
-            failures[t] = "signature does not verify for " + method;
-          }
-        }
-      });
-    }
-  }
-  for (int t = 0; t < kThreads; ++t) EXPECT_EQ(failures[t], "") << "thread " << t;
 }
 
 TEST_F(SignerTest, GnuPGAndSequoiaAcceptOurSignatures) {
