@@ -450,12 +450,17 @@ Outcome MachineReconciler::Reconcile(const std::string& request_id) {
   auto request = state_.Get(RequestPointer(request_id));
   if (NotFound(request.status())) {
     ledger_.Release(request_id);
+    DropMemoRecords(request_id);
     return Outcome::Done();
   }
   if (!request.ok()) return Outcome::Error(request.status());
   auto label = request->metadata.labels.find(std::string(omni::kLabelInfraProviderId));
   if (label != request->metadata.labels.end() && label->second != options_.provider_id) return Outcome::Done();
-  if (request->tearing_down()) return Deprovision(*request);
+  if (request->tearing_down()) {
+    Outcome outcome = Deprovision(*request);
+    if (outcome.kind == Outcome::Kind::kDone) DropMemoRecords(request_id);
+    return outcome;
+  }
 
   Pass pass;
   pass.request_id = request_id;
@@ -474,11 +479,16 @@ Outcome MachineReconciler::FinishPass(Outcome outcome, const Pass& pass, std::ui
   if (outcome.kind == Outcome::Kind::kRequeueAfter && !pass.unsaved && !pass.pending_save) {
     KeepMemo(pass, epoch, read_at);
   } else if (outcome.kind == Outcome::Kind::kDone) {
-    std::lock_guard lock(memo_mutex_);
-    own_request_versions_.erase(pass.request_id);
-    memo_epochs_.erase(pass.request_id);
+    DropMemoRecords(pass.request_id);
   }
   return outcome;
+}
+
+void MachineReconciler::DropMemoRecords(const std::string& request_id) {
+  std::lock_guard lock(memo_mutex_);
+  memos_.erase(request_id);
+  own_request_versions_.erase(request_id);
+  memo_epochs_.erase(request_id);
 }
 
 std::optional<Outcome> MachineReconciler::LoadPass(Pass& pass) {

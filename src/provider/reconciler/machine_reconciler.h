@@ -136,6 +136,8 @@ class MachineReconciler {
   std::shared_ptr<PassMemo> RecallMemo(const std::string& request_id, std::uint64_t& epoch);
   void KeepMemo(const Pass& pass, std::uint64_t epoch, util::Clock::MonotonicTime read_at);
   Outcome FinishPass(Outcome outcome, const Pass& pass, std::uint64_t epoch, util::Clock::MonotonicTime read_at);
+  // A request that is done (provisioned, gone, or torn down) needs no memo bookkeeping.
+  void DropMemoRecords(const std::string& request_id);
   Outcome Deprovision(const omni::Resource& request);
 
   StepResult Place(Pass& pass);
