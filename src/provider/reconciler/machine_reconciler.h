@@ -147,7 +147,8 @@ class MachineReconciler {
   StepResult CreateVm(Pass& pass);
   StepResult StartVm(Pass& pass);
 
-  // Writes the state spec and the step annotation (read-modify-write, retried on conflicts).
+  // Writes the state spec and the step annotation now: one Update from the version the pass holds,
+  // a read-modify-write (retried on conflicts) only when that version is no longer current.
   absl::Status SaveMachine(Pass& pass, const std::string& step,
                            std::optional<std::string_view> expected_phase = omni::kPhaseRunning);
   // Marks pass.machine as changed; FlushSave writes it before the pass reports its status. Only
@@ -178,11 +179,11 @@ class MachineReconciler {
   absl::StatusOr<std::shared_ptr<const PlacementSnapshot>> PlacementSnapshotNow();
   // After an error that suggests the listing is stale (capacity, VMID taken, VM gone).
   void InvalidatePlacementSnapshot();
-  // `succeeded` (optional) is set when the task finished successfully, as opposed to failed or unknown.
   // A task slot on `node` for the create `request_id` is about to make, or nullopt (the request
   // is queued and woken when a slot frees).
   std::optional<pve::SlotClaim> ClaimTaskSlot(const std::string& node, const std::string& request_id);
   // `asker`: the request polling; another request's recent reading of the same task stands in for a poll.
+  // `succeeded` (optional) is set when the task finished successfully, as opposed to failed or unknown.
   StepResult PollTask(const std::string& asker, const std::string& upid_text, const std::string& what, bool& done,
                       bool* succeeded = nullptr);
 
