@@ -747,7 +747,7 @@ class Rig {
   }
 
   std::string Fail(std::string message) {
-    keep_dir_ = true;
+    keep_dir_ = workload_.keep_logs_on_failure;
     std::lock_guard lock(mutex_);
     figures_.requests_seen = static_cast<int>(requests_seen_.size());
     figures_.requests_provisioned = static_cast<int>(requests_provisioned_.size());

@@ -39,6 +39,9 @@ struct Workload {
   // Self-test of the checker: after the first scale-up, plant a second VM carrying the markers of
   // a live request (as a buggy provider would create); the run must then fail naming it.
   bool plant_duplicate_vm = false;
+  // A failed run keeps its directory (provider log, state) for the post-mortem; the checker's
+  // self-test, which fails on purpose, does not.
+  bool keep_logs_on_failure = true;
 };
 
 struct PhaseFigures {

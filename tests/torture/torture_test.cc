@@ -65,6 +65,7 @@ TEST(TortureTest, CheckerReportsAPlantedDuplicateVm) {
   workload.cycles = 1;
   workload.kills = 0;
   workload.plant_duplicate_vm = true;
+  workload.keep_logs_on_failure = false;
   Figures figures;
   const auto failure = RunWorkload(workload, SeedFromEnvironment(), figures);
   ASSERT_TRUE(failure.has_value());
