@@ -413,8 +413,7 @@ void MachineReconciler::ForgetAll() {
 std::shared_ptr<MachineReconciler::PassMemo> MachineReconciler::RecallMemo(const std::string& request_id,
                                                                            std::uint64_t& epoch) {
   std::lock_guard lock(memo_mutex_);
-  const auto found_epoch = memo_epochs_.find(request_id);
-  epoch = memo_epoch_all_ + (found_epoch == memo_epochs_.end() ? 0 : found_epoch->second);
+  epoch = MemoEpochLocked(request_id);
   auto it = memos_.find(request_id);
   if (it == memos_.end()) return nullptr;
   std::shared_ptr<PassMemo> memo = std::move(it->second);
@@ -425,16 +424,20 @@ std::shared_ptr<MachineReconciler::PassMemo> MachineReconciler::RecallMemo(const
   return memo;
 }
 
-void MachineReconciler::KeepMemo(const Pass& pass, std::uint64_t epoch, util::Clock::MonotonicTime read_at) {
+std::uint64_t MachineReconciler::MemoEpochLocked(const std::string& request_id) const {
+  const auto found = memo_epochs_.find(request_id);
+  return memo_epoch_all_ + (found == memo_epochs_.end() ? 0 : found->second);
+}
+
+void MachineReconciler::KeepMemo(Pass&& pass, std::uint64_t epoch, util::Clock::MonotonicTime read_at) {
   if (options_.pass_memo_ttl.count() <= 0) return;
   std::lock_guard lock(memo_mutex_);
-  const auto found_epoch = memo_epochs_.find(pass.request_id);
-  const std::uint64_t now = memo_epoch_all_ + (found_epoch == memo_epochs_.end() ? 0 : found_epoch->second);
-  if (now != epoch) return;  // forgotten while the pass ran: what it read may be stale
+  if (MemoEpochLocked(pass.request_id) != epoch) return;  // forgotten while the pass ran: what it read may be stale
   auto memo = std::make_shared<PassMemo>();
-  memo->pass = pass;
+  const std::string id = pass.request_id;
+  memo->pass = std::move(pass);
   memo->read_at = read_at;
-  memos_[pass.request_id] = std::move(memo);
+  memos_[id] = std::move(memo);
 }
 
 Outcome MachineReconciler::Reconcile(const std::string& request_id) {
@@ -444,7 +447,8 @@ Outcome MachineReconciler::Reconcile(const std::string& request_id) {
   if (std::shared_ptr<PassMemo> memo = RecallMemo(request_id, epoch)) {
     Pass pass = std::move(memo->pass);
     pass.log = log;
-    return FinishPass(Provision(pass, /*loaded=*/true), pass, epoch, memo->read_at);
+    Outcome outcome = Provision(pass, /*loaded=*/true);
+    return FinishPass(outcome, std::move(pass), epoch, memo->read_at);
   }
   const auto read_at = clock_.Monotonic();
   auto request = state_.Get(RequestPointer(request_id));
@@ -470,14 +474,15 @@ Outcome MachineReconciler::Reconcile(const std::string& request_id) {
       it != request->metadata.labels.end()) {
     pass.request_set = it->second;
   }
-  return FinishPass(Provision(pass, /*loaded=*/false), pass, epoch, read_at);
+  Outcome outcome = Provision(pass, /*loaded=*/false);
+  return FinishPass(outcome, std::move(pass), epoch, read_at);
 }
 
-Outcome MachineReconciler::FinishPass(Outcome outcome, const Pass& pass, std::uint64_t epoch,
+Outcome MachineReconciler::FinishPass(Outcome outcome, Pass&& pass, std::uint64_t epoch,
                                       util::Clock::MonotonicTime read_at) {
   // Only a pass that ends waiting leaves a memo: after an error the next pass reads everything.
   if (outcome.kind == Outcome::Kind::kRequeueAfter && !pass.unsaved && !pass.pending_save) {
-    KeepMemo(pass, epoch, read_at);
+    KeepMemo(std::move(pass), epoch, read_at);
   } else if (outcome.kind == Outcome::Kind::kDone) {
     DropMemoRecords(pass.request_id);
   }

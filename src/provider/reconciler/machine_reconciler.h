@@ -134,8 +134,11 @@ class MachineReconciler {
   // providerdata; an Outcome when the pass ends there.
   std::optional<Outcome> LoadPass(Pass& pass);
   std::shared_ptr<PassMemo> RecallMemo(const std::string& request_id, std::uint64_t& epoch);
-  void KeepMemo(const Pass& pass, std::uint64_t epoch, util::Clock::MonotonicTime read_at);
-  Outcome FinishPass(Outcome outcome, const Pass& pass, std::uint64_t epoch, util::Clock::MonotonicTime read_at);
+  // The epoch Forget/ForgetAll have reached for `request_id`. REQUIRES: memo_mutex_ held.
+  std::uint64_t MemoEpochLocked(const std::string& request_id) const;
+  // The pass is moved into the memo: a waiting pass ends here, and copying it cost every poll.
+  void KeepMemo(Pass&& pass, std::uint64_t epoch, util::Clock::MonotonicTime read_at);
+  Outcome FinishPass(Outcome outcome, Pass&& pass, std::uint64_t epoch, util::Clock::MonotonicTime read_at);
   // A request that is done (provisioned, gone, or torn down) needs no memo bookkeeping.
   void DropMemoRecords(const std::string& request_id);
   Outcome Deprovision(const omni::Resource& request);
