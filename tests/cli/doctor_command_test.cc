@@ -4,9 +4,9 @@
 #include <gtest/gtest.h>
 
 #include "cli/operator_world.h"
-#include "omni/keys.h"
 #include "omni/provider_status.h"
 #include "omni/state_client.h"
+#include "support/standin_client_options.h"
 #include "util/random.h"
 
 namespace omni_proxmox::cli {
@@ -24,14 +24,9 @@ class DoctorCommand : public OperatorWorld {
 
   // Publishes the provider's heartbeat as `run` does, dated `age` ago.
   void Heartbeat(std::chrono::seconds age, const std::string& error = "") {
-    auto key = omni::DecodeServiceAccountKey(standin_->provider_key());
-    ASSERT_TRUE(key.ok()) << key.status();
-    omni::ClientOptions options;
-    options.endpoint = standin_->grpc_endpoint();
-    options.key = *key;
-    options.provider_id = "proxmox";
-    options.random = &random_;
-    auto state = omni::MakeGrpcStateClient(options);
+    auto options = testing::StandInClientOptions(*standin_, &random_);
+    ASSERT_TRUE(options.ok()) << options.status();
+    auto state = omni::MakeGrpcStateClient(*options);
     ASSERT_TRUE(state.ok()) << state.status();
     auto beat = omni::PublishHeartbeat(**state, "proxmox", util::RealClock().Now() - age, error);
     ASSERT_TRUE(beat.ok()) << beat.status();

@@ -10,13 +10,13 @@
 #include <mutex>
 #include <set>
 #include <string>
+#include <string_view>
 #include <vector>
 
 #include <fmt/format.h>
 #include <gtest/gtest.h>
 #include <nlohmann/json.hpp>
 
-#include "omni/keys.h"
 #include "omni/management_client.h"
 #include "omni/specs.h"
 #include "omni/specs/omni.pb.h"
@@ -28,6 +28,8 @@
 #include "pve/limited_client.h"
 #include "sim/omni/standin.h"
 #include "sim/pve/simulator.h"
+#include "support/sim_pve_client.h"
+#include "support/standin_client_options.h"
 #include "util/metrics.h"
 #include "util/random.h"
 
@@ -60,6 +62,15 @@ tasks:
   durations: {qmcreate: 2, qmstart: 1, qmstop: 1, qmshutdown: 1, qmconfig: 0.5, download: 5, imgcopy: 1, qmdestroy: 2, imgdel: 0.5}
 )yaml";
 
+// `scenario` with one more storage (a YAML flow mapping) listed first among its storages.
+inline std::string WithStorage(std::string scenario, std::string_view storage) {
+  constexpr std::string_view kStorages = "storages:\n";
+  const auto at = scenario.find(kStorages);
+  if (at == std::string::npos) return scenario;  // a scenario without storages: the simulator will say so
+  scenario.insert(at + kStorages.size(), fmt::format("  - {}\n", storage));
+  return scenario;
+}
+
 // Config values as text, whether the simulator keeps them as JSON numbers or strings.
 inline std::string Str(const Json& value) { return value.is_string() ? value.get<std::string>() : value.dump(); }
 
@@ -90,28 +101,19 @@ class E2EFixture : public ::testing::Test {
     ASSERT_TRUE(sim.ok()) << sim.status();
     sim_ = std::move(*sim);
 
-    pve::ClientOptions pve_options;
-    pve_options.base_url = sim_->base_url() + "/api2/json";
-    pve_options.token_id = sim_->default_token_id();
-    pve_options.token_secret = util::Secret<std::string>(sim_->default_token_secret());
-    auto pve = pve::MakeHttpClient(pve_options, util::RealClock());
+    auto pve = testing::SimPveClient(*sim_);
     ASSERT_TRUE(pve.ok()) << pve.status();
     pve_http_ = std::move(*pve);
     // Two heavy tasks per node (below run's default of 4) so the limit is exercised; run's rate.
     pve_ = std::make_unique<pve::LimitedClient>(*pve_http_, pve::LimitOptions{.max_tasks_per_node = kTasksPerNode},
                                                 util::RealClock(), &metrics_);
 
-    auto key = omni::DecodeServiceAccountKey(standin_->provider_key());
-    ASSERT_TRUE(key.ok()) << key.status();
-    omni::ClientOptions omni_options;
-    omni_options.endpoint = standin_->grpc_endpoint();
-    omni_options.key = *key;
-    omni_options.provider_id = "proxmox";
-    omni_options.random = &random_;
-    auto state = omni::MakeGrpcStateClient(omni_options);
+    auto omni_options = testing::StandInClientOptions(*standin_, &random_);
+    ASSERT_TRUE(omni_options.ok()) << omni_options.status();
+    auto state = omni::MakeGrpcStateClient(*omni_options);
     ASSERT_TRUE(state.ok()) << state.status();
     state_ = std::move(*state);
-    auto management = omni::MakeGrpcManagementClient(omni_options);
+    auto management = omni::MakeGrpcManagementClient(*omni_options);
     ASSERT_TRUE(management.ok()) << management.status();
     management_ = std::move(*management);
 

@@ -12,7 +12,6 @@
 #include <nlohmann/json.hpp>
 
 #include "omni/join_config.h"
-#include "omni/keys.h"
 #include "omni/management_client.h"
 #include "omni/specs.h"
 #include "omni/state_client.h"
@@ -25,6 +24,7 @@
 #include "sim/omni/standin.h"
 #include "sim/pve/simulator.h"
 #include "support/sim_pve_client.h"
+#include "support/standin_client_options.h"
 #include "util/metrics.h"
 
 namespace omni_proxmox::provider {
@@ -58,17 +58,12 @@ class GarbageE2ETest : public ::testing::Test {
     auto pve = testing::SimPveClient(*sim_);
     ASSERT_TRUE(pve.ok()) << pve.status();
     pve_ = std::move(*pve);
-    auto key = omni::DecodeServiceAccountKey(standin_->provider_key());
-    ASSERT_TRUE(key.ok()) << key.status();
-    omni::ClientOptions omni_options{};
-    omni_options.endpoint = standin_->grpc_endpoint();
-    omni_options.key = *key;
-    omni_options.provider_id = "proxmox";
-    omni_options.random = &random_;
-    auto state = omni::MakeGrpcStateClient(omni_options);
+    auto omni_options = testing::StandInClientOptions(*standin_, &random_);
+    ASSERT_TRUE(omni_options.ok()) << omni_options.status();
+    auto state = omni::MakeGrpcStateClient(*omni_options);
     ASSERT_TRUE(state.ok()) << state.status();
     state_ = std::move(*state);
-    auto management = omni::MakeGrpcManagementClient(omni_options);
+    auto management = omni::MakeGrpcManagementClient(*omni_options);
     ASSERT_TRUE(management.ok()) << management.status();
     management_ = std::move(*management);
   }

@@ -41,29 +41,10 @@ using std::chrono::milliseconds;
 using Stage = specs::MachineRequestStatusSpec;
 using e2e::Str;
 
-// Four nodes; "local" holds ISOs per node, "isos" is one cephfs storage every node sees.
-constexpr const char* kScenario = R"yaml(
-cluster:
-  name: e2e
-  vmid_range: [100, 100000]
-nodes:
-  - {name: pve1, cpus: 16, memory_gib: 64, bridges: [vmbr0]}
-  - {name: pve2, cpus: 16, memory_gib: 64, bridges: [vmbr0]}
-  - {name: pve3, cpus: 16, memory_gib: 64, bridges: [vmbr0]}
-  - {name: pve4, cpus: 16, memory_gib: 64, bridges: [vmbr0]}
-storages:
-  - {id: isos, type: cephfs, content: [iso], shared: true, size_gib: 200}
-  - {id: local, type: dir, content: [iso, vztmpl, backup], size_gib: 100}
-  - {id: local-lvm, type: lvmthin, content: [images, rootdir], size_gib: 500}
-  - {id: vm_ssd, type: rbd, content: [images], shared: true, size_gib: 4000}
-users:
-  - userid: root@pam
-    password: pve-sim-root
-    tokens:
-      - {name: omni, secret: 5f0c3a52-8d1e-4b7a-9c3d-2e6f1a7b9c40, privsep: false}
-tasks:
-  durations: {qmcreate: 2, qmstart: 1, qmstop: 1, qmshutdown: 1, qmconfig: 0.5, download: 5, imgcopy: 1, qmdestroy: 2, imgdel: 0.5}
-)yaml";
+// The fixture's four nodes, where "local" holds ISOs per node, plus "isos": one cephfs storage every
+// node sees.
+const std::string kScenario =
+    e2e::WithStorage(e2e::kDefaultScenario, "{id: isos, type: cephfs, content: [iso], shared: true, size_gib: 200}");
 
 constexpr const char* kLocalIsoClass = R"(cores: 2
 memory: 4096
