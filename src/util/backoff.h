@@ -6,6 +6,11 @@
 
 namespace omni_proxmox::util {
 
+// The `attempt`-th delay (0 = the first) of the schedule below: uniform in
+// [base * 2^attempt / 2, base * 2^attempt], never above `max`.
+std::chrono::milliseconds BackoffDelay(std::chrono::milliseconds base, std::chrono::milliseconds max, int attempt,
+                                       Random& random);
+
 // Capped exponential backoff with full jitter: the n-th delay is uniform in
 // [base * 2^n / 2, base * 2^n], never above `max`. Reset() after a success.
 // Thread-compatible: one instance per retrying operation.

@@ -9,7 +9,25 @@ class SystemClockImpl final : public Clock {
   MonotonicTime Monotonic() const override { return std::chrono::steady_clock::now(); }
 };
 
+// A manual clock's waiter also wakes this often in real time: a notification sent between the
+// waiter's last check and its wait (Advance holds no lock of the waiter's) is then late, never lost.
+constexpr std::chrono::milliseconds kManualWaitSlice{10};
+
 }  // namespace
+
+void Clock::WaitUntil(std::condition_variable_any& cv, std::unique_lock<std::mutex>& lock, MonotonicTime deadline,
+                      std::stop_token stop) const {
+  const auto remaining = deadline - Monotonic();
+  if (remaining <= std::chrono::nanoseconds::zero()) return;
+  cv.wait_for(lock, stop, remaining, [] { return false; });
+}
+
+void Clock::SleepUntil(MonotonicTime deadline, std::stop_token stop) const {
+  std::mutex mutex;
+  std::condition_variable_any cv;
+  std::unique_lock lock(mutex);
+  while (!stop.stop_requested() && Monotonic() < deadline) WaitUntil(cv, lock, deadline, stop);
+}
 
 const Clock& RealClock() {
   static const SystemClockImpl clock;
@@ -28,10 +46,35 @@ Clock::MonotonicTime ManualClock::Monotonic() const {
   return monotonic_;
 }
 
+void ManualClock::WaitUntil(std::condition_variable_any& cv, std::unique_lock<std::mutex>& lock, MonotonicTime deadline,
+                            std::stop_token stop) const {
+  std::multiset<std::condition_variable_any*>::iterator registered;
+  {
+    std::lock_guard guard(mutex_);
+    if (monotonic_ >= deadline) return;
+    registered = waiters_.insert(&cv);
+  }
+  cv.wait_for(lock, stop, kManualWaitSlice, [] { return false; });
+  std::lock_guard guard(mutex_);
+  waiters_.erase(registered);
+}
+
 void ManualClock::Advance(std::chrono::nanoseconds by) {
+  std::multiset<std::condition_variable_any*> to_wake;
+  {
+    std::lock_guard lock(mutex_);
+    now_ += std::chrono::duration_cast<SystemTime::duration>(by);
+    monotonic_ += by;
+    to_wake = waiters_;
+  }
+  // A waiter deregisters under mutex_ after its wait returns, and its cv lives at least that long;
+  // notifying one that already left is harmless.
+  for (auto* cv : to_wake) cv->notify_all();
+}
+
+int ManualClock::Waiters() const {
   std::lock_guard lock(mutex_);
-  now_ += std::chrono::duration_cast<SystemTime::duration>(by);
-  monotonic_ += by;
+  return static_cast<int>(waiters_.size());
 }
 
 ScaledClock::ScaledClock(double scale, const Clock& base)
@@ -47,5 +90,14 @@ Clock::SystemTime ScaledClock::Now() const {
 }
 
 Clock::MonotonicTime ScaledClock::Monotonic() const { return start_monotonic_ + Elapsed(); }
+
+void ScaledClock::WaitUntil(std::condition_variable_any& cv, std::unique_lock<std::mutex>& lock, MonotonicTime deadline,
+                            std::stop_token stop) const {
+  const auto remaining = deadline - Monotonic();
+  if (remaining <= std::chrono::nanoseconds::zero()) return;
+  const auto real =
+      std::chrono::nanoseconds{static_cast<std::int64_t>(static_cast<double>(remaining.count()) / scale_)};
+  cv.wait_for(lock, stop, real, [] { return false; });
+}
 
 }  // namespace omni_proxmox::util
