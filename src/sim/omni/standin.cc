@@ -8,6 +8,8 @@
 #include <charconv>
 #include <filesystem>
 #include <fstream>
+#include <map>
+#include <mutex>
 #include <set>
 #include <thread>
 
@@ -265,6 +267,7 @@ class StandIn::Impl {
       log_->debug("{} refused: {}", method, reason);
       return caller.status();
     }
+    CountSignedCall(method);
     auto scope = Authorize(*caller, verb, ns, type, id);
     if (!scope.ok()) {
       log_->debug("{} {}/{} by {} refused: {}", method, ns, type, caller->email, std::string(scope.status().message()));
@@ -292,6 +295,13 @@ class StandIn::Impl {
   StateStore store_;
   KeyRegistry keys_;
   std::shared_ptr<spdlog::logger> log_;
+  // Calls whose signature was accepted, by full method name (what a provider costs Omni).
+  void CountSignedCall(const char* method) {
+    std::lock_guard lock(signed_calls_mutex_);
+    ++signed_calls_[method];
+  }
+  mutable std::mutex signed_calls_mutex_;
+  std::map<std::string, std::uint64_t> signed_calls_;
   GeneratedKey admin_key_;
   GeneratedKey provider_key_;
   std::unique_ptr<FakeImageFactory> factory_;
@@ -572,6 +582,7 @@ class ManagementServiceImpl final : public ::management::ManagementService::Serv
       impl_.log_->debug("{} refused: {}", method, reason);
       return caller.status();
     }
+    impl_.CountSignedCall(method);
     // Exact roles, as Omni's schematics.go checks them.
     if (caller->role != Role::kInfraProvider && caller->role != Role::kOperator && caller->role != Role::kAdmin) {
       return absl::PermissionDeniedError(fmt::format("{} needs role InfraProvider, Operator or Admin", method));
@@ -1162,6 +1173,11 @@ bool StandIn::ProviderConnected(const std::string& provider_id) const {
   if (!spec.ParseFromString(health->proto_spec) || !spec.has_last_heartbeat_timestamp()) return false;
   const auto age = impl_->clock_.Now() - FromTimestamp(spec.last_heartbeat_timestamp());
   return age < impl_->options_.heartbeat_window;
+}
+
+std::map<std::string, std::uint64_t> StandIn::SignedCalls() const {
+  std::lock_guard lock(impl_->signed_calls_mutex_);
+  return impl_->signed_calls_;
 }
 
 std::vector<JoinedMachine> StandIn::JoinedMachines() const {

@@ -107,6 +107,9 @@ class StandIn {
   // Whether Omni would show the provider as connected: heartbeat younger than heartbeat_window.
   bool ProviderConnected(const std::string& provider_id) const;
   std::vector<JoinedMachine> JoinedMachines() const;
+  // Calls whose signature was accepted, by full gRPC method ("/cosi.resource.State/Get"); a
+  // watch counts once per stream opened.
+  std::map<std::string, std::uint64_t> SignedCalls() const;
   std::string JoinToken(const std::string& provider_id) const;  // the plain per-provider token
   // Blocks until `predicate` holds (checked after every state change) or `timeout` passes.
   bool WaitFor(const std::function<bool()>& predicate, std::chrono::milliseconds timeout) const;
