@@ -4,6 +4,8 @@
 #include <gtest/gtest.h>
 #include <nlohmann/json.hpp>
 
+#include "provider/placement/placement.h"
+
 namespace omni_proxmox::provider {
 namespace {
 
@@ -189,6 +191,20 @@ TEST(ProviderDataTest, SelectorSyntaxErrorCarriesTheCaret) {
 TEST(ProviderDataTest, TypeWorksAsSelectorVariable) {
   auto r = ParseProviderData(kOperatorExample);
   ASSERT_TRUE(r.ok()) << r.ErrorSummary();
+  auto selectors = CompiledSelectors::Compile(*r.data);
+  ASSERT_TRUE(selectors.ok()) << selectors.status();
+  const auto storage = [](std::string name, std::string type) {
+    pve::NodeStorage s;
+    s.storage = std::move(name);
+    s.type = std::move(type);
+    s.content = {"images"};
+    s.enabled = s.active = true;
+    return ToStorageFacts("pve1", s);
+  };
+  // `type == "rbd" && name == "vm_ssd"`: both variables are read from the storage.
+  EXPECT_EQ(selectors->boot.Matches(storage("vm_ssd", "rbd")).value_or(false), true);
+  EXPECT_EQ(selectors->boot.Matches(storage("vm_ssd", "lvmthin")).value_or(true), false);
+  EXPECT_EQ(selectors->boot.Matches(storage("other", "rbd")).value_or(true), false);
 }
 
 TEST(ProviderDataTest, CamelCaseAliasesAreAcceptedWithWarning) {
