@@ -172,7 +172,9 @@ TEST(PlacementTest, UnmatchedSelectorListsTheStoragesSeen) {
 
 TEST(PlacementTest, StorageWithoutImagesContentIsNeverChosen) {
   auto f = Make("cores: 4\nmemory: 8192\ndisk_size: 40\nstorage_selector: name == \"local\"\n");
-  EXPECT_FALSE(Place(Input(f, {Node("pve1", 64, 8)})).ok());
+  auto d = Place(Input(f, {Node("pve1", 64, 8)}));
+  EXPECT_EQ(d.status().code(), absl::StatusCode::kFailedPrecondition);
+  EXPECT_THAT(d.status().message(), HasSubstr("local (dir, no images content)"));
 }
 
 TEST(PlacementTest, DiskSpaceIsCheckedIncludingEarlierDisksOfTheSameVm) {
