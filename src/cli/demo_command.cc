@@ -24,12 +24,12 @@
 #include "omni/specs/omni.pb.h"
 #include "omni/state_client.h"
 #include "provider/model/providerdata.h"
-#include "provider/reconciler/controller.h"
-#include "provider/reconciler/machine_reconciler.h"
+#include "provider/provider.h"
 #include "pve/client.h"
 #include "sim/omni/standin.h"
 #include "sim/pve/simulator.h"
 #include "util/log.h"
+#include "util/metrics.h"
 #include "util/version.h"
 
 namespace omni_proxmox::cli {
@@ -156,23 +156,26 @@ int RunDemo(const DemoOptions& demo, const CommandContext& ctx) {
   auto management = omni::MakeGrpcManagementClient(omni_options);
   if (!management.ok()) return fail(std::string(management.status().message()));
 
-  provider::ReconcilerOptions reconciler_options;
-  reconciler_options.provider_id = "proxmox";
-  reconciler_options.task_poll = milliseconds{demo.fast ? 50 : 200};
-  reconciler_options.shutdown_timeout = std::chrono::seconds{10};
-  provider::MachineReconciler reconciler(reconciler_options, **pve, **state, **management, (*standin)->factory_url(),
-                                         util::RealClock(), random);
-  provider::ControllerOptions controller_options;
-  controller_options.info = {.id = "proxmox",
-                             .name = "Proxmox (demo)",
-                             .description = "omni-proxmox demo",
-                             .icon = "",
-                             .schema = provider::ProviderDataJsonSchema(),
-                             .version = util::kVersion};
-  controller_options.heartbeat_interval = milliseconds{2000};
-  controller_options.resync_interval = milliseconds{5000};
-  provider::ProviderController controller(controller_options, reconciler, **state, **pve, util::RealClock(), random);
-  controller.Start();
+  // The provider exactly as `run` assembles it (task slots, garbage collection in report mode),
+  // with the demo's quicker heartbeat, resync and polls.
+  provider::ProviderOptions options;
+  options.info = {.id = "proxmox",
+                  .name = "Proxmox (demo)",
+                  .description = "omni-proxmox demo",
+                  .icon = "",
+                  .schema = provider::ProviderDataJsonSchema(),
+                  .version = util::kVersion};
+  options.image_factory_url = (*standin)->factory_url();
+  options.fleet.task_poll = milliseconds{demo.fast ? 50 : 200};
+  options.steps.shutdown_timeout = std::chrono::seconds{10};
+  options.heartbeat_interval = milliseconds{2000};
+  options.resync_interval = milliseconds{5000};
+  options.gc_interval = milliseconds{5000};
+  util::MetricsRegistry metrics;
+  auto provider =
+      provider::Provider::Assemble(options, **pve, **state, **management, metrics, util::RealClock(), random);
+  if (!provider.ok()) return fail(std::string(provider.status().message()));
+  (*provider)->Start();
 
   const auto rows = [&]() {
     std::vector<Row> out;
@@ -264,17 +267,17 @@ int RunDemo(const DemoOptions& demo, const CommandContext& ctx) {
   const bool down = wait_until(
       "tearing down", [&] { return demo.machines - requests(); }, demo.machines, std::chrono::seconds{50});
   const int vms_remaining = static_cast<int>(vms().size());
-  controller.Stop();
+  (*provider)->Stop();
   const double duration_s = std::chrono::duration<double>(std::chrono::steady_clock::now() - started).count();
   const bool ok =
       up && down && machines_provisioned == demo.machines && machines_joined == demo.machines && vms_remaining == 0;
-  const auto stats = reconciler.Stats();
+  const auto& stats = (*provider)->counters();
   if (json) {
     std::cout << Json{{"machines_requested", demo.machines},
                       {"machines_provisioned", machines_provisioned},
                       {"machines_joined", machines_joined},
-                      {"vms_created", stats.vms_created},
-                      {"vms_deleted", stats.vms_deleted},
+                      {"vms_created", stats.vms_created.load()},
+                      {"vms_deleted", stats.vms_deleted.load()},
                       {"vms_remaining", vms_remaining},
                       {"duration_s", std::round(duration_s * 10) / 10},
                       {"ok", ok}}
@@ -286,7 +289,7 @@ int RunDemo(const DemoOptions& demo, const CommandContext& ctx) {
     std::cout << fmt::format("  {:<28} {}\n", "machines provisioned", machines_provisioned);
     std::cout << fmt::format("  {:<28} {}\n", "machines joined Omni", machines_joined);
     std::cout << fmt::format("  {:<28} {}\n", "VMs created / deleted",
-                             fmt::format("{} / {}", stats.vms_created, stats.vms_deleted));
+                             fmt::format("{} / {}", stats.vms_created.load(), stats.vms_deleted.load()));
     std::cout << fmt::format("  {:<28} {}\n", "VMs remaining after scale-0", vms_remaining);
     std::cout << fmt::format("  {:<28} {:.1f} s\n", "duration", duration_s);
     std::cout << (ok ? "  result                       OK\n" : "  result                       FAILED\n");

@@ -24,9 +24,9 @@
 #include "cli/pve_facts.h"
 #include "cli/text_table.h"
 #include "provider/model/providerdata.h"
+#include "provider/ownership/iso_names.h"
+#include "provider/ownership/markers.h"
 #include "provider/placement/placement.h"
-#include "provider/reconciler/machine_reconciler.h"
-#include "provider/vmspec/ownership.h"
 #include "provider/vmspec/vmspec.h"
 #include "pve/config.h"
 #include "pve/privileges.h"
@@ -43,8 +43,6 @@ using nlohmann::ordered_json;
 constexpr const char* kSchematicPlaceholder = "SCHEMATIC";
 constexpr const char* kTalosVersionPlaceholder = "1.10.4";
 // The provider's default VMID range when neither vmid_range nor /cluster/nextid says otherwise.
-constexpr std::uint32_t kFirstVmid = 100;
-constexpr std::uint32_t kLastVmid = 999'999'999;
 
 struct MachineClassFile {
   std::string name;         // the class ID, or the file's stem for a plain providerdata file
@@ -127,7 +125,7 @@ struct PlannedMachine {
   std::string request_id;
   std::optional<provider::PlacementDecision> decision;
   std::string error;
-  std::uint32_t vmid = 0;
+  pve::Vmid vmid = 0;
   std::string iso_storage;
   provider::FormParams params;
 };
@@ -144,7 +142,7 @@ class Planner {
     OP_ASSIGN_OR_RETURN(const auto vms, client.ClusterResources(pve::ResourceType::kVm));
     std::vector<provider::PlacedVm> placed;
     for (const auto& vm : vms) {
-      if (vm.vmid) used_vmids_.insert(static_cast<std::uint32_t>(*vm.vmid));
+      if (vm.vmid) used_vmids_.insert(*vm.vmid);
       provider::Ownership ownership;
       if (vm.type != "qemu" || !provider::ParseOwnership(vm.tags, ownership)) continue;
       if (ownership.provider_id != provider::SanitizeTag(provider_id_)) continue;
@@ -182,7 +180,7 @@ class Planner {
     for (const auto& n : nodes_) input.nodes.push_back(n.snapshot);
     input.vms = placed;
 
-    std::uint32_t next_vmid = vmid_first_;
+    pve::Vmid next_vmid = vmid_first_;
     for (int i = 0; i < count; ++i) {
       PlannedMachine machine;
       machine.request_id = fmt::format("{}-plan-{}", class_name_, i + 1);
@@ -385,7 +383,7 @@ class Planner {
       if (n.snapshot.name == machine.decision->node) node = &n;
     }
     if (node == nullptr || !node->network_error.empty()) return;
-    std::vector<std::pair<std::string, std::uint32_t>> tagged;
+    std::vector<std::pair<std::string, pve::Vmid>> tagged;
     if (data_.vlan != 0) tagged.emplace_back(data_.network_bridge, data_.vlan);
     for (const auto& nic : data_.additional_nics) {
       if (nic.vlan != 0) tagged.emplace_back(nic.bridge, nic.vlan);
@@ -408,44 +406,28 @@ class Planner {
       vmid_source_ = "providerdata vmid_range";
       return;
     }
-    vmid_first_ = kFirstVmid;
-    vmid_last_ = kLastVmid;
+    vmid_first_ = pve::kMinVmid;
+    vmid_last_ = pve::kMaxVmid;
     vmid_source_ = "the lowest free from GET /cluster/nextid";
     if (auto next = client.NextId(); next.ok()) {
-      vmid_first_ = static_cast<std::uint32_t>(*next);
+      vmid_first_ = *next;
     } else {
       findings_.push_back(
           {"vmid", fmt::format("GET /cluster/nextid failed: {}", std::string(next.status().message()))});
     }
   }
 
-  // `run`'s rule (machine_reconciler TalosIso): the first enabled, active storage with 'iso'
-  // content by name, matching iso_storage_selector when one is set.
+  // `run`'s rule (provider::ChooseIsoStorage, as the talosIso step uses it).
   std::string ChooseIsoStorage(PlannedMachine& machine) {
-    const NodeFacts* node = nullptr;
     for (const auto& n : nodes_) {
-      if (n.snapshot.name == machine.decision->node) node = &n;
+      if (n.snapshot.name != machine.decision->node) continue;
+      auto chosen = provider::ChooseIsoStorage(n.snapshot.name, n.snapshot.storages, selectors_.iso);
+      if (chosen.ok()) return chosen->name;
+      findings_.push_back({machine.request_id, std::string(chosen.status().message())});
+      return "";
     }
-    if (node != nullptr) {
-      for (const auto& s : node->snapshot.storages) {
-        if (!s.enabled || !s.active || std::find(s.content.begin(), s.content.end(), "iso") == s.content.end())
-          continue;
-        if (selectors_.iso) {
-          auto m = selectors_.iso->Matches(s);
-          if (!m.ok()) {
-            findings_.push_back({machine.request_id, fmt::format("iso_storage_selector failed on '{}': {}", s.name,
-                                                                 std::string(m.status().message()))});
-            return "";
-          }
-          if (!*m) continue;
-        }
-        return s.name;
-      }
-    }
-    findings_.push_back({machine.request_id,
-                         fmt::format("node {} has no enabled, active storage with 'iso' content{}; enable ISO content "
-                                     "on a storage (e.g. local)",
-                                     machine.decision->node, selectors_.iso ? " matching iso_storage_selector" : "")});
+    auto none = provider::ChooseIsoStorage(machine.decision->node, {}, selectors_.iso);
+    findings_.push_back({machine.request_id, std::string(none.status().message())});
     return "";
   }
 
@@ -481,10 +463,10 @@ class Planner {
   std::string class_name_;
   std::string provider_id_;
   std::vector<NodeFacts> nodes_;
-  std::set<std::uint32_t> used_vmids_;
+  std::set<pve::Vmid> used_vmids_;
   std::size_t existing_vms_ = 0;
-  std::uint32_t vmid_first_ = kFirstVmid;
-  std::uint32_t vmid_last_ = kLastVmid;
+  pve::Vmid vmid_first_ = pve::kMinVmid;
+  pve::Vmid vmid_last_ = pve::kMaxVmid;
   std::string vmid_source_;
   std::vector<PlannedMachine> machines_;
   std::vector<Finding> findings_;

@@ -6,8 +6,6 @@
 
 #include <cstdlib>
 #include <iostream>
-#include <set>
-#include <thread>
 
 #include <fmt/format.h>
 #include <spdlog/spdlog.h>
@@ -15,16 +13,9 @@
 #include "cli/command.h"
 #include "cli/connection.h"
 #include "cli/status_server.h"
-#include "omni/management_client.h"
-#include "omni/provider_status.h"
 #include "omni/schematic.h"
-#include "omni/state_client.h"
-#include "provider/gc/collector.h"
 #include "provider/model/providerdata.h"
-#include "provider/reconciler/controller.h"
-#include "provider/reconciler/fleet_metrics.h"
-#include "provider/reconciler/machine_reconciler.h"
-#include "pve/limited_client.h"
+#include "provider/provider.h"
 #include "util/log.h"
 #include "util/metrics.h"
 #include "util/random.h"
@@ -113,13 +104,13 @@ int RunProvider(RunFlags flags) {
   if (!gc_interval.ok() || *gc_interval < std::chrono::seconds{1}) {
     return usage_error(fmt::format("--gc-interval '{}' must be a duration of at least 1s, e.g. 5m", flags.gc_interval));
   }
+  const pve::LimitOptions limits{.max_tasks_per_node = flags.max_tasks_per_node,
+                                 .requests_per_second = flags.pve_requests_per_second};
+  if (auto valid = pve::ValidateLimitOptions(limits); !valid.ok()) return usage_error(std::string(valid.message()));
 
   auto connections = Connect(flags.connection);
   if (!connections.ok()) return usage_error(std::string(connections.status().message()));
-  auto& pve = connections->pve;
   auto& state = connections->state;
-  auto& management = connections->management;
-  auto& random = *connections->random;
   const std::string& provider_id = connections->provider_id;
   const std::string& endpoint = connections->endpoint;
 
@@ -130,103 +121,37 @@ int RunProvider(RunFlags flags) {
     log->warn("cannot read FeaturesConfig yet ({}); using {}", std::string(fetched.status().message()), factory);
   }
 
+  provider::ProviderOptions options;
+  options.info = {.id = provider_id,
+                  .name = flags.name,
+                  .description = flags.description,
+                  .icon = Base64(kIconSvg),
+                  .schema = provider::ProviderDataJsonSchema(),
+                  .version = util::kVersion};
+  options.concurrency = flags.concurrency;
+  options.limits = limits;
+  options.image_factory_url = factory;
+  options.heartbeat_interval = flags.heartbeat;
+  options.gc_mode = *gc_mode;
+  options.gc_grace_period = *gc_grace;
+  options.gc_interval = *gc_interval;
   util::MetricsRegistry metrics;
-  const pve::LimitOptions limits{.max_tasks_per_node = flags.max_tasks_per_node,
-                                 .requests_per_second = flags.pve_requests_per_second};
-  if (auto valid = pve::ValidateLimitOptions(limits); !valid.ok()) return usage_error(std::string(valid.message()));
-  // Everything below talks to Proxmox through the limits (the decorator owns the HTTP client).
-  auto limited = std::make_unique<pve::LimitedClient>(std::move(pve), limits, util::RealClock(), &metrics);
-  pve::LimitedClient& pve_limits = *limited;
-  pve = std::move(limited);
-  provider::ReconcilerOptions reconciler_options;
-  reconciler_options.provider_id = provider_id;
-  provider::MachineReconciler reconciler(reconciler_options, *pve, *state, *management, factory, util::RealClock(),
-                                         random);
-  reconciler.set_task_slots(&pve_limits);
-  reconciler.on_step_duration = [&metrics](const std::string& step, double seconds) {
-    metrics
-        .GetHistogram("omni_proxmox_step_duration_seconds", "Time one pass spent in a provisioning step",
-                      {{"step", step}})
-        .Observe(seconds);
-  };
-  provider::ControllerOptions controller_options;
-  controller_options.info = {.id = provider_id,
-                             .name = flags.name,
-                             .description = flags.description,
-                             .icon = Base64(kIconSvg),
-                             .schema = provider::ProviderDataJsonSchema(),
-                             .version = util::kVersion};
-  controller_options.concurrency = flags.concurrency;
-  controller_options.heartbeat_interval = flags.heartbeat;
-  provider::GarbageCollector garbage_collector(
-      {.provider_id = provider_id, .grace_period = *gc_grace, .age_by_unused_time = true}, *pve, *state,
-      util::RealClock(), &metrics);
-  garbage_collector.in_flight = [&reconciler] {
-    std::set<std::string> ids;
-    for (const auto& reservation : reconciler.ledger().Reservations()) ids.insert(reservation.request_id);
-    return ids;
-  };
-  if (*gc_mode != provider::GcMode::kOff) {
-    controller_options.gc_cycle = [&garbage_collector, mode = *gc_mode] { garbage_collector.RunCycle(mode); };
-    controller_options.gc_interval = *gc_interval;
-  }
-  provider::ProviderController controller(controller_options, reconciler, *state, *pve, util::RealClock(), random);
+  auto provider = provider::Provider::Assemble(options, *connections->pve, *state, *connections->management, metrics,
+                                               util::RealClock(), *connections->random);
+  if (!provider.ok()) return usage_error(std::string(provider.status().message()));
 
   StatusServerOptions status_options;
   status_options.listen = flags.listen;
   status_options.metrics = &metrics;
-  status_options.readiness = [&controller]() -> absl::Status {
-    const auto health = controller.Health();
-    if (!health.registered) return absl::UnavailableError("not registered with Omni yet: " + health.omni_error);
-    if (!health.omni_ok) return absl::UnavailableError("Omni: " + health.omni_error);
-    if (!health.proxmox_ok) return absl::UnavailableError("Proxmox: " + health.proxmox_error);
-    return absl::OkStatus();
-  };
+  status_options.readiness = [&provider]() { return (*provider)->Readiness(); };
   auto status_server = StatusServer::Start(status_options);
   if (!status_server.ok()) return usage_error(std::string(status_server.status().message()));
   log->info("omni-proxmox {} running as provider '{}' against {}; /healthz /readyz /metrics on {}:{}", util::kVersion,
             provider_id, endpoint, (*status_server)->host(), (*status_server)->port());
 
-  controller.Start();
-  std::jthread stats([&](std::stop_token stop) {
-    std::mutex m;
-    std::condition_variable_any cv;
-    auto next_fleet_update = util::RealClock().Monotonic();
-    while (!stop.stop_requested()) {
-      // Listings, so less often than the counters.
-      if (util::RealClock().Monotonic() >= next_fleet_update) {
-        if (auto s = provider::UpdateFleetMetrics(*pve, *state, provider_id, metrics); !s.ok()) {
-          log->debug("fleet metrics: {}", std::string(s.message()));
-        }
-        pve_limits.PollHeldTasks();
-        next_fleet_update = util::RealClock().Monotonic() + std::chrono::seconds{15};
-      }
-      const auto s = reconciler.Stats();
-      // The reconciler keeps monotonic totals; exported as counters that catch up to them.
-      const auto count_up_to = [&metrics](const char* name, const char* help, double total) {
-        auto& counter = metrics.GetCounter(name, help);
-        if (total > counter.Value()) counter.Increment(total - counter.Value());
-      };
-      count_up_to("omni_proxmox_requests_provisioned_total", "MachineRequests provisioned", s.provisioned);
-      count_up_to("omni_proxmox_requests_deprovisioned_total", "MachineRequests torn down", s.deprovisioned);
-      count_up_to("omni_proxmox_vms_created_total", "VMs created", s.vms_created);
-      count_up_to("omni_proxmox_vms_adopted_total", "VMs found by their markers and adopted", s.vms_adopted);
-      count_up_to("omni_proxmox_vms_deleted_total", "VMs deleted", s.vms_deleted);
-      count_up_to("omni_proxmox_failures_total", "Requests that reached stage FAILED", s.failures);
-      metrics.GetGauge("omni_proxmox_queue_depth", "MachineRequests queued or in progress")
-          .Set(static_cast<double>(controller.queue().Size()));
-      const auto health = controller.Health();
-      metrics.GetGauge("omni_proxmox_omni_up", "1 when the last Omni heartbeat succeeded").Set(health.omni_ok);
-      metrics.GetGauge("omni_proxmox_proxmox_up", "1 when the last Proxmox check succeeded").Set(health.proxmox_ok);
-      std::unique_lock lock(m);
-      cv.wait_for(lock, stop, std::chrono::seconds{2}, [] { return false; });
-    }
-  });
-
+  (*provider)->Start();
   WaitForSignal();
-  pve_limits.Close();  // workers waiting for a task slot give up instead of holding up the shutdown
-  stats.request_stop();
-  controller.Stop();
+  (*provider)->Stop();
   (*status_server)->Stop();
   return kExitOk;
 }

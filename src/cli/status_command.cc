@@ -24,7 +24,7 @@
 #include "omni/specs/omni.pb.h"
 #include "provider/gc/collector.h"
 #include "provider/machine.pb.h"
-#include "provider/vmspec/ownership.h"
+#include "provider/ownership/owned_vm.h"
 #include "util/clock.h"
 
 namespace omni_proxmox::cli {
@@ -57,7 +57,7 @@ struct RequestRow {
   std::string step;
   std::string error;
   std::string node;
-  std::int64_t vmid = 0;
+  pve::Vmid vmid = 0;
   std::string power = "-";  // running, stopped, or "missing"
   bool vm_missing = false;
 };
@@ -134,25 +134,18 @@ absl::StatusOr<std::vector<RequestRow>> ReadRequests(omni::StateClient& state, p
     }
     const provider::MachineSpec* machine = nullptr;
     if (auto it = machine_by_id.find(row.id); it != machine_by_id.end()) machine = &it->second;
-    // The VM by its markers wherever it is now; state from the Go provider by VMID and SMBIOS uuid.
-    const pve::ClusterResource* vm = nullptr;
-    for (const auto& candidate : *vms) {
-      if (candidate.type == "qemu" && candidate.vmid &&
-          provider::IsOwnedBy(candidate.tags, candidate.name, provider_id, row.id)) {
-        vm = &candidate;
-      }
+    // The VM by its markers wherever it is now; state from the Go provider by VMID and SMBIOS uuid
+    // (the ownership rules teardown and GC follow).
+    std::optional<pve::ClusterResource> vm;
+    auto lookup = provider::LookUpVm(pve, *vms, provider_id, row.id, machine != nullptr ? machine->vmid() : 0,
+                                     machine != nullptr ? provider::LegacyIdentityOf(*machine) : std::nullopt);
+    if (!lookup.ok()) {
+      row.error = Msg(lookup.status());
+    } else if (lookup->kind == provider::VmLookup::Kind::kMarked || lookup->kind == provider::VmLookup::Kind::kLegacy ||
+               lookup->kind == provider::VmLookup::Kind::kCreating) {
+      vm = lookup->vm;
     }
-    if (vm == nullptr && machine != nullptr && !machine->markers() && machine->vmid() != 0) {
-      for (const auto& candidate : *vms) {
-        if (candidate.type != "qemu" || candidate.vmid != machine->vmid()) continue;
-        auto config = pve.GetVmConfig(candidate.node, *candidate.vmid);
-        if (config.ok() && !machine->uuid().empty() &&
-            config->Get("smbios1").value_or("").find("uuid=" + machine->uuid()) != std::string::npos) {
-          vm = &candidate;
-        }
-      }
-    }
-    if (vm != nullptr) {
+    if (vm) {
       row.node = vm->node;
       row.vmid = *vm->vmid;
       row.power = vm->status.empty() ? "unknown" : vm->status;

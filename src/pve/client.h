@@ -90,7 +90,7 @@ class Client {
   // GET /cluster/resources[?type=].
   virtual absl::StatusOr<std::vector<ClusterResource>> ClusterResources(ResourceType type) = 0;
   // GET /cluster/nextid: a candidate VMID (reserves nothing; retry create on kAlreadyExists).
-  virtual absl::StatusOr<std::int64_t> NextId() = 0;
+  virtual absl::StatusOr<Vmid> NextId() = 0;
 
   // GET /nodes/{node}/storage[?content=][&enabled=1].
   virtual absl::StatusOr<std::vector<NodeStorage>> NodeStorages(std::string_view node, std::string_view content = "",
@@ -120,22 +120,21 @@ class Client {
   // GET /nodes/{node}/qemu.
   virtual absl::StatusOr<std::vector<VmStatus>> ListVms(std::string_view node) = 0;
   // POST /nodes/{node}/qemu with vmid=<vmid> and `params` (must not contain vmid).
-  virtual absl::StatusOr<Upid> CreateVm(std::string_view node, std::int64_t vmid, const FormFields& params) = 0;
+  virtual absl::StatusOr<Upid> CreateVm(std::string_view node, Vmid vmid, const FormFields& params) = 0;
   // GET /nodes/{node}/qemu/{vmid}/config.
-  virtual absl::StatusOr<VmConfig> GetVmConfig(std::string_view node, std::int64_t vmid) = 0;
+  virtual absl::StatusOr<VmConfig> GetVmConfig(std::string_view node, Vmid vmid) = 0;
   // POST /nodes/{node}/qemu/{vmid}/config: a qmconfig task (nullopt when the server finished it
   // synchronously).
-  virtual absl::StatusOr<std::optional<Upid>> UpdateVmConfig(std::string_view node, std::int64_t vmid,
+  virtual absl::StatusOr<std::optional<Upid>> UpdateVmConfig(std::string_view node, Vmid vmid,
                                                              const FormFields& params) = 0;
   // GET /nodes/{node}/qemu/{vmid}/status/current.
-  virtual absl::StatusOr<VmStatus> GetVmStatus(std::string_view node, std::int64_t vmid) = 0;
+  virtual absl::StatusOr<VmStatus> GetVmStatus(std::string_view node, Vmid vmid) = 0;
   // POST /nodes/{node}/qemu/{vmid}/status/{start,stop,shutdown}.
-  virtual absl::StatusOr<Upid> StartVm(std::string_view node, std::int64_t vmid) = 0;
-  virtual absl::StatusOr<Upid> StopVm(std::string_view node, std::int64_t vmid) = 0;
-  virtual absl::StatusOr<Upid> ShutdownVm(std::string_view node, std::int64_t vmid,
-                                          const ShutdownOptions& options = {}) = 0;
+  virtual absl::StatusOr<Upid> StartVm(std::string_view node, Vmid vmid) = 0;
+  virtual absl::StatusOr<Upid> StopVm(std::string_view node, Vmid vmid) = 0;
+  virtual absl::StatusOr<Upid> ShutdownVm(std::string_view node, Vmid vmid, const ShutdownOptions& options = {}) = 0;
   // DELETE /nodes/{node}/qemu/{vmid}?purge=&destroy-unreferenced-disks=.
-  virtual absl::StatusOr<Upid> DeleteVm(std::string_view node, std::int64_t vmid, bool purge,
+  virtual absl::StatusOr<Upid> DeleteVm(std::string_view node, Vmid vmid, bool purge,
                                         bool destroy_unreferenced_disks) = 0;
 
   // GET /nodes/{upid.node}/tasks/{upid}/status.
@@ -144,7 +143,7 @@ class Client {
   virtual absl::StatusOr<TaskLog> GetTaskLog(const Upid& upid, std::int64_t start = 0, std::int64_t limit = 50) = 0;
   // GET /nodes/{node}/tasks[?vmid=][&source=active]: newest first. Finds tasks still in flight
   // after a provider restart.
-  virtual absl::StatusOr<std::vector<TaskStatus>> ListTasks(std::string_view node, std::optional<std::int64_t> vmid,
+  virtual absl::StatusOr<std::vector<TaskStatus>> ListTasks(std::string_view node, std::optional<Vmid> vmid,
                                                             bool active_only) = 0;
   // Polls the task until it stops or `deadline` (on the client's clock) passes. Returns the final
   // status when it ended with OK or WARNINGS: n. A failed task gives an error whose kind is

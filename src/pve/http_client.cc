@@ -234,7 +234,7 @@ class HttpClient final : public Client {
     return parse::ParseClusterResources(body);
   }
 
-  absl::StatusOr<std::int64_t> NextId() override {
+  absl::StatusOr<Vmid> NextId() override {
     OP_ASSIGN_OR_RETURN(auto body, Call(Get("/cluster/nextid")));
     return parse::ParseNextId(body);
   }
@@ -326,7 +326,7 @@ class HttpClient final : public Client {
     return parse::ParseVmList(body);
   }
 
-  absl::StatusOr<Upid> CreateVm(std::string_view node, std::int64_t vmid, const FormFields& params) override {
+  absl::StatusOr<Upid> CreateVm(std::string_view node, Vmid vmid, const FormFields& params) override {
     OP_RETURN_IF_ERROR(CheckArgs(node, vmid));
     Request r = Post(fmt::format("/nodes/{}/qemu", Seg(node)));
     r.form.emplace_back("vmid", std::to_string(vmid));
@@ -340,13 +340,13 @@ class HttpClient final : public Client {
     return parse::ParseUpidData(body, Describe(r));
   }
 
-  absl::StatusOr<VmConfig> GetVmConfig(std::string_view node, std::int64_t vmid) override {
+  absl::StatusOr<VmConfig> GetVmConfig(std::string_view node, Vmid vmid) override {
     OP_RETURN_IF_ERROR(CheckArgs(node, vmid));
     OP_ASSIGN_OR_RETURN(auto body, Call(Get(fmt::format("/nodes/{}/qemu/{}/config", Seg(node), vmid))));
     return parse::ParseVmConfig(body);
   }
 
-  absl::StatusOr<std::optional<Upid>> UpdateVmConfig(std::string_view node, std::int64_t vmid,
+  absl::StatusOr<std::optional<Upid>> UpdateVmConfig(std::string_view node, Vmid vmid,
                                                      const FormFields& params) override {
     OP_RETURN_IF_ERROR(CheckArgs(node, vmid));
     Request r = Post(fmt::format("/nodes/{}/qemu/{}/config", Seg(node), vmid));
@@ -355,26 +355,22 @@ class HttpClient final : public Client {
     return parse::ParseOptionalUpidData(body, Describe(r));
   }
 
-  absl::StatusOr<VmStatus> GetVmStatus(std::string_view node, std::int64_t vmid) override {
+  absl::StatusOr<VmStatus> GetVmStatus(std::string_view node, Vmid vmid) override {
     OP_RETURN_IF_ERROR(CheckArgs(node, vmid));
     OP_ASSIGN_OR_RETURN(auto body, Call(Get(fmt::format("/nodes/{}/qemu/{}/status/current", Seg(node), vmid))));
     return parse::ParseVmStatus(body);
   }
 
-  absl::StatusOr<Upid> StartVm(std::string_view node, std::int64_t vmid) override {
-    return Power(node, vmid, "start", {});
-  }
-  absl::StatusOr<Upid> StopVm(std::string_view node, std::int64_t vmid) override {
-    return Power(node, vmid, "stop", {});
-  }
-  absl::StatusOr<Upid> ShutdownVm(std::string_view node, std::int64_t vmid, const ShutdownOptions& o) override {
+  absl::StatusOr<Upid> StartVm(std::string_view node, Vmid vmid) override { return Power(node, vmid, "start", {}); }
+  absl::StatusOr<Upid> StopVm(std::string_view node, Vmid vmid) override { return Power(node, vmid, "stop", {}); }
+  absl::StatusOr<Upid> ShutdownVm(std::string_view node, Vmid vmid, const ShutdownOptions& o) override {
     FormFields form;
     if (o.timeout.has_value()) form.emplace_back("timeout", std::to_string(o.timeout->count()));
     if (o.force_stop) form.emplace_back("forceStop", "1");
     return Power(node, vmid, "shutdown", form);
   }
 
-  absl::StatusOr<Upid> DeleteVm(std::string_view node, std::int64_t vmid, bool purge,
+  absl::StatusOr<Upid> DeleteVm(std::string_view node, Vmid vmid, bool purge,
                                 bool destroy_unreferenced_disks) override {
     OP_RETURN_IF_ERROR(CheckArgs(node, vmid));
     Request r = Delete(fmt::format("/nodes/{}/qemu/{}", Seg(node), vmid));
@@ -396,7 +392,7 @@ class HttpClient final : public Client {
     return parse::ParseTaskLog(body);
   }
 
-  absl::StatusOr<std::vector<TaskStatus>> ListTasks(std::string_view node, std::optional<std::int64_t> vmid,
+  absl::StatusOr<std::vector<TaskStatus>> ListTasks(std::string_view node, std::optional<Vmid> vmid,
                                                     bool active_only) override {
     OP_RETURN_IF_ERROR(CheckArgs(node, vmid));
     Request r = Get(fmt::format("/nodes/{}/tasks", Seg(node)));
@@ -430,7 +426,7 @@ class HttpClient final : public Client {
  private:
   // Rejects arguments Proxmox would reject anyway (or that would change the path), without a
   // round trip: node names follow pve-node, VMIDs pve-vmid, storage IDs pve-storage-id.
-  static absl::Status CheckArgs(std::string_view node, std::optional<std::int64_t> vmid = std::nullopt,
+  static absl::Status CheckArgs(std::string_view node, std::optional<Vmid> vmid = std::nullopt,
                                 std::optional<std::string_view> storage = std::nullopt) {
     auto alnum = [](char c) { return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9'); };
     bool node_ok = !node.empty() && node.size() <= 64 && alnum(node.front()) && alnum(node.back());
@@ -439,7 +435,7 @@ class HttpClient final : public Client {
       return MakeError(ErrorKind::kBadParameter,
                        fmt::format("node '{}': not a valid node name (letters, digits and inner '-')", node));
     }
-    if (vmid.has_value() && (*vmid < 100 || *vmid > 999999999)) {
+    if (vmid.has_value() && (*vmid < kMinVmid || *vmid > kMaxVmid)) {
       return MakeError(ErrorKind::kBadParameter, fmt::format("vmid {}: must be in 100..999999999", *vmid));
     }
     if (storage.has_value()) {
@@ -481,7 +477,7 @@ class HttpClient final : public Client {
     return r;
   }
 
-  absl::StatusOr<Upid> Power(std::string_view node, std::int64_t vmid, std::string_view action, FormFields form) {
+  absl::StatusOr<Upid> Power(std::string_view node, Vmid vmid, std::string_view action, FormFields form) {
     OP_RETURN_IF_ERROR(CheckArgs(node, vmid));
     Request r = Post(fmt::format("/nodes/{}/qemu/{}/status/{}", Seg(node), vmid, action));
     r.form = std::move(form);

@@ -21,7 +21,7 @@ constexpr char kDurationHelp[] = "Proxmox API call latency (limiter waits exclud
 constexpr char kInFlight[] = "omni_proxmox_pve_tasks_in_flight";
 // Uploads from this size on take a task slot (see the header).
 constexpr std::size_t kHeavyUploadBytes = 16u * 1024 * 1024;
-// The soonest a waiting caller re-checks held tasks (see LimitedClientOptions::slot_check_interval).
+// The soonest a waiting caller re-checks held tasks (see LimitOptions::slot_check_interval).
 constexpr std::chrono::milliseconds kFirstHeldTaskCheck{250};
 constexpr char kInFlightHelp[] = "Heavy Proxmox tasks (create, delete, download, upload) holding a slot, per node";
 constexpr char kRateLimited[] = "omni_proxmox_pve_rate_limited_seconds_total";
@@ -176,22 +176,50 @@ std::chrono::milliseconds LimitedClient::HeldTaskCheckInterval(const NodeSlots& 
   return std::clamp(age / 3, std::min(kFirstHeldTaskCheck, options_.slot_check_interval), options_.slot_check_interval);
 }
 
-std::optional<SlotClaim> LimitedClient::TryClaimSlot(std::string_view node_view) {
+void LimitedClient::PruneAbandonedLocked(NodeSlots& slots) {
+  const auto now = clock_.Monotonic();
+  std::erase_if(slots.waiting, [&](const NodeSlots::Waiter& w) {
+    return !w.key.empty() && now - w.asked > options_.claim_abandon_after;
+  });
+}
+
+std::string LimitedClient::ClaimantToWakeLocked(const NodeSlots& slots) const {
+  if (slots.waiting.empty() || slots.waiting.front().key.empty()) return "";
+  if (options_.max_tasks_per_node > 0 && slots.in_use >= options_.max_tasks_per_node) return "";
+  return slots.waiting.front().key;
+}
+
+std::optional<SlotClaim> LimitedClient::TryClaimSlot(std::string_view node_view, std::string_view waiter_view) {
   if (options_.max_tasks_per_node <= 0) return SlotClaim{};
   const std::string node(node_view);
+  const std::string waiter(waiter_view);
+  std::string wake;  // the next claimant in line, when slots are left after this claim
   for (int attempt = 0;; ++attempt) {
     bool check_held = false;
     {
       std::lock_guard lock(slots_mutex_);
       NodeSlots& slots = slots_[node];
       if (closed_) return std::nullopt;
-      if (slots.waiting.empty() && slots.in_use < options_.max_tasks_per_node) {
+      PruneAbandonedLocked(slots);
+      const auto mine = std::find_if(slots.waiting.begin(), slots.waiting.end(),
+                                     [&](const NodeSlots::Waiter& w) { return w.key == waiter; });
+      const bool first = slots.waiting.empty() || mine == slots.waiting.begin();
+      if (first && slots.in_use < options_.max_tasks_per_node) {
+        if (mine != slots.waiting.end()) slots.waiting.erase(mine);
         UpdateInFlightGauge(node, ++slots.in_use);
+        // Several slots may have freed at once: the next claimant in line tries too.
+        wake = ClaimantToWakeLocked(slots);
+        slots_changed_.notify_all();
         break;
+      }
+      const auto now = clock_.Monotonic();
+      if (mine == slots.waiting.end()) {
+        slots.waiting.push_back({.ticket = next_ticket_++, .key = waiter, .asked = now});
+      } else {
+        mine->asked = now;
       }
       // Refused callers check the node's held tasks now and then, as a waiting caller would, so a
       // slot whose owner no longer polls (its request was deleted) is still freed.
-      const auto now = clock_.Monotonic();
       if (attempt == 0 && !slots.tasks.empty() && now - slots.last_held_check >= HeldTaskCheckInterval(slots)) {
         slots.last_held_check = now;
         check_held = true;
@@ -200,6 +228,7 @@ std::optional<SlotClaim> LimitedClient::TryClaimSlot(std::string_view node_view)
     if (!check_held) return std::nullopt;
     CheckHeldTasks(node);
   }
+  if (!wake.empty() && slot_freed_) slot_freed_(wake);
   // One claim per thread: an earlier one this thread still holds gives its slot back now.
   if (t_claim && !t_claim->settled.exchange(true)) t_claim->owner->FreeSlot(t_claim->node);
   t_claim = std::make_shared<SlotClaim::State>();
@@ -244,23 +273,33 @@ absl::StatusOr<LimitedClient::SlotLease> LimitedClient::AcquireSlot(std::string_
   std::unique_lock lock(slots_mutex_);
   NodeSlots& slots = slots_[node];
   const std::uint64_t ticket = next_ticket_++;
-  slots.waiting.push_back(ticket);
+  slots.waiting.push_back({.ticket = ticket, .key = "", .asked = started});
+  const auto first = [&] { return slots.waiting.front().ticket == ticket; };
   const auto my_turn = [&] {
     // Without a limit slots are still counted, for the in-flight gauge.
-    return closed_ || (slots.waiting.front() == ticket &&
-                       (options_.max_tasks_per_node <= 0 || slots.in_use < options_.max_tasks_per_node));
+    return closed_ || (first() && (options_.max_tasks_per_node <= 0 || slots.in_use < options_.max_tasks_per_node));
   };
-  while (!my_turn()) {
-    const auto wait = slots.waiting.front() == ticket ? HeldTaskCheckInterval(slots) : options_.slot_check_interval;
-    if (slots_changed_.wait_for(lock, wait, my_turn)) break;
+  while (true) {
+    PruneAbandonedLocked(slots);
+    if (my_turn()) break;
+    // A claimant ahead of us whose turn came is told so; it claims, or gives up its place.
+    if (std::string wake = ClaimantToWakeLocked(slots); !wake.empty() && slot_freed_) {
+      lock.unlock();
+      slot_freed_(wake);
+      lock.lock();
+      if (my_turn()) break;
+    }
+    const auto wait = first() ? HeldTaskCheckInterval(slots) : options_.slot_check_interval;
+    if (slots_changed_.wait_for(lock, std::min(wait, options_.claim_abandon_after), my_turn)) break;
     // Only the first in line polls, so a long queue does not multiply the status calls.
-    if (slots.waiting.front() == ticket) {
+    if (first()) {
       lock.unlock();
       CheckHeldTasks(node);
       lock.lock();
     }
   }
-  slots.waiting.erase(std::find(slots.waiting.begin(), slots.waiting.end(), ticket));
+  slots.waiting.erase(std::find_if(slots.waiting.begin(), slots.waiting.end(),
+                                   [&](const NodeSlots::Waiter& w) { return w.ticket == ticket; }));
   if (closed_) {
     slots_changed_.notify_all();
     return MakeError(ErrorKind::kTransient,
@@ -270,7 +309,9 @@ absl::StatusOr<LimitedClient::SlotLease> LimitedClient::AcquireSlot(std::string_
   UpdateInFlightGauge(node, ++slots.in_use);
   // The next in line may also fit.
   slots_changed_.notify_all();
+  const std::string wake = ClaimantToWakeLocked(slots);
   lock.unlock();
+  if (!wake.empty() && slot_freed_) slot_freed_(wake);
   if (slot_wait_seconds_ != nullptr) {
     slot_wait_seconds_->Increment(std::chrono::duration<double>(clock_.Monotonic() - started).count());
   }
@@ -278,17 +319,20 @@ absl::StatusOr<LimitedClient::SlotLease> LimitedClient::AcquireSlot(std::string_
 }
 
 void LimitedClient::FreeSlot(const std::string& node) {
+  std::string wake;
   {
     std::lock_guard lock(slots_mutex_);
     NodeSlots& slots = slots_[node];
     slots.in_use = std::max(0, slots.in_use - 1);
     UpdateInFlightGauge(node, slots.in_use);
+    PruneAbandonedLocked(slots);
+    wake = ClaimantToWakeLocked(slots);
     slots_changed_.notify_all();
   }
-  if (slot_freed_) slot_freed_(node);
+  if (!wake.empty() && slot_freed_) slot_freed_(wake);
 }
 
-void LimitedClient::SetSlotFreedListener(std::function<void(const std::string& node)> listener) {
+void LimitedClient::SetSlotFreedListener(std::function<void(const std::string& waiter)> listener) {
   slot_freed_ = std::move(listener);
 }
 
@@ -386,7 +430,7 @@ absl::StatusOr<std::vector<ClusterResource>> LimitedClient::ClusterResources(Res
   return Measured("GET", "/cluster/resources", [&] { return inner_.ClusterResources(type); });
 }
 
-absl::StatusOr<std::int64_t> LimitedClient::NextId() {
+absl::StatusOr<Vmid> LimitedClient::NextId() {
   return Measured("GET", "/cluster/nextid", [&] { return inner_.NextId(); });
 }
 
@@ -444,15 +488,15 @@ absl::StatusOr<std::vector<VmStatus>> LimitedClient::ListVms(std::string_view no
   return Measured("GET", "/nodes/{node}/qemu", [&] { return inner_.ListVms(node); });
 }
 
-absl::StatusOr<Upid> LimitedClient::CreateVm(std::string_view node, std::int64_t vmid, const FormFields& params) {
+absl::StatusOr<Upid> LimitedClient::CreateVm(std::string_view node, Vmid vmid, const FormFields& params) {
   return Heavy(node, "POST", "/nodes/{node}/qemu", [&] { return inner_.CreateVm(node, vmid, params); });
 }
 
-absl::StatusOr<VmConfig> LimitedClient::GetVmConfig(std::string_view node, std::int64_t vmid) {
+absl::StatusOr<VmConfig> LimitedClient::GetVmConfig(std::string_view node, Vmid vmid) {
   return Measured("GET", "/nodes/{node}/qemu/{vmid}/config", [&] { return inner_.GetVmConfig(node, vmid); });
 }
 
-absl::StatusOr<std::optional<Upid>> LimitedClient::UpdateVmConfig(std::string_view node, std::int64_t vmid,
+absl::StatusOr<std::optional<Upid>> LimitedClient::UpdateVmConfig(std::string_view node, Vmid vmid,
                                                                   const FormFields& params) {
   const auto update = [&] { return inner_.UpdateVmConfig(node, vmid, params); };
   constexpr std::string_view kEndpoint = "/nodes/{node}/qemu/{vmid}/config";
@@ -465,25 +509,24 @@ absl::StatusOr<std::optional<Upid>> LimitedClient::UpdateVmConfig(std::string_vi
   return upid;
 }
 
-absl::StatusOr<VmStatus> LimitedClient::GetVmStatus(std::string_view node, std::int64_t vmid) {
+absl::StatusOr<VmStatus> LimitedClient::GetVmStatus(std::string_view node, Vmid vmid) {
   return Measured("GET", "/nodes/{node}/qemu/{vmid}/status/current", [&] { return inner_.GetVmStatus(node, vmid); });
 }
 
-absl::StatusOr<Upid> LimitedClient::StartVm(std::string_view node, std::int64_t vmid) {
+absl::StatusOr<Upid> LimitedClient::StartVm(std::string_view node, Vmid vmid) {
   return Measured("POST", "/nodes/{node}/qemu/{vmid}/status/start", [&] { return inner_.StartVm(node, vmid); });
 }
 
-absl::StatusOr<Upid> LimitedClient::StopVm(std::string_view node, std::int64_t vmid) {
+absl::StatusOr<Upid> LimitedClient::StopVm(std::string_view node, Vmid vmid) {
   return Measured("POST", "/nodes/{node}/qemu/{vmid}/status/stop", [&] { return inner_.StopVm(node, vmid); });
 }
 
-absl::StatusOr<Upid> LimitedClient::ShutdownVm(std::string_view node, std::int64_t vmid,
-                                               const ShutdownOptions& options) {
+absl::StatusOr<Upid> LimitedClient::ShutdownVm(std::string_view node, Vmid vmid, const ShutdownOptions& options) {
   return Measured("POST", "/nodes/{node}/qemu/{vmid}/status/shutdown",
                   [&] { return inner_.ShutdownVm(node, vmid, options); });
 }
 
-absl::StatusOr<Upid> LimitedClient::DeleteVm(std::string_view node, std::int64_t vmid, bool purge,
+absl::StatusOr<Upid> LimitedClient::DeleteVm(std::string_view node, Vmid vmid, bool purge,
                                              bool destroy_unreferenced_disks) {
   return Heavy(node, "DELETE", "/nodes/{node}/qemu/{vmid}",
                [&] { return inner_.DeleteVm(node, vmid, purge, destroy_unreferenced_disks); });
@@ -501,8 +544,8 @@ absl::StatusOr<TaskLog> LimitedClient::GetTaskLog(const Upid& upid, std::int64_t
   return Measured("GET", "/nodes/{node}/tasks/{upid}/log", [&] { return inner_.GetTaskLog(upid, start, limit); });
 }
 
-absl::StatusOr<std::vector<TaskStatus>> LimitedClient::ListTasks(std::string_view node,
-                                                                 std::optional<std::int64_t> vmid, bool active_only) {
+absl::StatusOr<std::vector<TaskStatus>> LimitedClient::ListTasks(std::string_view node, std::optional<Vmid> vmid,
+                                                                 bool active_only) {
   return Measured("GET", "/nodes/{node}/tasks", [&] { return inner_.ListTasks(node, vmid, active_only); });
 }
 

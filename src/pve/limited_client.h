@@ -58,6 +58,9 @@ struct LimitOptions {
   // itself; sooner (a third of the oldest held task's age, at least 250 ms) while tasks are young,
   // since waiting callers occupy the workers that would otherwise poll those tasks.
   std::chrono::milliseconds slot_check_interval{2000};
+  // How long a refused claimant (TaskSlotView::TryClaimSlot) keeps its place in a node's queue
+  // without asking again.
+  std::chrono::milliseconds claim_abandon_after{6000};
   // How a rate-limited caller waits. Default: std::this_thread::sleep_for. Tests advance a
   // ManualClock instead.
   std::function<void(std::chrono::milliseconds)> sleep;
@@ -94,16 +97,22 @@ class SlotClaim {
 // Lets a caller take a task slot before the work that leads to a heavy call (listings, a VMID,
 // persisting its intent), instead of finding out in the call: a worker blocked in a slot wait
 // cannot run the polls that free the slots, and many at once starve the provider.
+//
+// A refused claimant keeps its place in the node's one queue of waiters, which also holds the
+// callers blocked in a heavy call: slots are granted first come, first served across both. When a
+// claimant's turn comes (a slot freed while it is first in line), the slot-freed listener is told
+// its key, so it can come back and claim. A claimant that stops asking (its request went away)
+// loses its place after LimitOptions::claim_abandon_after.
 class TaskSlotView {
  public:
   virtual ~TaskSlotView() = default;
-  // A claim on a slot of `node` for this thread's next heavy call there, when one is free now and
-  // nobody waits; nullopt when that call would wait (or the client is closed).
-  virtual std::optional<SlotClaim> TryClaimSlot(std::string_view node) = 0;
-  // Called (on the freeing thread, outside any lock of the view) each time a slot of a node is
-  // freed, so callers that could not claim one are retried then rather than on a timer. One
-  // listener; set it before any heavy call.
-  virtual void SetSlotFreedListener(std::function<void(const std::string& node)> listener) = 0;
+  // A claim on a slot of `node` for this thread's next heavy call there, for `waiter` (a key the
+  // caller chooses: the request ID); nullopt when that waiter is not first in line or no slot is
+  // free (it then keeps or takes its place in the queue), or when the client is closed.
+  virtual std::optional<SlotClaim> TryClaimSlot(std::string_view node, std::string_view waiter) = 0;
+  // Called (on the freeing thread, outside any lock of the view) with the key of the claimant whose
+  // turn it now is. One listener; set it before any heavy call.
+  virtual void SetSlotFreedListener(std::function<void(const std::string& waiter)> listener) = 0;
 };
 
 class LimitedClient final : public Client, public TaskSlotView {
@@ -127,16 +136,16 @@ class LimitedClient final : public Client, public TaskSlotView {
 
   // Heavy-task slots held on `node` (calls in progress and tasks not yet seen finished).
   int TasksInFlight(std::string_view node) const;
-  // Callers waiting for a slot on `node`.
+  // Callers waiting for a slot on `node`: blocked heavy calls and refused claimants.
   int SlotWaiters(std::string_view node) const;
-  std::optional<SlotClaim> TryClaimSlot(std::string_view node) override;
-  void SetSlotFreedListener(std::function<void(const std::string& node)> listener) override;
+  std::optional<SlotClaim> TryClaimSlot(std::string_view node, std::string_view waiter) override;
+  void SetSlotFreedListener(std::function<void(const std::string& waiter)> listener) override;
 
   absl::StatusOr<VersionInfo> Version() override;
   absl::StatusOr<Permissions> GetPermissions(std::string_view path = "") override;
   absl::StatusOr<std::vector<Node>> ListNodes() override;
   absl::StatusOr<std::vector<ClusterResource>> ClusterResources(ResourceType type) override;
-  absl::StatusOr<std::int64_t> NextId() override;
+  absl::StatusOr<Vmid> NextId() override;
   absl::StatusOr<std::vector<NodeStorage>> NodeStorages(std::string_view node, std::string_view content = "",
                                                         bool enabled_only = false) override;
   absl::StatusOr<std::vector<StorageVolume>> StorageContent(std::string_view node, std::string_view storage,
@@ -151,20 +160,18 @@ class LimitedClient final : public Client, public TaskSlotView {
                                                              std::string_view type = "any_bridge") override;
   absl::StatusOr<std::vector<HardwareMapping>> HardwareMappings(std::string_view kind) override;
   absl::StatusOr<std::vector<VmStatus>> ListVms(std::string_view node) override;
-  absl::StatusOr<Upid> CreateVm(std::string_view node, std::int64_t vmid, const FormFields& params) override;
-  absl::StatusOr<VmConfig> GetVmConfig(std::string_view node, std::int64_t vmid) override;
-  absl::StatusOr<std::optional<Upid>> UpdateVmConfig(std::string_view node, std::int64_t vmid,
+  absl::StatusOr<Upid> CreateVm(std::string_view node, Vmid vmid, const FormFields& params) override;
+  absl::StatusOr<VmConfig> GetVmConfig(std::string_view node, Vmid vmid) override;
+  absl::StatusOr<std::optional<Upid>> UpdateVmConfig(std::string_view node, Vmid vmid,
                                                      const FormFields& params) override;
-  absl::StatusOr<VmStatus> GetVmStatus(std::string_view node, std::int64_t vmid) override;
-  absl::StatusOr<Upid> StartVm(std::string_view node, std::int64_t vmid) override;
-  absl::StatusOr<Upid> StopVm(std::string_view node, std::int64_t vmid) override;
-  absl::StatusOr<Upid> ShutdownVm(std::string_view node, std::int64_t vmid,
-                                  const ShutdownOptions& options = {}) override;
-  absl::StatusOr<Upid> DeleteVm(std::string_view node, std::int64_t vmid, bool purge,
-                                bool destroy_unreferenced_disks) override;
+  absl::StatusOr<VmStatus> GetVmStatus(std::string_view node, Vmid vmid) override;
+  absl::StatusOr<Upid> StartVm(std::string_view node, Vmid vmid) override;
+  absl::StatusOr<Upid> StopVm(std::string_view node, Vmid vmid) override;
+  absl::StatusOr<Upid> ShutdownVm(std::string_view node, Vmid vmid, const ShutdownOptions& options = {}) override;
+  absl::StatusOr<Upid> DeleteVm(std::string_view node, Vmid vmid, bool purge, bool destroy_unreferenced_disks) override;
   absl::StatusOr<TaskStatus> GetTaskStatus(const Upid& upid) override;
   absl::StatusOr<TaskLog> GetTaskLog(const Upid& upid, std::int64_t start = 0, std::int64_t limit = 50) override;
-  absl::StatusOr<std::vector<TaskStatus>> ListTasks(std::string_view node, std::optional<std::int64_t> vmid,
+  absl::StatusOr<std::vector<TaskStatus>> ListTasks(std::string_view node, std::optional<Vmid> vmid,
                                                     bool active_only) override;
   absl::StatusOr<TaskStatus> WaitTask(const Upid& upid, util::Clock::MonotonicTime deadline) override;
 
@@ -173,7 +180,13 @@ class LimitedClient final : public Client, public TaskSlotView {
   class SlotLease;
   struct NodeSlots {
     int in_use = 0;
-    std::deque<std::uint64_t> waiting;  // tickets in arrival order
+    // One queue in arrival order: a blocked heavy call (empty key) or a refused claimant.
+    struct Waiter {
+      std::uint64_t ticket = 0;
+      std::string key;
+      util::Clock::MonotonicTime asked{};  // a claimant's last ask
+    };
+    std::deque<Waiter> waiting;
     struct HeldTask {
       Upid upid;
       util::Clock::MonotonicTime since{};
@@ -189,6 +202,11 @@ class LimitedClient final : public Client, public TaskSlotView {
   // Moves a lease's slot to `upid`, to be freed when the task is seen finished.
   void HoldForTask(SlotLease& lease, const Upid& upid);
   void FreeSlot(const std::string& node);
+  // Drops claimants that stopped asking. REQUIRES: slots_mutex_ held.
+  void PruneAbandonedLocked(NodeSlots& slots);
+  // The claimant first in line when a slot of `node` is free, to be told its turn came ("": none).
+  // REQUIRES: slots_mutex_ held.
+  std::string ClaimantToWakeLocked(const NodeSlots& slots) const;
   // Frees the slot of `upid` if it holds one.
   void TaskFinished(const Upid& upid);
   // How long a caller kept from a slot waits before checking the held tasks itself: a third of the
@@ -224,7 +242,7 @@ class LimitedClient final : public Client, public TaskSlotView {
   std::map<std::string, NodeSlots, std::less<>> slots_;  // guarded by slots_mutex_
   std::uint64_t next_ticket_ = 0;                        // guarded by slots_mutex_
   bool closed_ = false;                                  // guarded by slots_mutex_
-  std::function<void(const std::string&)> slot_freed_;
+  std::function<void(const std::string& waiter)> slot_freed_;
 };
 
 }  // namespace omni_proxmox::pve

@@ -16,6 +16,12 @@
 
 namespace omni_proxmox::pve {
 
+// A VM's ID (the API's pve-vmid: 100..999999999). One type from the API client to the state
+// resource, so a VMID is never narrowed or sign-converted on its way.
+using Vmid = std::uint32_t;
+inline constexpr Vmid kMinVmid = 100;
+inline constexpr Vmid kMaxVmid = 999'999'999;
+
 // Form fields for POST/PUT bodies (create and config parameters), in the order given. Values are
 // sent verbatim; booleans must already be "0"/"1" (use FormBool()).
 using FormFields = std::vector<std::pair<std::string, std::string>>;
@@ -59,7 +65,7 @@ struct ClusterResource {
   std::string node;
   std::string status;
   // VMs and containers.
-  std::optional<std::int64_t> vmid;
+  std::optional<Vmid> vmid;
   std::string name;
   std::string tags;  // ";"-joined, as stored
   std::string lock;  // "create", "destroyed", ... or empty
@@ -122,7 +128,7 @@ struct StorageVolume {
   std::string format;
   std::int64_t size_bytes = 0;
   std::optional<std::int64_t> used_bytes;
-  std::optional<std::int64_t> vmid;
+  std::optional<Vmid> vmid;
   std::optional<std::int64_t> ctime_unix;
 };
 
@@ -136,7 +142,7 @@ struct VolumeInfo {
 
 // GET /nodes/{node}/qemu/{vmid}/status/current, or one entry of GET /nodes/{node}/qemu.
 struct VmStatus {
-  std::int64_t vmid = 0;
+  Vmid vmid = 0;
   std::string name;
   std::string status;      // "running" | "stopped"
   std::string qmp_status;  // status/current only

@@ -18,7 +18,7 @@
 #include <gtest/gtest.h>
 #include <nlohmann/json.hpp>
 
-#include "provider/vmspec/ownership.h"
+#include "provider/ownership/markers.h"
 #include "pve/client.h"
 #include "sim/omni/standin.h"
 #include "sim/pve/simulator.h"

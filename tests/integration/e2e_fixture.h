@@ -1,8 +1,8 @@
 #pragma once
 
-// The provider end to end over real sockets, as `omni-proxmox run` wires it: the Proxmox simulator,
-// the Omni stand-in, and the reconciler with its controller (the Proxmox client behind the
-// limiting, metering decorator). Shared by the end-to-end suites; each test starts the provider.
+// The provider end to end over real sockets, assembled as `omni-proxmox run` assembles it
+// (provider::Provider): the Proxmox simulator, the Omni stand-in, and the provider over clients of
+// both. Shared by the end-to-end suites; each test starts the provider.
 
 #include <functional>
 #include <map>
@@ -22,8 +22,7 @@
 #include "omni/specs/omni.pb.h"
 #include "omni/state_client.h"
 #include "provider/model/providerdata.h"
-#include "provider/reconciler/controller.h"
-#include "provider/reconciler/machine_reconciler.h"
+#include "provider/provider.h"
 #include "pve/client.h"
 #include "pve/limited_client.h"
 #include "sim/omni/standin.h"
@@ -104,9 +103,6 @@ class E2EFixture : public ::testing::Test {
     auto pve = testing::SimPveClient(*sim_);
     ASSERT_TRUE(pve.ok()) << pve.status();
     pve_http_ = std::move(*pve);
-    // Two heavy tasks per node (below run's default of 4) so the limit is exercised; run's rate.
-    pve_ = std::make_unique<pve::LimitedClient>(*pve_http_, pve::LimitOptions{.max_tasks_per_node = kTasksPerNode},
-                                                util::RealClock(), &metrics_);
 
     auto omni_options = testing::StandInClientOptions(*standin_, &random_);
     ASSERT_TRUE(omni_options.ok()) << omni_options.status();
@@ -117,34 +113,41 @@ class E2EFixture : public ::testing::Test {
     ASSERT_TRUE(management.ok()) << management.status();
     management_ = std::move(*management);
 
-    ReconcilerOptions options;
-    options.provider_id = "proxmox";
-    options.task_poll = milliseconds{100};
-    options.failed_retry = milliseconds{2000};
-    options.shutdown_timeout = std::chrono::seconds{5};
-    reconciler_ = std::make_unique<MachineReconciler>(options, *pve_, *state_, *management_, standin_->factory_url(),
-                                                      util::RealClock(), random_);
-    reconciler_->set_task_slots(pve_.get());
-    ControllerOptions controller_options;
-    controller_options.info = {.id = "proxmox",
-                               .name = "Proxmox",
-                               .description = "omni-proxmox under test",
-                               .icon = "",
-                               .schema = ProviderDataJsonSchema(),
-                               .version = "test"};
-    controller_options.concurrency = 8;
-    controller_options.heartbeat_interval = milliseconds{1000};
-    controller_options.resync_interval = milliseconds{3000};
-    controller_ = std::make_unique<ProviderController>(controller_options, *reconciler_, *state_, *pve_,
-                                                       util::RealClock(), random_);
+    auto provider =
+        Provider::Assemble(Options(), *pve_http_, *state_, *management_, metrics_, util::RealClock(), random_);
+    ASSERT_TRUE(provider.ok()) << provider.status();
+    provider_ = std::move(*provider);
+    pve_ = &provider_->pve();
   }
 
-  void StartProvider() { controller_->Start(); }
+  // The provider as `run` assembles it, with quicker polls, heartbeat and resync; two heavy tasks
+  // per node (below run's default of 4) so the limit is exercised.
+  virtual ProviderOptions Options() const {
+    ProviderOptions options;
+    options.info = {.id = "proxmox",
+                    .name = "Proxmox",
+                    .description = "omni-proxmox under test",
+                    .icon = "",
+                    .schema = ProviderDataJsonSchema(),
+                    .version = "test"};
+    options.concurrency = 8;
+    options.limits.max_tasks_per_node = kTasksPerNode;
+    options.image_factory_url = standin_->factory_url();
+    options.fleet.task_poll = milliseconds{100};
+    options.retry.failed_base = milliseconds{2000};
+    options.retry.failed_max = milliseconds{2000};
+    options.steps.shutdown_timeout = std::chrono::seconds{5};
+    options.heartbeat_interval = milliseconds{1000};
+    options.resync_interval = milliseconds{3000};
+    options.gc_mode = GcMode::kOff;
+    return options;
+  }
+
+  void StartProvider() { provider_->Start(); }
 
   void TearDown() override {
-    if (controller_) controller_->Stop();
-    controller_.reset();
-    reconciler_.reset();
+    if (provider_) provider_->Stop();
+    provider_.reset();
   }
 
   std::vector<omni::Resource> Statuses() {
@@ -197,11 +200,10 @@ class E2EFixture : public ::testing::Test {
   std::unique_ptr<sim::omni::StandIn> standin_;
   std::unique_ptr<sim::pve::Simulator> sim_;
   std::unique_ptr<pve::Client> pve_http_;
-  std::unique_ptr<pve::LimitedClient> pve_;
   std::unique_ptr<omni::StateClient> state_;
   std::unique_ptr<omni::ManagementClient> management_;
-  std::unique_ptr<MachineReconciler> reconciler_;
-  std::unique_ptr<ProviderController> controller_;
+  std::unique_ptr<Provider> provider_;
+  pve::LimitedClient* pve_ = nullptr;  // the provider's Proxmox client (limits and metrics)
 
   std::mutex mutex_;
   std::set<std::string> joined_;

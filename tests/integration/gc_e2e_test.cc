@@ -17,9 +17,8 @@
 #include "omni/state_client.h"
 #include "provider/gc/collector.h"
 #include "provider/model/providerdata.h"
-#include "provider/reconciler/controller.h"
-#include "provider/reconciler/machine_reconciler.h"
-#include "provider/vmspec/ownership.h"
+#include "provider/ownership/markers.h"
+#include "provider/provider.h"
 #include "pve/client.h"
 #include "sim/omni/standin.h"
 #include "sim/pve/simulator.h"
@@ -70,47 +69,35 @@ class GarbageE2ETest : public ::testing::Test {
 
   void TearDown() override { StopProvider(); }
 
-  // The provider as `run --gc-mode <mode>` wires it, with a fresh registry per start.
+  // The provider as `run --gc-mode <mode>` assembles it, on the scaled clock, with a fresh
+  // registry per start.
   void StartProvider(GcMode mode) {
     StopProvider();
     metrics_ = std::make_unique<util::MetricsRegistry>();
-    ReconcilerOptions options;
-    options.provider_id = "proxmox";
-    options.task_poll = milliseconds{100};
-    options.shutdown_timeout = seconds{5};
-    reconciler_ = std::make_unique<MachineReconciler>(options, *pve_, *state_, *management_, standin_->factory_url(),
-                                                      clock_, random_);
-    collector_ = std::make_unique<GarbageCollector>(GarbageCollectorOptions{.provider_id = "proxmox",
-                                                                            .grace_period = kGrace,
-                                                                            .shutdown_timeout = seconds{5},
-                                                                            .task_timeout = seconds{60}},
-                                                    *pve_, *state_, clock_, metrics_.get());
-    collector_->in_flight = [this] {
-      std::set<std::string> ids;
-      for (const auto& r : reconciler_->ledger().Reservations()) ids.insert(r.request_id);
-      return ids;
-    };
-    ControllerOptions controller_options;
-    controller_options.info = {.id = "proxmox",
-                               .name = "Proxmox",
-                               .description = "gc under test",
-                               .icon = "",
-                               .schema = ProviderDataJsonSchema(),
-                               .version = "test"};
-    controller_options.heartbeat_interval = milliseconds{1000};
-    controller_options.resync_interval = milliseconds{2000};
-    controller_options.gc_interval = milliseconds{500};
-    controller_options.gc_cycle = [this, mode] { collector_->RunCycle(mode); };
-    controller_ = std::make_unique<ProviderController>(controller_options, *reconciler_, *state_, *pve_,
-                                                       util::RealClock(), random_);
-    controller_->Start();
+    ProviderOptions options;
+    options.info = {.id = "proxmox",
+                    .name = "Proxmox",
+                    .description = "gc under test",
+                    .icon = "",
+                    .schema = ProviderDataJsonSchema(),
+                    .version = "test"};
+    options.image_factory_url = standin_->factory_url();
+    options.fleet.task_poll = milliseconds{100};
+    options.steps.shutdown_timeout = seconds{5};
+    options.heartbeat_interval = milliseconds{1000};
+    options.resync_interval = milliseconds{2000};
+    options.gc_mode = mode;
+    options.gc_grace_period = kGrace;
+    options.gc_interval = milliseconds{500};
+    auto provider = Provider::Assemble(options, *pve_, *state_, *management_, *metrics_, clock_, random_);
+    ASSERT_TRUE(provider.ok()) << provider.status();
+    provider_ = std::move(*provider);
+    provider_->Start();
   }
 
   void StopProvider() {
-    if (controller_) controller_->Stop();
-    controller_.reset();
-    collector_.reset();
-    reconciler_.reset();
+    if (provider_) provider_->Stop();
+    provider_.reset();
   }
 
   double Metric(const std::string& series) {
@@ -167,9 +154,7 @@ class GarbageE2ETest : public ::testing::Test {
   std::unique_ptr<omni::StateClient> state_;
   std::unique_ptr<omni::ManagementClient> management_;
   std::unique_ptr<util::MetricsRegistry> metrics_;
-  std::unique_ptr<MachineReconciler> reconciler_;
-  std::unique_ptr<GarbageCollector> collector_;
-  std::unique_ptr<ProviderController> controller_;
+  std::unique_ptr<Provider> provider_;
 };
 
 TEST_F(GarbageE2ETest, OrphanReportedThenDeletedForeignKeptIsosRemovedAfterScaleToZero) {

@@ -22,11 +22,10 @@
 #include "omni/specs.h"
 #include "omni/specs/omni.pb.h"
 #include "omni/state_client.h"
+#include "provider/fleet/fleet_metrics.h"
 #include "provider/machine.pb.h"
 #include "provider/model/providerdata.h"
-#include "provider/reconciler/controller.h"
-#include "provider/reconciler/fleet_metrics.h"
-#include "provider/reconciler/machine_reconciler.h"
+#include "provider/provider.h"
 #include "pve/client.h"
 #include "pve/limited_client.h"
 #include "sim/omni/standin.h"
@@ -163,7 +162,7 @@ TEST_F(ProviderE2ETest, LogsMetricsAndTaskLimitsWhileScaling) {
   ASSERT_TRUE(standin_->ScaleMachineRequestSet("workers", "workers", 2).ok());
   ASSERT_TRUE(standin_->ScaleMachineRequestSet("pinned", "pinned", 6).ok());
   ASSERT_TRUE(WaitFor([&] { return Provisioned() == 8; }, std::chrono::seconds{120})) << Dump();
-  ASSERT_TRUE(UpdateFleetMetrics(*pve_, *state_, "proxmox", metrics_).ok());
+  ASSERT_TRUE(UpdateFleetMetrics(*pve_, provider_->cache(), "proxmox", metrics_).ok());
   std::string text = metrics_.RenderText();
   int managed = 0;
   const std::regex managed_line("omni_proxmox_vms_managed\\{node=\"(pve[1-4])\"\\} ([0-9]+)");
@@ -187,7 +186,7 @@ TEST_F(ProviderE2ETest, LogsMetricsAndTaskLimitsWhileScaling) {
   EXPECT_GE(most_heavy.load(), 1);
   EXPECT_LE(most_heavy.load(), kTasksPerNode);
 
-  ASSERT_TRUE(UpdateFleetMetrics(*pve_, *state_, "proxmox", metrics_).ok());
+  ASSERT_TRUE(UpdateFleetMetrics(*pve_, provider_->cache(), "proxmox", metrics_).ok());
   pve_->PollHeldTasks();
   text = metrics_.RenderText();
   EXPECT_THAT(text, HasSubstr("omni_proxmox_vms_managed{node=\"pve2\"} 0\n"));
@@ -197,7 +196,7 @@ TEST_F(ProviderE2ETest, LogsMetricsAndTaskLimitsWhileScaling) {
                               "method=\"DELETE\",result=\"ok\"} 8\n"));
 
   // Every provider line that names a request carries that request's ID and a step as JSON fields.
-  controller_->Stop();
+  provider_->Stop();
   (void)util::InitLogging({.format = util::LogFormat::kConsole, .level = "info"});
   std::istringstream lines(log_output.str());
   std::set<std::string> steps;
@@ -355,9 +354,9 @@ TEST_F(ProviderE2ETest, OfflineNodeIsSkipped) {
 
 TEST_F(ProviderE2ETest, HealthReportsRegisteredAndConnected) {
   StartProvider();
-  ASSERT_TRUE(WaitFor([&] { return standin_->ProviderConnected("proxmox") && controller_->Health().omni_ok; }))
-      << controller_->Health().omni_error;
-  auto health = controller_->Health();
+  ASSERT_TRUE(WaitFor([&] { return standin_->ProviderConnected("proxmox") && provider_->Health().omni_ok; }))
+      << provider_->Health().omni_error;
+  auto health = provider_->Health();
   EXPECT_TRUE(health.registered);
   EXPECT_TRUE(health.proxmox_ok) << health.proxmox_error;
 }
@@ -380,14 +379,14 @@ TEST_F(ProviderE2ETest, HeartbeatCarriesTheProxmoxErrorUntilProxmoxRecovers) {
   ASSERT_TRUE(WaitFor([&] {
     auto error = heartbeat_error();
     return error && !error->empty();
-  })) << controller_->Health().proxmox_error;
+  })) << provider_->Health().proxmox_error;
   EXPECT_THAT(*heartbeat_error(), HasSubstr("Proxmox unreachable or not authenticated"));
-  EXPECT_FALSE(controller_->Health().proxmox_ok);
+  EXPECT_FALSE(provider_->Health().proxmox_ok);
   sim_->ClearFaults();
   ASSERT_TRUE(WaitFor([&] {
     auto error = heartbeat_error();
-    return error && error->empty() && controller_->Health().proxmox_ok;
-  })) << controller_->Health().proxmox_error;
+    return error && error->empty() && provider_->Health().proxmox_ok;
+  })) << provider_->Health().proxmox_error;
 }
 
 TEST_F(ProviderE2ETest, GoProviderStateIsAdoptedAndTornDown) {

@@ -195,31 +195,32 @@ TEST_F(LimitedClientTest, SlotFreedWhenTheOwnerSeesItsTaskFinish) {
   EXPECT_EQ(client->TasksInFlight("pve1"), 1);
 }
 
-// What the reconciler does before it starts a create: claim the node's slot, or learn that the
-// create would wait. The claimed slot is used by the next heavy call on that node from the same
-// thread, and goes back when the claim is dropped unused.
+// What a create step does before it starts: claim the node's slot, or learn that the create would
+// wait. The claimed slot is used by the next heavy call on that node from the same thread, and
+// goes back when the claim is dropped unused.
 TEST_F(LimitedClientTest, ClaimedSlotIsUsedByTheNextHeavyCallOrReturned) {
   auto client = Limited({.max_tasks_per_node = 1, .requests_per_second = 0, .slot_check_interval = 1h});
   {
-    auto claim = client->TryClaimSlot("pve1");
+    auto claim = client->TryClaimSlot("pve1", "a");
     ASSERT_TRUE(claim.has_value());
     EXPECT_EQ(client->TasksInFlight("pve1"), 1);
-    EXPECT_FALSE(client->TryClaimSlot("pve1").has_value()) << "the only slot is claimed";
-    EXPECT_TRUE(client->TryClaimSlot("pve2").has_value()) << "slots are per node";
+    EXPECT_FALSE(client->TryClaimSlot("pve1", "b").has_value()) << "the only slot is claimed";
+    EXPECT_TRUE(client->TryClaimSlot("pve2", "c").has_value()) << "slots are per node";
     EXPECT_EQ(client->TasksInFlight("pve2"), 0) << "the pve2 claim was dropped at once";
   }
   EXPECT_EQ(client->TasksInFlight("pve1"), 0) << "an unused claim returns its slot";
+  EXPECT_FALSE(client->TryClaimSlot("pve1", "a").has_value()) << "b asked first and keeps its place";
 
   std::optional<Upid> first;
   {
-    auto claim = client->TryClaimSlot("pve1");
+    auto claim = client->TryClaimSlot("pve1", "b");
     ASSERT_TRUE(claim.has_value());
     auto created = client->CreateVm("pve1", 310, VmParams(310));  // uses the claim: no wait
     ASSERT_TRUE(created.ok()) << created.status();
     first = *created;
   }
   EXPECT_EQ(client->TasksInFlight("pve1"), 1) << "the slot now follows the task";
-  EXPECT_FALSE(client->TryClaimSlot("pve1").has_value());
+  EXPECT_FALSE(client->TryClaimSlot("pve1", "a").has_value());
 
   // Another thread's claim is not this thread's: a heavy call here waits for a slot, and gets the
   // claimed one when that claim is dropped, whichever thread drops it.
@@ -227,7 +228,7 @@ TEST_F(LimitedClientTest, ClaimedSlotIsUsedByTheNextHeavyCallOrReturned) {
   clock_.Advance(3s);
   ASSERT_TRUE(client->GetTaskStatus(*first).ok());
   EXPECT_EQ(client->TasksInFlight("pve1"), 0);
-  std::jthread([&] { other_thread_claim = client->TryClaimSlot("pve1"); }).join();
+  std::jthread([&] { other_thread_claim = client->TryClaimSlot("pve1", "a"); }).join();
   ASSERT_TRUE(other_thread_claim.has_value());
   std::atomic<bool> created = false;
   std::jthread waiter([&] {
@@ -241,8 +242,67 @@ TEST_F(LimitedClientTest, ClaimedSlotIsUsedByTheNextHeavyCallOrReturned) {
   EXPECT_EQ(client->TasksInFlight("pve1"), 1);
 
   auto unlimited = Limited({.max_tasks_per_node = 0, .requests_per_second = 0});
-  EXPECT_TRUE(unlimited->TryClaimSlot("pve1").has_value());
+  EXPECT_TRUE(unlimited->TryClaimSlot("pve1", "a").has_value());
   EXPECT_EQ(unlimited->TasksInFlight("pve1"), 0);
+}
+
+// Refused claimants and blocked heavy calls share one queue per node: slots go first come, first
+// served across both, and a claimant is told (by its key) when its turn comes.
+TEST_F(LimitedClientTest, ClaimantsAndBlockedCallersShareOneQueue) {
+  auto client = Limited({.max_tasks_per_node = 1, .requests_per_second = 0, .slot_check_interval = 1h});
+  std::mutex mutex;
+  std::vector<std::string> told;
+  client->SetSlotFreedListener([&](const std::string& waiter) {
+    std::lock_guard lock(mutex);
+    told.push_back(waiter);
+  });
+  auto holder = client->CreateVm("pve1", 340, VmParams(340));
+  ASSERT_TRUE(holder.ok()) << holder.status();
+  EXPECT_FALSE(client->TryClaimSlot("pve1", "first").has_value());
+  std::atomic<bool> blocked_done = false;
+  std::jthread blocked([&] {
+    EXPECT_TRUE(client->CreateVm("pve1", 341, VmParams(341)).ok());
+    blocked_done = true;
+  });
+  ASSERT_TRUE(WaitFor([&] { return client->SlotWaiters("pve1") == 2; }));
+  EXPECT_FALSE(client->TryClaimSlot("pve1", "third").has_value());
+  EXPECT_EQ(client->SlotWaiters("pve1"), 3);
+
+  clock_.Advance(3s);
+  ASSERT_TRUE(client->GetTaskStatus(*holder).ok());  // frees the slot: "first" is first in line
+  {
+    std::lock_guard lock(mutex);
+    ASSERT_FALSE(told.empty());
+    EXPECT_EQ(told.front(), "first");
+  }
+  EXPECT_FALSE(blocked_done.load()) << "the blocked call waits behind the claimant";
+  EXPECT_FALSE(client->TryClaimSlot("pve1", "third").has_value()) << "not third's turn";
+  std::optional<Upid> second;
+  {
+    auto claim = client->TryClaimSlot("pve1", "first");
+    ASSERT_TRUE(claim.has_value());
+    auto created = client->CreateVm("pve1", 342, VmParams(342));
+    ASSERT_TRUE(created.ok()) << created.status();
+    second = *created;
+  }
+  clock_.Advance(3s);
+  ASSERT_TRUE(client->GetTaskStatus(*second).ok());
+  ASSERT_TRUE(WaitFor([&] { return blocked_done.load(); })) << "then the blocked call";
+  EXPECT_EQ(client->SlotWaiters("pve1"), 1) << "third still waits";
+}
+
+// A claimant that stops asking (its request was deleted) loses its place.
+TEST_F(LimitedClientTest, AClaimantThatStopsAskingLosesItsPlace) {
+  auto client = Limited({.max_tasks_per_node = 1,
+                         .requests_per_second = 0,
+                         .slot_check_interval = 1h,
+                         .claim_abandon_after = std::chrono::seconds{6}});
+  auto holder = client->CreateVm("pve1", 350, VmParams(350));
+  ASSERT_TRUE(holder.ok()) << holder.status();
+  EXPECT_FALSE(client->TryClaimSlot("pve1", "gone").has_value());
+  clock_.Advance(7s);
+  ASSERT_TRUE(client->GetTaskStatus(*holder).ok());
+  EXPECT_TRUE(client->TryClaimSlot("pve1", "newcomer").has_value());
 }
 
 // Nobody blocks in a slot wait when every create claims first, so refused claims take over the
@@ -251,10 +311,10 @@ TEST_F(LimitedClientTest, RefusedClaimsStillFreeSlotsOfTasksNobodyPolls) {
   auto client = Limited({.max_tasks_per_node = 1, .requests_per_second = 0, .slot_check_interval = 1h});
   auto created = client->CreateVm("pve1", 330, VmParams(330));
   ASSERT_TRUE(created.ok()) << created.status();
-  EXPECT_FALSE(client->TryClaimSlot("pve1").has_value()) << "the create is still running";
+  EXPECT_FALSE(client->TryClaimSlot("pve1", "a").has_value()) << "the create is still running";
   EXPECT_EQ(client->TasksInFlight("pve1"), 1);
   clock_.Advance(3s);  // the create ends; its caller never looks at it again
-  auto claim = client->TryClaimSlot("pve1");
+  auto claim = client->TryClaimSlot("pve1", "a");
   EXPECT_TRUE(claim.has_value());
   EXPECT_EQ(client->TasksInFlight("pve1"), 1) << "the finished create's slot went to the claim";
 }

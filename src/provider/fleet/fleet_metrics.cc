@@ -1,4 +1,4 @@
-#include "provider/reconciler/fleet_metrics.h"
+#include "provider/fleet/fleet_metrics.h"
 
 #include <map>
 #include <string>
@@ -8,7 +8,7 @@
 #include "omni/join_config.h"
 #include "omni/specs.h"
 #include "omni/specs/omni.pb.h"
-#include "provider/vmspec/ownership.h"
+#include "provider/ownership/markers.h"
 
 namespace omni_proxmox::provider {
 namespace {
@@ -38,7 +38,7 @@ absl::Status UpdateVms(pve::Client& pve, std::string_view provider_id, util::Met
   return absl::OkStatus();
 }
 
-absl::Status UpdateRequests(omni::StateClient& state, std::string_view provider_id, util::MetricsRegistry& metrics) {
+absl::Status UpdateRequests(omni::ResourceCache& state, std::string_view provider_id, util::MetricsRegistry& metrics) {
   const omni::LabelTerm ours =
       omni::LabelTerm::Equal(std::string(omni::kLabelInfraProviderId), std::string(provider_id));
   auto requests =
@@ -91,7 +91,7 @@ absl::Status UpdateRequests(omni::StateClient& state, std::string_view provider_
 
 }  // namespace
 
-absl::Status UpdateFleetMetrics(pve::Client& pve, omni::StateClient& state, std::string_view provider_id,
+absl::Status UpdateFleetMetrics(pve::Client& pve, omni::ResourceCache& state, std::string_view provider_id,
                                 util::MetricsRegistry& metrics) {
   absl::Status vms = UpdateVms(pve, provider_id, metrics);
   absl::Status requests = UpdateRequests(state, provider_id, metrics);

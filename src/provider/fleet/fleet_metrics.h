@@ -6,13 +6,14 @@
 //                                    (every online or listed node, 0 when it has none)
 //   omni_proxmox_requests{stage}     this provider's MachineRequests by stage: pending (no status
 //                                    yet), provisioning, provisioned, failed, deprovisioning
-// Costs one GET /cluster/resources and two Omni lists per call; `run` calls it every 15 s.
+// Costs one GET /cluster/resources per call (the Omni side is read from the watch-fed cache); the
+// provider calls it every 15 s.
 
 #include <string_view>
 
 #include "absl/status/status.h"
 
-#include "omni/state_client.h"
+#include "omni/resource_cache.h"
 #include "pve/client.h"
 #include "util/metrics.h"
 
@@ -20,7 +21,7 @@ namespace omni_proxmox::provider {
 
 // Updates both gauge families; a side that cannot be read keeps its previous values and its
 // error is returned (the other side is still updated).
-absl::Status UpdateFleetMetrics(pve::Client& pve, omni::StateClient& state, std::string_view provider_id,
+absl::Status UpdateFleetMetrics(pve::Client& pve, omni::ResourceCache& state, std::string_view provider_id,
                                 util::MetricsRegistry& metrics);
 
 }  // namespace omni_proxmox::provider

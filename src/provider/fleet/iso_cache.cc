@@ -1,4 +1,4 @@
-#include "provider/reconciler/iso_cache.h"
+#include "provider/fleet/iso_cache.h"
 
 #include <algorithm>
 
@@ -6,7 +6,7 @@ namespace omni_proxmox::provider {
 
 std::optional<bool> IsoPresenceCache::Present(const std::string& scope, const std::string& storage,
                                               const std::string& volid) const {
-  std::lock_guard lock(mutex_);
+  absl::MutexLock lock(&mutex_);
   const auto listing = listings_.find({scope, storage});
   const bool listed = listing != listings_.end() && Fresh(listing->second.fetched);
   const auto mark = marks_.find({scope, storage, volid});
@@ -18,13 +18,13 @@ std::optional<bool> IsoPresenceCache::Present(const std::string& scope, const st
 }
 
 std::uint64_t IsoPresenceCache::ListingSeq() const {
-  std::lock_guard lock(mutex_);
+  absl::MutexLock lock(&mutex_);
   return seq_;
 }
 
 bool IsoPresenceCache::Fill(const std::string& scope, const std::string& storage, std::uint64_t seq,
                             const std::vector<std::string>& volids, const std::string& volid) {
-  std::lock_guard lock(mutex_);
+  absl::MutexLock lock(&mutex_);
   const auto now = clock_.Monotonic();
   // An older listing never replaces a newer one, nor outlives an invalidation made while it was fetched.
   auto listing = listings_.find({scope, storage});
@@ -50,12 +50,12 @@ bool IsoPresenceCache::Fill(const std::string& scope, const std::string& storage
 
 void IsoPresenceCache::Mark(const std::string& scope, const std::string& storage, const std::string& volid,
                             bool present) {
-  std::lock_guard lock(mutex_);
+  absl::MutexLock lock(&mutex_);
   marks_[{scope, storage, volid}] = {.at = clock_.Monotonic(), .seq = ++seq_, .present = present};
 }
 
 void IsoPresenceCache::Invalidate(const std::string& scope, const std::string& storage) {
-  std::lock_guard lock(mutex_);
+  absl::MutexLock lock(&mutex_);
   invalidated_seq_ = ++seq_;
   listings_.erase({scope, storage});
   for (auto it = marks_.lower_bound({scope, storage, ""});
@@ -65,7 +65,7 @@ void IsoPresenceCache::Invalidate(const std::string& scope, const std::string& s
 }
 
 void IsoPresenceCache::InvalidateAll() {
-  std::lock_guard lock(mutex_);
+  absl::MutexLock lock(&mutex_);
   invalidated_seq_ = ++seq_;
   listings_.clear();
   marks_.clear();

@@ -1,14 +1,18 @@
 #pragma once
 
+// Part of the fleet's shared views of Proxmox (fleet_view.h): which ISO volumes each storage holds.
+
 #include <chrono>
 #include <cstdint>
 #include <map>
-#include <mutex>
 #include <optional>
 #include <set>
 #include <string>
 #include <tuple>
 #include <vector>
+
+#include "absl/base/thread_annotations.h"
+#include "absl/synchronization/mutex.h"
 
 #include "util/clock.h"
 
@@ -58,12 +62,13 @@ class IsoPresenceCache {
 
   const util::Clock& clock_;
   const std::chrono::milliseconds ttl_;
-  mutable std::mutex mutex_;
-  std::uint64_t seq_ = 0;  // incremented by every Mark/Invalidate
+  mutable absl::Mutex mutex_;
+  std::uint64_t seq_ ABSL_GUARDED_BY(mutex_) = 0;  // incremented by every Mark/Invalidate
   // A listing begun before the last invalidation may show what the invalidation was about: not stored.
-  std::uint64_t invalidated_seq_ = 0;
-  std::map<StorageKey, Listing> listings_;
-  std::map<std::tuple<std::string, std::string, std::string>, VolumeMark> marks_;  // scope, storage, volid
+  std::uint64_t invalidated_seq_ ABSL_GUARDED_BY(mutex_) = 0;
+  std::map<StorageKey, Listing> listings_ ABSL_GUARDED_BY(mutex_);
+  // scope, storage, volid
+  std::map<std::tuple<std::string, std::string, std::string>, VolumeMark> marks_ ABSL_GUARDED_BY(mutex_);
 };
 
 }  // namespace omni_proxmox::provider

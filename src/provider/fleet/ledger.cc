@@ -1,25 +1,26 @@
-#include "provider/reconciler/ledger.h"
+#include "provider/fleet/ledger.h"
 
 namespace omni_proxmox::provider {
 
 void Ledger::Release(const std::string& request_id) {
-  std::lock_guard lock(mutex_);
+  absl::MutexLock lock(&mutex_);
   ++release_seq_;
   if (auto it = reservations_.find(request_id); it != reservations_.end()) {
     released_.push_back({.seq = release_seq_, .at = clock_.Monotonic(), .vm = std::move(it->second)});
     reservations_.erase(it);
   }
   vmids_.erase(request_id);
+  verified_.erase(request_id);
   PruneReleasedLocked();
 }
 
 std::uint64_t Ledger::ReleaseSeq() const {
-  std::lock_guard lock(mutex_);
+  absl::MutexLock lock(&mutex_);
   return release_seq_;
 }
 
 std::size_t Ledger::RecentlyReleasedForTest() const {
-  std::lock_guard lock(mutex_);
+  absl::MutexLock lock(&mutex_);
   return released_.size();
 }
 
@@ -29,21 +30,22 @@ void Ledger::PruneReleasedLocked() {
 }
 
 std::vector<PlacedVm> Ledger::Reservations() const {
-  std::lock_guard lock(mutex_);
+  absl::MutexLock lock(&mutex_);
   std::vector<PlacedVm> out;
   for (const auto& [_, vm] : reservations_) out.push_back(vm);
   return out;
 }
 
-std::optional<std::uint32_t> Ledger::ClaimVmid(const std::string& request_id, const std::set<std::int64_t>& taken,
-                                               std::uint32_t first, std::uint32_t last) {
-  std::lock_guard lock(mutex_);
-  std::set<std::uint32_t> claimed;
+std::optional<pve::Vmid> Ledger::ClaimVmid(const std::string& request_id, const std::set<pve::Vmid>& taken,
+                                           pve::Vmid first, pve::Vmid last) {
+  absl::MutexLock lock(&mutex_);
+  std::set<pve::Vmid> claimed;
   for (const auto& [id, vmid] : vmids_) {
     if (id != request_id) claimed.insert(vmid);
   }
+  // 64-bit, so a range ending at the largest VMID terminates.
   for (std::uint64_t v = first; v <= last; ++v) {
-    const auto vmid = static_cast<std::uint32_t>(v);
+    const auto vmid = static_cast<pve::Vmid>(v);
     if (taken.contains(vmid) || claimed.contains(vmid)) continue;
     vmids_[request_id] = vmid;
     return vmid;
@@ -51,8 +53,8 @@ std::optional<std::uint32_t> Ledger::ClaimVmid(const std::string& request_id, co
   return std::nullopt;
 }
 
-bool Ledger::HoldVmid(const std::string& request_id, std::uint32_t vmid) {
-  std::lock_guard lock(mutex_);
+bool Ledger::HoldVmid(const std::string& request_id, pve::Vmid vmid) {
+  absl::MutexLock lock(&mutex_);
   for (const auto& [id, held] : vmids_) {
     if (held == vmid && id != request_id) return false;
   }
@@ -61,24 +63,41 @@ bool Ledger::HoldVmid(const std::string& request_id, std::uint32_t vmid) {
 }
 
 void Ledger::ReleaseVmid(const std::string& request_id) {
-  std::lock_guard lock(mutex_);
+  absl::MutexLock lock(&mutex_);
   vmids_.erase(request_id);
+  verified_.erase(request_id);
+}
+
+void Ledger::MarkVerified(const std::string& request_id, pve::Vmid vmid) {
+  absl::MutexLock lock(&mutex_);
+  verified_[request_id] = vmid;
+}
+
+bool Ledger::Verified(const std::string& request_id, pve::Vmid vmid) const {
+  absl::MutexLock lock(&mutex_);
+  auto it = verified_.find(request_id);
+  return it != verified_.end() && it->second == vmid;
+}
+
+void Ledger::Unverify(const std::string& request_id) {
+  absl::MutexLock lock(&mutex_);
+  verified_.erase(request_id);
 }
 
 std::optional<std::string> Ledger::Download(const std::string& key) const {
-  std::lock_guard lock(mutex_);
+  absl::MutexLock lock(&mutex_);
   auto it = downloads_.find(key);
   if (it == downloads_.end()) return std::nullopt;
   return it->second;
 }
 
 void Ledger::SetDownload(const std::string& key, const std::string& upid) {
-  std::lock_guard lock(mutex_);
+  absl::MutexLock lock(&mutex_);
   downloads_[key] = upid;
 }
 
 void Ledger::ClearDownload(const std::string& key) {
-  std::lock_guard lock(mutex_);
+  absl::MutexLock lock(&mutex_);
   downloads_.erase(key);
 }
 

@@ -1,9 +1,10 @@
 #pragma once
 
-// Process-wide bookkeeping shared by the reconciler's workers: placements not yet visible in
-// Proxmox (so concurrent requests do not pile onto one node), VMIDs being claimed (so two
-// workers never pick the same one) and downloads in flight (so one ISO is fetched once per
-// storage). Thread-safe; every method takes the one mutex.
+// Process-wide bookkeeping shared by the workers: placements not yet visible in Proxmox (so
+// concurrent requests do not pile onto one node), VMIDs being claimed (so two workers never pick
+// the same one), VMs seen carrying their request's markers (so a pass need not list the cluster
+// again to know it), and downloads in flight (so one ISO is fetched once per storage).
+// Thread-safe; every method takes the one mutex.
 
 #include <cstdint>
 #include <map>
@@ -13,7 +14,11 @@
 #include <string>
 #include <vector>
 
+#include "absl/base/thread_annotations.h"
+#include "absl/synchronization/mutex.h"
+
 #include "provider/placement/placement.h"
+#include "pve/types.h"
 #include "util/clock.h"
 
 namespace omni_proxmox::provider {
@@ -30,7 +35,7 @@ class Ledger {
   // look emptier than it is. `place` drops those whose VM the listing shows.
   template <typename PlaceFn>
   auto PlaceAndReserve(const std::string& request_id, std::uint64_t snapshot_seq, PlaceFn place) {
-    std::lock_guard lock(mutex_);
+    absl::MutexLock lock(&mutex_);
     PruneReleasedLocked();
     std::vector<PlacedVm> reserved;
     for (const auto& [id, vm] : reservations_) {
@@ -53,12 +58,19 @@ class Ledger {
 
   // Claims the lowest VMID in [first, last] that is not in `taken` nor claimed by another
   // request; nullopt when the range is full. A request keeps its claim until Release.
-  std::optional<std::uint32_t> ClaimVmid(const std::string& request_id, const std::set<std::int64_t>& taken,
-                                         std::uint32_t first, std::uint32_t last);
+  std::optional<pve::Vmid> ClaimVmid(const std::string& request_id, const std::set<pve::Vmid>& taken, pve::Vmid first,
+                                     pve::Vmid last);
   // Records that `request_id` holds `vmid` (a VMID from Proxmox's nextid, or after a restart).
   // Returns false when another request holds it.
-  bool HoldVmid(const std::string& request_id, std::uint32_t vmid);
+  bool HoldVmid(const std::string& request_id, pve::Vmid vmid);
+  // Drops the request's VMID and what was verified about it.
   void ReleaseVmid(const std::string& request_id);
+
+  // `request_id`'s VM was seen at `vmid` with its markers (or our create of it finished), by this
+  // process: later passes trust it until Unverify (the VM went missing) or Release.
+  void MarkVerified(const std::string& request_id, pve::Vmid vmid);
+  bool Verified(const std::string& request_id, pve::Vmid vmid) const;
+  void Unverify(const std::string& request_id);
 
   // Downloads keyed by "<storage or node/storage>/<file>": the UPID of the running task.
   std::optional<std::string> Download(const std::string& key) const;
@@ -77,15 +89,17 @@ class Ledger {
     util::Clock::MonotonicTime at{};
     PlacedVm vm;
   };
-  void PruneReleasedLocked();
+  void PruneReleasedLocked() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mutex_);
 
   const util::Clock& clock_;
-  mutable std::mutex mutex_;
-  std::map<std::string, PlacedVm> reservations_;
-  std::uint64_t release_seq_ = 0;
-  std::vector<Released> released_;
-  std::map<std::string, std::uint32_t> vmids_;  // request -> vmid
-  std::map<std::string, std::string> downloads_;
+  mutable absl::Mutex mutex_;
+  std::map<std::string, PlacedVm> reservations_ ABSL_GUARDED_BY(mutex_);
+  std::uint64_t release_seq_ ABSL_GUARDED_BY(mutex_) = 0;
+  std::vector<Released> released_ ABSL_GUARDED_BY(mutex_);
+  std::map<std::string, pve::Vmid> vmids_ ABSL_GUARDED_BY(mutex_);     // request -> vmid
+  std::map<std::string, pve::Vmid> verified_ ABSL_GUARDED_BY(mutex_);  // request -> vmid seen with markers
+  std::map<std::string, std::string> downloads_ ABSL_GUARDED_BY(mutex_);
+  // Not a data guard: held by a caller across checking for and starting one download.
   std::mutex download_start_mutex_;
 };
 

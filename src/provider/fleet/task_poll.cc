@@ -1,4 +1,4 @@
-#include "provider/reconciler/task_poll.h"
+#include "provider/fleet/task_poll.h"
 
 #include <algorithm>
 
@@ -47,7 +47,7 @@ milliseconds TaskPollPacer::ExpectedLocked(const std::string& upid) const {
 
 milliseconds TaskPollPacer::Next(const std::string& upid) {
   const auto now = clock_.Monotonic();
-  std::lock_guard lock(mutex_);
+  absl::MutexLock lock(&mutex_);
   if (tracked_.size() > kPruneAbove) {
     std::erase_if(tracked_, [&](const auto& entry) { return now - entry.second.first_seen > kStaleEntry; });
   }
@@ -60,7 +60,7 @@ milliseconds TaskPollPacer::Next(const std::string& upid) {
 
 void TaskPollPacer::SawRunning(const std::string& upid) {
   const auto now = clock_.Monotonic();
-  std::lock_guard lock(mutex_);
+  absl::MutexLock lock(&mutex_);
   auto it = tracked_.find(upid);
   if (it == tracked_.end()) return;
   it->second.last_running_age = std::chrono::duration_cast<milliseconds>(now - it->second.first_seen);
@@ -68,7 +68,7 @@ void TaskPollPacer::SawRunning(const std::string& upid) {
 
 void TaskPollPacer::Finished(const std::string& upid) {
   const auto now = clock_.Monotonic();
-  std::lock_guard lock(mutex_);
+  absl::MutexLock lock(&mutex_);
   auto it = tracked_.find(upid);
   if (it == tracked_.end()) return;
   const double done_at = std::chrono::duration<double, std::milli>(now - it->second.first_seen).count();
@@ -83,18 +83,18 @@ void TaskPollPacer::Finished(const std::string& upid) {
 }
 
 void TaskPollPacer::Done(const std::string& upid) {
-  std::lock_guard lock(mutex_);
+  absl::MutexLock lock(&mutex_);
   tracked_.erase(upid);
 }
 
 milliseconds TaskPollPacer::ExpectedForTest(const std::string& type) const {
-  std::lock_guard lock(mutex_);
+  absl::MutexLock lock(&mutex_);
   auto it = expected_ms_.find(type);
   return it == expected_ms_.end() ? milliseconds{0} : milliseconds{static_cast<long long>(it->second)};
 }
 
 std::size_t TaskPollPacer::TrackedForTest() const {
-  std::lock_guard lock(mutex_);
+  absl::MutexLock lock(&mutex_);
   return tracked_.size();
 }
 
@@ -106,7 +106,7 @@ constexpr std::size_t kBoardPruneAbove = 1024;
 std::optional<TaskStatusBoard::Reading> TaskStatusBoard::Recent(const std::string& upid, milliseconds running_fresh,
                                                                 const std::string& asker) const {
   const auto now = clock_.Monotonic();
-  std::lock_guard lock(mutex_);
+  absl::MutexLock lock(&mutex_);
   auto it = readings_.find(upid);
   if (it == readings_.end() || it->second.by == asker) return std::nullopt;
   const auto age = now - it->second.at;
@@ -116,7 +116,7 @@ std::optional<TaskStatusBoard::Reading> TaskStatusBoard::Recent(const std::strin
 
 void TaskStatusBoard::Record(const std::string& upid, const pve::TaskStatus& status, const std::string& by) {
   const auto now = clock_.Monotonic();
-  std::lock_guard lock(mutex_);
+  absl::MutexLock lock(&mutex_);
   if (readings_.size() > kBoardPruneAbove) {
     // Waiters of a task stop asking once it finished; running tasks are re-recorded every poll.
     std::erase_if(readings_, [&](const auto& entry) { return now - entry.second.at >= kFinishedKept; });
@@ -125,12 +125,12 @@ void TaskStatusBoard::Record(const std::string& upid, const pve::TaskStatus& sta
 }
 
 void TaskStatusBoard::Forget(const std::string& upid) {
-  std::lock_guard lock(mutex_);
+  absl::MutexLock lock(&mutex_);
   readings_.erase(upid);
 }
 
 std::size_t TaskStatusBoard::SizeForTest() const {
-  std::lock_guard lock(mutex_);
+  absl::MutexLock lock(&mutex_);
   return readings_.size();
 }
 

@@ -1,10 +1,15 @@
 #pragma once
 
+// Part of the fleet's shared views of Proxmox (fleet_view.h): how often to poll each task in
+// flight, and the last reading of a task several requests wait on.
+
 #include <chrono>
-#include <mutex>
 #include <optional>
 #include <string>
 #include <unordered_map>
+
+#include "absl/base/thread_annotations.h"
+#include "absl/synchronization/mutex.h"
 
 #include "pve/types.h"
 #include "util/clock.h"
@@ -45,17 +50,17 @@ class TaskPollPacer {
   std::chrono::milliseconds ExpectedForTest(const std::string& type) const;
 
  private:
-  std::chrono::milliseconds ExpectedLocked(const std::string& upid) const;
+  std::chrono::milliseconds ExpectedLocked(const std::string& upid) const ABSL_SHARED_LOCKS_REQUIRED(mutex_);
 
   const util::Clock& clock_;
   const std::chrono::milliseconds max_;
-  mutable std::mutex mutex_;
+  mutable absl::Mutex mutex_;
   struct Tracked {
     util::Clock::MonotonicTime first_seen{};
     std::optional<std::chrono::milliseconds> last_running_age;
   };
-  std::unordered_map<std::string, Tracked> tracked_;
-  std::unordered_map<std::string, double> expected_ms_;  // by UPID type, a moving average
+  std::unordered_map<std::string, Tracked> tracked_ ABSL_GUARDED_BY(mutex_);
+  std::unordered_map<std::string, double> expected_ms_ ABSL_GUARDED_BY(mutex_);  // by UPID type, a moving average
 };
 
 // What the last poll of each task said, so the requests waiting on one task (every request
@@ -82,8 +87,8 @@ class TaskStatusBoard {
 
  private:
   const util::Clock& clock_;
-  mutable std::mutex mutex_;
-  std::unordered_map<std::string, Reading> readings_;
+  mutable absl::Mutex mutex_;
+  std::unordered_map<std::string, Reading> readings_ ABSL_GUARDED_BY(mutex_);
 };
 
 }  // namespace omni_proxmox::provider

@@ -9,8 +9,9 @@
 #include "omni/join_config.h"
 #include "omni/specs.h"
 #include "provider/machine.pb.h"
-#include "provider/reconciler/machine_reconciler.h"
-#include "provider/vmspec/ownership.h"
+#include "provider/ownership/iso_names.h"
+#include "provider/ownership/markers.h"
+#include "provider/ownership/owned_vm.h"
 #include "util/log.h"
 
 namespace omni_proxmox::provider {

@@ -1,4 +1,4 @@
-#include "provider/vmspec/ownership.h"
+#include "provider/ownership/markers.h"
 
 #include <algorithm>
 

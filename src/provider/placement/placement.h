@@ -77,6 +77,14 @@ struct PlacementDecision {
 // Both messages name each node and the reason it was rejected.
 absl::StatusOr<PlacementDecision> Place(const PlacementInput& input);
 
+// The storage that holds a node's ISOs (the Talos ISO it boots from and its cloud-init ISO): the
+// first by name of the node's enabled, active storages with "iso" content that `iso_selector`
+// (when set) matches. FailedPrecondition naming the node and the fix when none qualifies, or when
+// the selector cannot be evaluated on a storage.
+absl::StatusOr<cel::StorageFacts> ChooseIsoStorage(const std::string& node,
+                                                   const std::vector<cel::StorageFacts>& storages,
+                                                   const std::optional<cel::StorageSelector>& iso_selector);
+
 // "16 GiB", "512 MiB": for messages.
 std::string HumanBytes(std::uint64_t bytes);
 

@@ -1,7 +1,5 @@
 #include "provider/reconciler/controller.h"
 
-#include <condition_variable>
-
 #include <fmt/format.h>
 #include <spdlog/spdlog.h>
 
@@ -10,37 +8,42 @@
 #include "util/log.h"
 
 namespace omni_proxmox::provider {
+namespace {
 
-ProviderController::ProviderController(ControllerOptions options, MachineReconciler& reconciler,
-                                       omni::StateClient& state, pve::Client& pve, const util::Clock& clock,
+bool Released(const omni::Resource& r) { return r.tearing_down() && r.metadata.finalizers.empty(); }
+
+// The request a resource belongs to, by its machine-request label; "" when it has none.
+std::string RequestOf(const omni::Resource& r) {
+  auto it = r.metadata.labels.find(std::string(omni::kLabelMachineRequest));
+  return it == r.metadata.labels.end() ? "" : it->second;
+}
+
+}  // namespace
+
+ProviderController::ProviderController(ControllerOptions options, StepRunner& runner, omni::StateClient& state,
+                                       omni::ResourceCache& cache, pve::Client& pve, const util::Clock& clock,
                                        util::Random& random)
     : options_(std::move(options)),
-      reconciler_(reconciler),
+      runner_(runner),
       state_(state),
+      cache_(cache),
       pve_(pve),
       clock_(clock),
       queue_(
           {.workers = options_.concurrency},
           [this](const std::string& id) {
-            // Every line logged while this request is reconciled carries its ID; steps refine "step".
-            util::LogContext context({{"request_id", id}, {"step", "reconcile"}});
-            Outcome outcome = reconciler_.Reconcile(id);
+            Outcome outcome = runner_.Reconcile(id);
             if (outcome.kind == Outcome::Kind::kError) {
+              util::LogContext context({{"request_id", id}});
               util::Logger("provider")->warn("request {}: {} (will retry)", id, std::string(outcome.error.message()));
             }
             return outcome;
           },
-          clock, random) {
-  reconciler_.wake_request = [this](const std::string& id) { queue_.Add(id); };
-}
+          clock, random) {}
 
-ProviderController::~ProviderController() {
-  Stop();
-  reconciler_.wake_request = nullptr;  // the reconciler may outlive this controller and its queue
-}
+ProviderController::~ProviderController() { Stop(); }
 
 void ProviderController::Start() {
-  queue_.Start();
   housekeeping_ = std::jthread([this](std::stop_token stop) { HousekeepingLoop(stop); });
   if (options_.gc_cycle) garbage_ = std::jthread([this](std::stop_token stop) { GarbageLoop(stop); });
 }
@@ -54,19 +57,14 @@ void ProviderController::Stop() {
     housekeeping_.request_stop();
     housekeeping_.join();
   }
-  {
-    std::lock_guard lock(mutex_);
-    request_watch_.reset();
-    status_watch_.reset();
-    registration_watch_.reset();
-  }
+  cache_.Stop();
   queue_.Stop();
 }
 
 ControllerHealth ProviderController::Health() const {
   std::lock_guard lock(mutex_);
   ControllerHealth h = health_;
-  h.watching = request_watch_ && request_watch_->Health().connected;
+  h.watching = watching_ && cache_.Synced();
   return h;
 }
 
@@ -100,80 +98,75 @@ void ProviderController::Heartbeat() {
 void ProviderController::StartWatches() {
   auto log = util::Logger("provider");
   const std::string pid = options_.info.id;
-  omni::WatchRequest requests{std::string(omni::kNamespaceInfraProvider),
-                              std::string(omni::kTypeMachineRequest),
-                              std::nullopt,
-                              {omni::LabelTerm::Equal(std::string(omni::kLabelInfraProviderId), pid)},
-                              true};
-  // Every change to a request drops the reconciler's memo of it before the request is queued; a
-  // broken stream drops them all, since events may be missed until it resumes.
-  auto request_watch = state_.Watch(requests, [this](const omni::WatchEvent& event) {
-    if (event.type == omni::EventType::kCreated || event.type == omni::EventType::kUpdated ||
-        event.type == omni::EventType::kDestroyed) {
-      reconciler_.Forget(event.resource.metadata.id, event.resource.metadata.version);
-      queue_.Add(event.resource.metadata.id);
-    } else if (event.type == omni::EventType::kErrored) {
-      reconciler_.ForgetAll();
+  const std::string ns(omni::kNamespaceInfraProvider);
+  const omni::LabelQuery ours = {omni::LabelTerm::Equal(std::string(omni::kLabelInfraProviderId), pid)};
+  // Every change to a request is a reason to reconcile it, except the echo of our own write
+  // (adding our finalizer) and a resync replaying what the cache held.
+  const auto on_request = [this](const omni::WatchEvent& event, bool echo) {
+    if (!echo && !event.resource.metadata.id.empty()) queue_.Add(event.resource.metadata.id);
+  };
+  // Statuses, our state and config patches matter when Omni lets go of one being torn down, as
+  // in Omni's controllers.
+  const auto on_released = [this](const omni::WatchEvent& event, bool echo) {
+    if (!echo && Released(event.resource)) queue_.Add(event.resource.metadata.id);
+  };
+  const auto on_patch = [this](const omni::WatchEvent& event, bool echo) {
+    if (!echo && Released(event.resource) && !RequestOf(event.resource).empty()) {
+      queue_.Add(RequestOf(event.resource));
     }
-  });
-  // A status or registration that changes is mapped to its request, as Omni's controllers do.
-  omni::WatchRequest statuses{std::string(omni::kNamespaceInfraProvider),
-                              std::string(omni::kTypeMachineRequestStatus),
-                              std::nullopt,
-                              {omni::LabelTerm::Equal(std::string(omni::kLabelInfraProviderId), pid)},
-                              false};
-  auto status_watch = state_.Watch(statuses, [this](const omni::WatchEvent& event) {
-    if (event.resource.tearing_down()) reconciler_.Forget(event.resource.metadata.id);
-    if (event.resource.tearing_down() && event.resource.metadata.finalizers.empty()) {
-      queue_.Add(event.resource.metadata.id);
+  };
+  const auto on_registration = [this](const omni::WatchEvent& event, bool echo) {
+    if (!echo && !RequestOf(event.resource).empty()) queue_.Add(RequestOf(event.resource));
+  };
+  struct Kind {
+    std::string ns, type;
+    omni::LabelQuery labels;
+    omni::ResourceCache::Handler handler;
+  };
+  const Kind kinds[] = {
+      {ns, std::string(omni::kTypeMachineRequest), ours, on_request},
+      {ns, std::string(omni::kTypeMachineRequestStatus), ours, on_released},
+      {omni::ProviderNamespace(pid), omni::ProviderMachineType(pid), {}, on_released},
+      {ns, std::string(omni::kTypeConfigPatchRequest), ours, on_patch},
+      {ns, std::string(omni::kTypeInfraMachineRegistration), ours, on_registration},
+  };
+  for (const auto& kind : kinds) {
+    if (auto s = cache_.Watch(kind.ns, kind.type, kind.labels, kind.handler); !s.ok()) {
+      log->warn("cannot watch {}: {}", kind.type, std::string(s.message()));
     }
-  });
-  omni::WatchRequest registrations{std::string(omni::kNamespaceInfraProvider),
-                                   std::string(omni::kTypeInfraMachineRegistration),
-                                   std::nullopt,
-                                   {omni::LabelTerm::Equal(std::string(omni::kLabelInfraProviderId), pid)},
-                                   false};
-  auto registration_watch = state_.Watch(registrations, [this](const omni::WatchEvent& event) {
-    auto it = event.resource.metadata.labels.find(std::string(omni::kLabelMachineRequest));
-    if (it != event.resource.metadata.labels.end()) queue_.Add(it->second);
-  });
-  std::lock_guard lock(mutex_);
-  if (request_watch.ok()) {
-    request_watch_ = std::move(*request_watch);
-  } else {
-    log->warn("cannot watch MachineRequests yet: {}", std::string(request_watch.status().message()));
   }
-  if (status_watch.ok()) status_watch_ = std::move(*status_watch);
-  if (registration_watch.ok()) registration_watch_ = std::move(*registration_watch);
+  std::lock_guard lock(mutex_);
+  watching_ = true;
 }
 
 void ProviderController::Resync() {
-  omni::ListRequest list{std::string(omni::kNamespaceInfraProvider),
-                         std::string(omni::kTypeMachineRequest),
-                         {omni::LabelTerm::Equal(std::string(omni::kLabelInfraProviderId), options_.info.id)}};
-  auto requests = state_.List(list);
+  auto requests = cache_.List({std::string(omni::kNamespaceInfraProvider),
+                               std::string(omni::kTypeMachineRequest),
+                               {omni::LabelTerm::Equal(std::string(omni::kLabelInfraProviderId), options_.info.id)}});
   if (!requests.ok()) return;
   for (const auto& r : *requests) queue_.Add(r.metadata.id);
 }
 
 void ProviderController::HousekeepingLoop(std::stop_token stop) {
   auto log = util::Logger("provider");
-  std::mutex wait_mutex;
-  std::condition_variable_any wait;
-  const auto sleep_for = [&](std::chrono::milliseconds d) {
-    std::unique_lock lock(wait_mutex);
-    wait.wait_for(lock, stop, d, [] { return false; });
-  };
   // Registration first; retried until Omni answers (never fatal).
   std::chrono::milliseconds retry{500};
   while (!stop.stop_requested() && !Register()) {
     log->warn("{}", Health().omni_error);
-    sleep_for(retry);
+    clock_.SleepFor(retry, stop);
     retry = std::min(retry * 2, std::chrono::milliseconds{30'000});
   }
   if (stop.stop_requested()) return;
   log->info("registered as infra provider '{}'", options_.info.id);
   StartWatches();
+  // Workers start once the cache holds what Omni has (or after the timeout, reading Omni meanwhile),
+  // so the first passes do not each make signed reads.
+  if (!cache_.WaitForSync(options_.cache_sync_timeout)) {
+    log->warn("Omni's resources are not all listed after {} s; starting anyway",
+              std::chrono::duration_cast<std::chrono::seconds>(options_.cache_sync_timeout).count());
+  }
+  if (stop.stop_requested()) return;
+  queue_.Start();
   auto next_heartbeat = clock_.Monotonic();
   auto next_resync = clock_.Monotonic() + options_.resync_interval;
   while (!stop.stop_requested()) {
@@ -183,29 +176,17 @@ void ProviderController::HousekeepingLoop(std::stop_token stop) {
       next_heartbeat = now + options_.heartbeat_interval;
     }
     if (now >= next_resync) {
-      bool need_watch = false;
-      {
-        std::lock_guard lock(mutex_);
-        need_watch = request_watch_ == nullptr;
-      }
-      if (need_watch) StartWatches();
       Resync();
       next_resync = now + options_.resync_interval;
     }
-    sleep_for(std::chrono::milliseconds{200});
+    clock_.SleepUntil(std::min(next_heartbeat, next_resync), stop);
   }
 }
 
 void ProviderController::GarbageLoop(std::stop_token stop) {
-  std::mutex wait_mutex;
-  std::condition_variable_any wait;
-  const auto sleep_for = [&](std::chrono::milliseconds d) {
-    std::unique_lock lock(wait_mutex);
-    wait.wait_for(lock, stop, d, [] { return false; });
-  };
-  // The first cycle waits one interval, so the watches have fed the reconciler what it owns.
+  // The first cycle waits one interval, so the watches have fed the provider what it owns.
   while (!stop.stop_requested()) {
-    sleep_for(options_.gc_interval);
+    clock_.SleepFor(options_.gc_interval, stop);
     if (stop.stop_requested() || !Health().registered) continue;
     options_.gc_cycle();
   }

@@ -1,9 +1,11 @@
 #pragma once
 
-// The provider's outer loop: registers with Omni, keeps the heartbeat fresh, watches the
-// resources that matter and feeds MachineRequest IDs to the work queue, whose workers run
-// MachineReconciler. Omni being unreachable is reported in health and retried forever; it
-// never stops the process. Start()/Stop() from one thread; Health() is thread-safe.
+// The provider's outer loop, where Omni's events enter the data path: it registers with Omni,
+// keeps the heartbeat fresh, runs the watches that feed the resource cache, maps each event to
+// the MachineRequest it concerns and queues that ID (the work queue's workers hand it to the step
+// runner), and re-queues every known request now and then, so a missed event costs at most
+// resync_interval. Omni being unreachable is reported in health and retried forever; it never
+// stops the process. Start()/Stop() from one thread; Health() is thread-safe.
 
 #include <chrono>
 #include <functional>
@@ -13,8 +15,9 @@
 #include <thread>
 
 #include "omni/provider_status.h"
+#include "omni/resource_cache.h"
 #include "omni/state_client.h"
-#include "provider/reconciler/machine_reconciler.h"
+#include "provider/reconciler/step_runner.h"
 #include "provider/reconciler/work_queue.h"
 #include "pve/client.h"
 #include "util/clock.h"
@@ -27,6 +30,9 @@ struct ControllerOptions {
   int concurrency = 8;
   std::chrono::milliseconds heartbeat_interval{15'000};
   std::chrono::milliseconds resync_interval{60'000};
+  // How long (real time: it waits for the network) the workers wait for the cache's first full
+  // listing before they start anyway (reads then go to Omni until it is in).
+  std::chrono::milliseconds cache_sync_timeout{30'000};
   // Garbage collection (provider/gc), run on its own thread every gc_interval once registered, so
   // a slow delete never delays the heartbeat. Empty: no garbage collection.
   std::function<void()> gc_cycle;
@@ -39,13 +45,14 @@ struct ControllerHealth {
   bool proxmox_ok = false;  // last Proxmox health check succeeded
   std::string omni_error;
   std::string proxmox_error;
-  bool watching = false;  // the MachineRequest watch is connected
+  bool watching = false;  // the cache's watches are connected and bootstrapped
 };
 
 class ProviderController {
  public:
-  ProviderController(ControllerOptions options, MachineReconciler& reconciler, omni::StateClient& state,
-                     pve::Client& pve, const util::Clock& clock, util::Random& random);
+  // Every reference must outlive the controller.
+  ProviderController(ControllerOptions options, StepRunner& runner, omni::StateClient& state,
+                     omni::ResourceCache& cache, pve::Client& pve, const util::Clock& clock, util::Random& random);
   ~ProviderController();
 
   void Start();
@@ -63,17 +70,16 @@ class ProviderController {
   void GarbageLoop(std::stop_token stop);
 
   const ControllerOptions options_;
-  MachineReconciler& reconciler_;
+  StepRunner& runner_;
   omni::StateClient& state_;
+  omni::ResourceCache& cache_;
   pve::Client& pve_;
   const util::Clock& clock_;
   WorkQueue queue_;
 
   mutable std::mutex mutex_;
   ControllerHealth health_;
-  std::unique_ptr<omni::Watcher> request_watch_;
-  std::unique_ptr<omni::Watcher> status_watch_;
-  std::unique_ptr<omni::Watcher> registration_watch_;
+  bool watching_ = false;  // StartWatches ran
   std::jthread housekeeping_;
   std::jthread garbage_;
 };

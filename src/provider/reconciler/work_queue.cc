@@ -1,7 +1,6 @@
 #include "provider/reconciler/work_queue.h"
 
 #include <algorithm>
-#include <cmath>
 
 namespace omni_proxmox::provider {
 
@@ -84,17 +83,15 @@ void WorkQueue::WorkerLoop(std::stop_token stop) {
     if (next == due_.end() || next->second > now) {
       if (timekeeper_waiting_) {
         // Bounded, so a missed hand-over costs a second at most.
-        idle_wake_.wait_for(lock, stop, std::chrono::seconds{1}, [] { return false; });
+        clock_.WaitUntil(idle_wake_, lock, now + std::chrono::seconds{1}, stop);
         continue;
       }
-      // Wait in real time, bounded, so an injected clock that jumps is noticed soon.
-      auto wait = std::chrono::milliseconds{200};
-      if (next != due_.end()) {
-        wait = std::min(wait, std::chrono::duration_cast<std::chrono::milliseconds>(next->second - now) +
-                                  std::chrono::milliseconds{1});
-      }
+      // On the queue's clock, so a test's simulated time fires due keys; bounded, so a clock that
+      // jumps is noticed soon.
+      auto deadline = now + std::chrono::milliseconds{200};
+      if (next != due_.end()) deadline = std::min(deadline, next->second);
       timekeeper_waiting_ = true;
-      timekeeper_wake_.wait_for(lock, stop, wait, [] { return false; });
+      clock_.WaitUntil(timekeeper_wake_, lock, deadline, stop);
       timekeeper_waiting_ = false;
       continue;
     }
@@ -133,10 +130,7 @@ void WorkQueue::Finish(const std::string& key, const Outcome& outcome) {
       case Outcome::Kind::kError: {
         auto& [since, count] = failures_[key];
         if (count == 0) since = clock_.Monotonic();
-        const double base = static_cast<double>(options_.error_base.count()) * std::pow(2.0, std::min(count, 20));
-        const double capped = std::min(base, static_cast<double>(options_.error_max.count()));
-        const double jittered = capped * (0.5 + 0.5 * random_.UnitInterval());
-        delay = std::chrono::milliseconds{static_cast<long long>(jittered)};
+        delay = util::BackoffDelay(options_.error_base, options_.error_max, count, random_);
         ++count;
         break;
       }

@@ -1,9 +1,11 @@
 #pragma once
 
-// A keyed, deduplicating work queue with delayed requeue, drained by a fixed pool of
-// workers. A key is never handed to two workers at once; a key added while it is being
-// processed is processed again afterwards (once, however often it was added). Waiting for
-// Proxmox means requeueing with a delay, never a sleeping worker. Thread-safe.
+// The queue between the watches and the step runner: a keyed, deduplicating work queue with
+// delayed requeue, drained by a fixed pool of workers. A key is never handed to two workers at
+// once; a key added while it is being processed is processed again afterwards (once, however
+// often it was added). Waiting for Proxmox means requeueing with a delay, never a sleeping
+// worker. Delays run on the injected clock, so tests drive them with simulated time.
+// Thread-safe.
 
 #include <chrono>
 #include <condition_variable>
@@ -41,7 +43,8 @@ class WorkQueue {
 
   struct Options {
     int workers = 8;
-    // Per-key backoff after errors: 500 ms, x2 with jitter, capped at 60 s, never giving up.
+    // Per-key backoff after errors (util::BackoffDelay): 500 ms, x2 with jitter, capped at 60 s,
+    // never giving up.
     std::chrono::milliseconds error_base{500};
     std::chrono::milliseconds error_max{60'000};
   };

@@ -2,7 +2,7 @@
 
 #include <fmt/format.h>
 
-#include "provider/vmspec/ownership.h"
+#include "provider/ownership/markers.h"
 
 namespace omni_proxmox::provider {
 namespace {

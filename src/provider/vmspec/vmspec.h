@@ -10,6 +10,7 @@
 #include <vector>
 
 #include "provider/model/providerdata.h"
+#include "pve/types.h"
 
 namespace omni_proxmox::provider {
 
@@ -17,7 +18,7 @@ struct VmIdentity {
   std::string request_id;  // MachineRequest ID: the VM name and request tag
   std::string provider_id;
   std::string request_set_id;  // MachineRequestSet, for spreading; may be empty
-  std::uint32_t vmid = 0;
+  pve::Vmid vmid = 0;
   std::string smbios_uuid;  // the machine UUID reported to Omni
 };
 

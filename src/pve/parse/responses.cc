@@ -29,9 +29,16 @@ absl::StatusOr<json> DataArray(std::string_view body, std::string_view what) {
   return data;
 }
 
+// A VMID field: absent, or a value that is no VMID (negative, too large), reads as nullopt.
+std::optional<Vmid> GetVmid(const json& o, const char* key) {
+  const auto value = GetInt(o, key);
+  if (!value || *value < 0 || *value > static_cast<std::int64_t>(kMaxVmid)) return std::nullopt;
+  return static_cast<Vmid>(*value);
+}
+
 VmStatus VmStatusFrom(const json& o) {
   VmStatus vm;
-  vm.vmid = GetInt(o, "vmid").value_or(0);
+  vm.vmid = GetVmid(o, "vmid").value_or(0);
   vm.name = GetString(o, "name");
   vm.status = GetString(o, "status");
   vm.qmp_status = GetString(o, "qmpstatus");
@@ -145,7 +152,7 @@ absl::StatusOr<std::vector<ClusterResource>> ParseClusterResources(std::string_v
     r.type = GetString(o, "type");
     r.node = GetString(o, "node");
     r.status = GetString(o, "status");
-    r.vmid = GetInt(o, "vmid");
+    r.vmid = GetVmid(o, "vmid");
     r.name = GetString(o, "name");
     r.tags = GetString(o, "tags");
     r.lock = GetString(o, "lock");
@@ -167,15 +174,15 @@ absl::StatusOr<std::vector<ClusterResource>> ParseClusterResources(std::string_v
   return out;
 }
 
-absl::StatusOr<std::int64_t> ParseNextId(std::string_view body) {
+absl::StatusOr<Vmid> ParseNextId(std::string_view body) {
   auto data = ParseEnvelope(body, "GET /cluster/nextid");
   if (!data.ok()) return data.status();
   json wrapper = {{"id", *data}};
   auto id = GetInt(wrapper, "id");
-  if (!id.has_value() || *id < 100 || *id > 999999999) {
+  if (!id.has_value() || *id < kMinVmid || *id > static_cast<std::int64_t>(kMaxVmid)) {
     return Malformed("GET /cluster/nextid", fmt::format("'data' is not a VMID: {}", data->dump()));
   }
-  return *id;
+  return static_cast<Vmid>(*id);
 }
 
 absl::StatusOr<std::vector<NodeStorage>> ParseNodeStorages(std::string_view body) {
@@ -253,7 +260,7 @@ absl::StatusOr<std::vector<StorageVolume>> ParseStorageContent(std::string_view 
     v.format = GetString(o, "format");
     v.size_bytes = GetInt(o, "size").value_or(0);
     v.used_bytes = GetInt(o, "used");
-    v.vmid = GetInt(o, "vmid");
+    v.vmid = GetVmid(o, "vmid");
     v.ctime_unix = GetInt(o, "ctime");
     out.push_back(std::move(v));
   }

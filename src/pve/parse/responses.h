@@ -27,7 +27,7 @@ absl::StatusOr<VersionInfo> ParseVersion(std::string_view body);
 absl::StatusOr<Permissions> ParsePermissions(std::string_view body);
 absl::StatusOr<std::vector<Node>> ParseNodes(std::string_view body);
 absl::StatusOr<std::vector<ClusterResource>> ParseClusterResources(std::string_view body);
-absl::StatusOr<std::int64_t> ParseNextId(std::string_view body);
+absl::StatusOr<Vmid> ParseNextId(std::string_view body);
 absl::StatusOr<std::vector<NodeStorage>> ParseNodeStorages(std::string_view body);
 absl::StatusOr<std::vector<NetworkInterface>> ParseNetworkInterfaces(std::string_view body);
 absl::StatusOr<std::vector<HardwareMapping>> ParseHardwareMappings(std::string_view body);

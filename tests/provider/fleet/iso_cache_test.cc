@@ -1,4 +1,4 @@
-#include "provider/reconciler/iso_cache.h"
+#include "provider/fleet/iso_cache.h"
 
 #include <gtest/gtest.h>
 

@@ -1,4 +1,4 @@
-#include "provider/reconciler/ledger.h"
+#include "provider/fleet/ledger.h"
 
 #include <map>
 #include <thread>

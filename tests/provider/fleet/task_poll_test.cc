@@ -1,4 +1,4 @@
-#include "provider/reconciler/task_poll.h"
+#include "provider/fleet/task_poll.h"
 
 #include <gtest/gtest.h>
 

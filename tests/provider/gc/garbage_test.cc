@@ -10,7 +10,7 @@
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
 
-#include "provider/vmspec/ownership.h"
+#include "provider/ownership/markers.h"
 
 namespace omni_proxmox::provider {
 namespace {

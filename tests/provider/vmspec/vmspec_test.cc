@@ -5,7 +5,7 @@
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
 
-#include "provider/vmspec/ownership.h"
+#include "provider/ownership/markers.h"
 #include "sim/pve/schema.h"
 
 namespace omni_proxmox::provider {

@@ -1,0 +1,106 @@
+// Teardown step "removeVm": the request's VM, located cluster-wide (a migrated VM is found on its
+// new node) and removed only when its markers, or for the Go provider's state its SMBIOS uuid,
+// prove it is this request's: a graceful shutdown (force-stopped by Proxmox after the timeout),
+// then a delete with its disks.
+
+#include <fmt/format.h>
+
+#include "provider/ownership/owned_vm.h"
+#include "provider/steps/steps_internal.h"
+#include "provider/steps/task_wait.h"
+
+namespace omni_proxmox::provider::steps {
+namespace {
+
+std::string Msg(const absl::Status& s) { return std::string(s.message()); }
+
+class RemoveVm final : public Step {
+ public:
+  explicit RemoveVm(StepServices& services) : services_(services) {}
+  std::string_view name() const override { return "removeVm"; }
+
+  StepResult Run(StepContext& ctx) override {
+    MachineSpec& machine = *ctx.machine;
+    if (!machine.vm_delete_task().empty()) {
+      const TaskPoll poll = services_.fleet.PollTask(ctx.request_id, machine.vm_delete_task(),
+                                                     fmt::format("delete of VM {}", machine.vmid()));
+      if (auto waiting = WhileUnfinished(poll)) return *waiting;
+      machine.clear_vm_delete_task();
+      if (poll.kind == TaskPoll::Kind::kFailed) return StepResult::Retry(poll.error);
+    }
+    auto vms = services_.pve.ClusterResources(pve::ResourceType::kVm);
+    if (!vms.ok()) return StepResult::Retry(fmt::format("cannot list VMs: {}", Msg(vms.status())));
+    auto target = Target(ctx, *vms);
+    if (!target.ok()) return StepResult::Retry(Msg(target.status()));
+    if (!*target) return StepResult::Next();
+    if (!(*target)->vm) return StepResult::Wait(services_.options.lock_recheck);  // our create still holds it
+    return Remove(ctx, *(*target)->vm);
+  }
+
+ private:
+  // The VM to remove: nullopt when there is none of ours; a lookup without a VM while our own
+  // create of it is still running.
+  absl::StatusOr<std::optional<VmLookup>> Target(StepContext& ctx, const std::vector<pve::ClusterResource>& vms) {
+    MachineSpec& machine = *ctx.machine;
+    // Every VM with the request's markers is ours to remove, one per pass.
+    auto marked = MarkedVms(vms, services_.options.provider_id, ctx.request_id);
+    if (!marked.empty()) return VmLookup{.kind = VmLookup::Kind::kMarked, .vm = marked.front()};
+    auto found = LookUpVm(services_.pve, vms, services_.options.provider_id, ctx.request_id, machine.vmid(),
+                          LegacyIdentityOf(machine));
+    if (!found.ok()) return found.status();
+    switch (found->kind) {
+      case VmLookup::Kind::kNone:
+        return std::nullopt;
+      case VmLookup::Kind::kCreating:
+        return VmLookup{.kind = VmLookup::Kind::kCreating, .vm = std::nullopt};
+      case VmLookup::Kind::kForeign:
+        ctx.log->warn("request {}: VM {} on {} does not carry this request's markers; leaving it alone", ctx.request_id,
+                      *found->vm->vmid, found->vm->node);
+        return std::nullopt;
+      case VmLookup::Kind::kMarked:
+      case VmLookup::Kind::kLegacy:
+        break;
+    }
+    return *found;
+  }
+
+  StepResult Remove(StepContext& ctx, const pve::ClusterResource& vm) {
+    MachineSpec& machine = *ctx.machine;
+    if (!machine.vm_stop_task().empty()) {
+      const TaskPoll poll =
+          services_.fleet.PollTask(ctx.request_id, machine.vm_stop_task(), fmt::format("shutdown of VM {}", *vm.vmid));
+      if (auto waiting = WhileUnfinished(poll)) return *waiting;
+      machine.clear_vm_stop_task();
+      // A guest that ignored the shutdown was force-stopped by Proxmox (forceStop); look again.
+      return StepResult::Again();
+    }
+    auto step = AdvanceVmRemoval(services_.pve, vm, services_.options.shutdown_timeout);
+    if (!step.ok()) return StepResult::Retry(Msg(step.status()));
+    switch (step->kind) {
+      case VmRemovalStep::Kind::kGone:
+        return StepResult::Next();
+      case VmRemovalStep::Kind::kBusy:
+        return StepResult::Wait(vm.lock == "create" ? services_.options.lock_recheck
+                                                    : 2 * services_.options.lock_recheck);
+      case VmRemovalStep::Kind::kShuttingDown:
+        machine.set_vm_stop_task(step->task->text);
+        return StepResult::Wait(services_.fleet.FirstPoll(step->task->text));
+      case VmRemovalStep::Kind::kDeleting:
+        machine.set_vm_delete_task(step->task->text);
+        machine.set_node(vm.node);
+        machine.set_vmid(*vm.vmid);
+        ctx.log->info("request {}: deleting VM {} on {}", ctx.request_id, *vm.vmid, vm.node);
+        ++services_.counters.vms_deleted;
+        return StepResult::Wait(services_.fleet.FirstPoll(step->task->text));
+    }
+    return StepResult::Next();
+  }
+
+  StepServices& services_;
+};
+
+}  // namespace
+
+std::unique_ptr<Step> MakeRemoveVm(StepServices& services) { return std::make_unique<RemoveVm>(services); }
+
+}  // namespace omni_proxmox::provider::steps
