@@ -6,15 +6,19 @@
 //              measured from the scale-up until every VM has booted and joined the stand-in.
 //   pending:   --pending MachineRequests already exist when the provider starts; measured from
 //              process start until every one has joined.
+//   cycle:     the provider is up and idle, a set is scaled to --cycle machines and, once every one
+//              is PROVISIONED and joined, back to 0; measured until nothing of it is left in
+//              Proxmox or Omni. CPU is counted over the whole cycle, requests up and down apart.
 //
 // Reported per scenario: wall time against a lower bound computed from the task durations and the
 // provider's per-node heavy-task limit, Proxmox requests per VM (with and without task polls),
-// provider CPU seconds per VM, peak RSS. Targets are reported as met or missed; the exit code is
+// signed Omni calls per VM (as the stand-in counted the signatures it accepted), provider CPU
+// seconds per VM, peak RSS. Targets are reported as met or missed; the exit code is
 // non-zero only when the benchmark itself could not run. Output: a table, then one JSON line.
 //
 //   build/bench/scale_bench [--machines 100] [--pending 1000] [--nodes 8] [--concurrency 32]
 //                           [--max-tasks-per-node 4] [--pve-requests-per-second R] [--time-scale 1]
-//                           [--skip-provision] [--skip-pending] [--binary PATH]
+//                           [--cycle 30] [--skip-provision] [--skip-pending] [--skip-cycle] [--binary PATH]
 
 #include <signal.h>
 #include <sys/resource.h>
@@ -58,12 +62,19 @@ using Clock = std::chrono::steady_clock;
 constexpr double kDownloadSeconds = 3;
 constexpr double kCreateSeconds = 2;
 constexpr double kStartSeconds = 1;
+// Teardown: a graceful shutdown, then the delete.
+constexpr double kShutdownSeconds = 1;
+constexpr double kDestroySeconds = 2;
 
 // Targets of issue #9.
 constexpr double kMaxWallOverBound = 1.5;
 constexpr double kMaxRequestsPerVmExcludingPolls = 10;
 constexpr double kMaxCpuSecondsPerVm = 0.002;
 constexpr double kMaxPeakRssMib = 40;
+// Issue #17: signed Omni calls from scale-up to PROVISIONED, and CPU per VM over a whole up-and-down
+// cycle at most a third of the Go provider's 54 ms (measured on the 8-node simulator, 30 machines).
+constexpr double kMaxOmniCallsPerVm = 10;
+constexpr double kMaxCycleCpuSecondsPerVm = 0.054 / 3;
 
 // Providerdata of the benchmark class: small VMs on node-local LVM-thin, spread over the nodes.
 constexpr const char* kProviderData = R"(cores: 1
@@ -77,6 +88,7 @@ placement: spread
 struct BenchOptions {
   int machines = 100;
   int pending = 1000;
+  int cycle = 30;
   int nodes = 8;
   int concurrency = 32;
   int max_tasks_per_node = 4;           // passed only when the provider has the flag
@@ -84,6 +96,7 @@ struct BenchOptions {
   double time_scale = 1;
   bool skip_provision = false;
   bool skip_pending = false;
+  bool skip_cycle = false;
   std::string binary = OP_BINARY;
   std::string work_dir;
 };
@@ -101,8 +114,10 @@ users:
     password: pve-sim-root
     tokens: [{name: omni, secret: 0b6e2d5c-7a41-4f0e-9d3b-5c8a1e2f4b70, privsep: false}]
 )";
-  yaml += fmt::format("tasks:\n  durations: {{download: {}, qmcreate: {}, qmstart: {}, imgcopy: 0, qmconfig: 0}}\n",
-                      kDownloadSeconds, kCreateSeconds, kStartSeconds);
+  yaml += fmt::format(
+      "tasks:\n  durations: {{download: {}, qmcreate: {}, qmstart: {}, qmshutdown: {}, qmdestroy: {}, imgcopy: 0, "
+      "qmconfig: 0, imgdel: 0}}\n",
+      kDownloadSeconds, kCreateSeconds, kStartSeconds, kShutdownSeconds, kDestroySeconds);
   return yaml;
 }
 
@@ -246,8 +261,28 @@ struct Result {
   double cpu_seconds_total = 0;  // whole process life, from rusage
   double peak_rss_mib = 0;
   double idle_rss_mib = 0;  // provision: VmHWM of the connected, idle provider before the scale-up
+  double omni_calls_per_vm = 0;
   std::map<std::string, std::uint64_t> requests_by_endpoint;
+  std::map<std::string, std::uint64_t> omni_calls_by_method;
+  // cycle only: the way down
+  double down_wall_seconds = 0;
+  double down_bound_seconds = 0;
+  double down_requests_per_vm_polls = 0;
+  double down_omni_calls_per_vm = 0;
 };
+
+std::uint64_t Total(const std::map<std::string, std::uint64_t>& counts) {
+  std::uint64_t total = 0;
+  for (const auto& [key, n] : counts) total += n;
+  return total;
+}
+
+std::map<std::string, std::uint64_t> Minus(std::map<std::string, std::uint64_t> after,
+                                           const std::map<std::string, std::uint64_t>& before) {
+  for (const auto& [key, n] : before) after[key] -= n;
+  std::erase_if(after, [](const auto& entry) { return entry.second == 0; });
+  return after;
+}
 
 class Environment {
  public:
@@ -383,6 +418,8 @@ Result RunScenario(const std::string& name, int machines, bool pending_before_st
   Clock::time_point measured_from = process_started;
   RequestCounts baseline = before_start;
   ProcessSample cpu_baseline;
+  auto omni_baseline = env->standin().SignedCalls();
+  if (pending_before_start) omni_baseline.clear();  // the start-up is part of this scenario
   if (!pending_before_start) {
     // Idle provider: measure only the scale-up, not the start-up.
     baseline = CountRequests(env->simulator());
@@ -402,6 +439,8 @@ Result RunScenario(const std::string& name, int machines, bool pending_before_st
   const RequestCounts after = CountRequests(env->simulator());
   const Json requests = env->simulator().StateForTest().value("requests", Json::object());
   for (const auto& [endpoint, count] : requests.items()) result.requests_by_endpoint[endpoint] = count;
+  result.omni_calls_by_method = Minus(env->standin().SignedCalls(), omni_baseline);
+  result.omni_calls_per_vm = static_cast<double>(Total(result.omni_calls_by_method)) / machines;
 
   const auto [exit_code, usage] = provider.Stop(std::chrono::seconds{30});
   if (exit_code != 0) std::cerr << fmt::format("{}: the provider exited with {} on SIGTERM\n", name, exit_code);
@@ -419,6 +458,99 @@ Result RunScenario(const std::string& name, int machines, bool pending_before_st
   return result;
 }
 
+// The fastest teardown: every VM shut down at once (not a heavy task), then the deletes with at
+// most `limit` per node at once.
+double DownBoundSeconds(int machines, int nodes, int limit) {
+  const int per_node = (machines + nodes - 1) / nodes;
+  const int delete_rounds = limit > 0 ? (per_node + limit - 1) / limit : 1;
+  return kShutdownSeconds + delete_rounds * kDestroySeconds;
+}
+
+// Our VMs left in the simulator (none of the cycle's may remain).
+std::size_t VmsLeft(Environment& env) {
+  const Json state = env.simulator().StateForTest();
+  return state.value("vms", Json::array()).size();
+}
+
+std::size_t RequestsLeft(Environment& env) {
+  auto requests = env.standin().state().List("infra-provider", "MachineRequests.omni.sidero.dev");
+  return requests.ok() ? requests->size() : 0;
+}
+
+// Up and down again with an idle provider: the issue-17 CPU figure (per VM over the whole cycle)
+// and the issue-15 request budgets (up and down apart).
+Result RunCycle(int machines, const BenchOptions& options, int limit_for_bound, std::vector<std::string>& flags_used) {
+  const std::filesystem::path dir = std::filesystem::path(options.work_dir) / "cycle";
+  auto env = Environment::Start(options, dir);
+  const auto argv = ProviderArgv(options, dir, *env, flags_used);
+  const std::string log_path = (dir / "provider.log").string();
+  const double up_bound = LowerBoundSeconds(machines, options.nodes, limit_for_bound) / options.time_scale;
+  const double down_bound = DownBoundSeconds(machines, options.nodes, limit_for_bound) / options.time_scale;
+  const auto timeout = std::chrono::seconds{static_cast<int>(60 + 20 * (up_bound + down_bound))};
+  Result result;
+  result.name = "cycle";
+  result.machines = machines;
+  result.bound_seconds = up_bound;
+  result.down_bound_seconds = down_bound;
+
+  ProviderProcess provider(argv, log_path);
+  if (!env->standin().WaitFor([&] { return env->standin().ProviderConnected("proxmox") || !provider.running(); },
+                              std::chrono::seconds{60}) ||
+      !provider.running()) {
+    throw std::runtime_error(fmt::format("cycle: the provider did not connect; see {}", log_path));
+  }
+  const RequestCounts idle = CountRequests(env->simulator());
+  const auto omni_idle = env->standin().SignedCalls();
+  ProcessSample cpu_idle;
+  if (auto sample = SampleProcess(provider.pid())) cpu_idle = *sample;
+  result.idle_rss_mib = cpu_idle.peak_rss_mib;
+
+  auto started = Clock::now();
+  if (auto s = env->standin().ScaleMachineRequestSet("bench", "bench", machines); !s.ok()) {
+    throw std::runtime_error(std::string(s.message()));
+  }
+  if (std::string failure; !WaitForJoined(*env, provider, static_cast<std::size_t>(machines), timeout, failure)) {
+    throw std::runtime_error(fmt::format("cycle: {} of {} machines joined ({}); see {}",
+                                         env->standin().JoinedMachines().size(), machines,
+                                         failure.empty() ? "timeout or provider exit" : failure, log_path));
+  }
+  result.wall_seconds = std::chrono::duration<double>(Clock::now() - started).count();
+  const RequestCounts up = CountRequests(env->simulator());
+  const auto omni_up = env->standin().SignedCalls();
+
+  started = Clock::now();
+  if (auto s = env->standin().ScaleMachineRequestSet("bench", "bench", 0); !s.ok()) {
+    throw std::runtime_error(std::string(s.message()));
+  }
+  while (VmsLeft(*env) > 0 || RequestsLeft(*env) > 0) {
+    if (Clock::now() - started > timeout || !provider.running()) {
+      throw std::runtime_error(fmt::format("cycle: {} VMs and {} MachineRequests left after the scale-down; see {}",
+                                           VmsLeft(*env), RequestsLeft(*env), log_path));
+    }
+    std::this_thread::sleep_for(std::chrono::milliseconds{20});
+  }
+  result.down_wall_seconds = std::chrono::duration<double>(Clock::now() - started).count();
+  const auto sample = SampleProcess(provider.pid());
+  const RequestCounts down = CountRequests(env->simulator());
+  const auto omni_down = env->standin().SignedCalls();
+  const Json requests = env->simulator().StateForTest().value("requests", Json::object());
+  for (const auto& [endpoint, count] : requests.items()) result.requests_by_endpoint[endpoint] = count;
+  provider.Stop(std::chrono::seconds{30});
+
+  const auto per_vm = [machines](double n) { return n / machines; };
+  result.requests_per_vm = per_vm(static_cast<double>(up.others - idle.others));
+  result.requests_per_vm_polls = per_vm(static_cast<double>(up.others + up.polls - idle.others - idle.polls));
+  result.down_requests_per_vm_polls = per_vm(static_cast<double>(down.others + down.polls - up.others - up.polls));
+  result.omni_calls_by_method = Minus(omni_down, omni_idle);
+  result.omni_calls_per_vm = per_vm(static_cast<double>(Total(Minus(omni_up, omni_idle))));
+  result.down_omni_calls_per_vm = per_vm(static_cast<double>(Total(Minus(omni_down, omni_up))));
+  if (sample) {
+    result.cpu_seconds_per_vm = (sample->cpu_seconds - cpu_idle.cpu_seconds) / machines;
+    result.peak_rss_mib = sample->peak_rss_mib;
+  }
+  return result;
+}
+
 std::string Verdict(bool met) { return met ? "met" : "MISSED"; }
 
 }  // namespace
@@ -428,6 +560,7 @@ int main(int argc, char** argv) {
   CLI::App app("omni-proxmox scale benchmark (issue #9): the provider process against simulated Proxmox and Omni");
   app.add_option("--machines", options.machines, "VMs in the provisioning scenario")->capture_default_str();
   app.add_option("--pending", options.pending, "MachineRequests pending at start-up")->capture_default_str();
+  app.add_option("--cycle", options.cycle, "VMs in the up-and-down cycle")->capture_default_str();
   app.add_option("--nodes", options.nodes, "Simulated Proxmox nodes")->capture_default_str();
   app.add_option("--concurrency", options.concurrency, "The provider's --concurrency")->capture_default_str();
   app.add_option("--max-tasks-per-node", options.max_tasks_per_node,
@@ -439,12 +572,15 @@ int main(int argc, char** argv) {
       ->capture_default_str();
   app.add_flag("--skip-provision", options.skip_provision, "Skip the provisioning scenario");
   app.add_flag("--skip-pending", options.skip_pending, "Skip the pending-requests scenario");
+  app.add_flag("--skip-cycle", options.skip_cycle, "Skip the up-and-down cycle");
   app.add_option("--binary", options.binary, "The omni-proxmox binary")->capture_default_str();
   CLI11_PARSE(app, argc, argv);
   // The simulators' per-request and per-machine info lines would bury the table.
   spdlog::set_level(spdlog::level::warn);
-  if (options.machines < 1 || options.pending < 1 || options.nodes < 1 || options.time_scale <= 0) {
-    std::cerr << "scale_bench: --machines, --pending and --nodes must be at least 1 and --time-scale positive\n";
+  if (options.machines < 1 || options.pending < 1 || options.cycle < 1 || options.nodes < 1 ||
+      options.time_scale <= 0) {
+    std::cerr << "scale_bench: --machines, --pending, --cycle and --nodes must be at least 1 and --time-scale "
+                 "positive\n";
     return 2;
   }
 
@@ -476,6 +612,10 @@ int main(int argc, char** argv) {
       results.push_back(
           RunScenario("pending", options.pending, /*pending_before_start=*/true, options, limit_for_bound, flags_used));
     }
+    if (!options.skip_cycle) {
+      std::cerr << fmt::format("cycle: {} machines up and down on {} nodes\n", options.cycle, options.nodes);
+      results.push_back(RunCycle(options.cycle, options, limit_for_bound, flags_used));
+    }
   } catch (const std::exception& error) {
     std::cerr << "scale_bench: " << error.what() << "\n";
     exit_code = 1;
@@ -490,8 +630,9 @@ int main(int argc, char** argv) {
                                                     ? fmt::format("{} heavy tasks per node", options.max_tasks_per_node)
                                                     : "unlimited per-node parallelism (the provider has no "
                                                       "--max-tasks-per-node flag)");
-  std::cout << fmt::format("{:<10} {:>5} {:>8} {:>8} {:>6} {:>9} {:>9} {:>10} {:>9}  {}\n", "scenario", "VMs", "wall s",
-                           "bound s", "ratio", "req/VM", "+polls", "CPU ms/VM", "RSS MiB", "targets");
+  std::cout << fmt::format("{:<10} {:>5} {:>8} {:>8} {:>6} {:>9} {:>9} {:>8} {:>10} {:>9}  {}\n", "scenario", "VMs",
+                           "wall s", "bound s", "ratio", "req/VM", "+polls", "Omni/VM", "CPU ms/VM", "RSS MiB",
+                           "targets");
   Json json_results = Json::array();
   for (const auto& r : results) {
     const double ratio = r.wall_seconds / r.bound_seconds;
@@ -499,12 +640,21 @@ int main(int argc, char** argv) {
     const bool requests_ok = r.requests_per_vm <= kMaxRequestsPerVmExcludingPolls;
     const bool cpu_ok = r.cpu_seconds_per_vm <= kMaxCpuSecondsPerVm;
     const bool rss_ok = r.peak_rss_mib <= kMaxPeakRssMib;
+    const bool omni_ok = r.omni_calls_per_vm <= kMaxOmniCallsPerVm;
     std::cout << fmt::format(
-        "{:<10} {:>5} {:>8.1f} {:>8.1f} {:>6.2f} {:>9.1f} {:>9.1f} {:>10.2f} {:>9.1f}  wall {}, requests {}, CPU {}, "
-        "RSS {}\n",
+        "{:<10} {:>5} {:>8.1f} {:>8.1f} {:>6.2f} {:>9.1f} {:>9.1f} {:>8.1f} {:>10.2f} {:>9.1f}  wall {}, requests {}, "
+        "Omni calls {}, CPU {}, RSS {}\n",
         r.name, r.machines, r.wall_seconds, r.bound_seconds, ratio, r.requests_per_vm, r.requests_per_vm_polls,
-        r.cpu_seconds_per_vm * 1000, r.peak_rss_mib, Verdict(wall_ok), Verdict(requests_ok), Verdict(cpu_ok),
-        Verdict(rss_ok));
+        r.omni_calls_per_vm, r.cpu_seconds_per_vm * 1000, r.peak_rss_mib, Verdict(wall_ok), Verdict(requests_ok),
+        Verdict(omni_ok), Verdict(cpu_ok), Verdict(rss_ok));
+    if (r.name == "cycle") {
+      std::cout << fmt::format(
+          "{:<10} {:>5} {:>8.1f} {:>8.1f} {:>6.2f} {:>9} {:>9.1f} {:>8.1f}  (the way down; CPU above is the whole "
+          "cycle: {} the cycle target of {} ms/VM)\n",
+          "  down", r.machines, r.down_wall_seconds, r.down_bound_seconds, r.down_wall_seconds / r.down_bound_seconds,
+          "", r.down_requests_per_vm_polls, r.down_omni_calls_per_vm,
+          Verdict(r.cpu_seconds_per_vm <= kMaxCycleCpuSecondsPerVm), kMaxCycleCpuSecondsPerVm * 1000);
+    }
     json_results.push_back(
         {{"scenario", r.name},
          {"machines", r.machines},
@@ -517,8 +667,18 @@ int main(int argc, char** argv) {
          {"cpu_seconds_process_total", r.cpu_seconds_total},
          {"peak_rss_mib", r.peak_rss_mib},
          {"idle_rss_mib", r.idle_rss_mib},
+         {"omni_signed_calls_per_vm", r.omni_calls_per_vm},
          {"requests_by_endpoint", r.requests_by_endpoint},
-         {"targets", {{"wall", wall_ok}, {"requests", requests_ok}, {"cpu", cpu_ok}, {"rss", rss_ok}}}});
+         {"omni_signed_calls_by_method", r.omni_calls_by_method},
+         {"targets",
+          {{"wall", wall_ok}, {"requests", requests_ok}, {"omni_calls", omni_ok}, {"cpu", cpu_ok}, {"rss", rss_ok}}}});
+    if (r.name == "cycle") {
+      json_results.back()["down"] = {{"wall_seconds", r.down_wall_seconds},
+                                     {"lower_bound_seconds", r.down_bound_seconds},
+                                     {"requests_per_vm_with_polls", r.down_requests_per_vm_polls},
+                                     {"omni_signed_calls_per_vm", r.down_omni_calls_per_vm}};
+      json_results.back()["targets"]["cycle_cpu"] = r.cpu_seconds_per_vm <= kMaxCycleCpuSecondsPerVm;
+    }
   }
   double load[3] = {0, 0, 0};
   getloadavg(load, 3);
