@@ -36,6 +36,7 @@ struct OmniSimFlags {
   std::string bind;    // old spelling: --bind HOST
   int grpc_port = -1;  // old spelling: --grpc-port PORT
   bool stdin_control = false;
+  bool lenient = false;
   bool random_seed = false;
   std::string tls_cert_file;
   std::string tls_key_file;
@@ -203,6 +204,9 @@ void RegisterOmniSimCommand(CLI::App& root, CommandContext& ctx) {
   cmd->add_option("--tls-cert", flags->tls_cert_file, "PEM certificate for --tls")->check(CLI::ExistingFile);
   cmd->add_option("--tls-key", flags->tls_key_file, "PEM private key for --tls")->check(CLI::ExistingFile);
   cmd->add_flag("--stdin", flags->stdin_control, "Read control lines from stdin; stop when it closes");
+  cmd->add_flag("--lenient", flags->lenient,
+                "Admit MachineRequestSets for a provider that has not published its status, and providerdata its "
+                "schema refuses (Omni refuses both); for tests of older providers");
   cmd->footer(
       "Examples:\n"
       "  omni-proxmox omni-sim --tls --keys-dir omni-keys --listen 127.0.0.1:8099 --control-port 8098\n"
@@ -214,6 +218,7 @@ void RegisterOmniSimCommand(CLI::App& root, CommandContext& ctx) {
 
   cmd->callback([flags, &ctx] {
     if (flags->random_seed) flags->options.seed = util::Random::SeedFromDevice();
+    flags->options.omni_admission = !flags->lenient;
     if (auto status = ResolveListen(*flags); !status.ok()) {
       std::cerr << "omni-proxmox omni-sim: " << status.message() << "\n";
       ctx.exit_code = kExitUsage;

@@ -257,18 +257,22 @@ int RunStatus(const StatusFlags& flags, OutputFormat output) {
 
   auto health = ReadProviderHealth(*connections->state, provider_id, now_unix);
   if (!health.ok()) return fail(kExitFindings, fmt::format("cannot read Omni: {}", Msg(health.status())));
-  auto requests = ReadRequests(*connections->state, *connections->pve, provider_id);
+  // An unregistered provider may read nothing in the provider namespaces: there is nothing to list.
+  auto requests = health->registered ? ReadRequests(*connections->state, *connections->pve, provider_id)
+                                     : absl::StatusOr<std::vector<RequestRow>>(std::vector<RequestRow>{});
   if (!requests.ok()) {
     return fail(kExitFindings,
                 fmt::format("cannot read the MachineRequests or Proxmox VMs: {}", Msg(requests.status())));
   }
   provider::GarbageCollector collector({.provider_id = provider_id, .grace_period = *grace}, *connections->pve,
                                        *connections->state, util::RealClock());
-  const provider::GarbageReport garbage = provider::FindGarbage(collector.Observe());
-  if (garbage.skipped) return fail(kExitFindings, garbage.skip_reason);
   std::vector<provider::Garbage> orphans;
-  for (const auto& g : garbage.found) {
-    if (g.kind == provider::GarbageKind::kOrphanVm) orphans.push_back(g);
+  if (health->registered) {  // orphans are judged against requests, which only a registered provider reads
+    const provider::GarbageReport garbage = provider::FindGarbage(collector.Observe());
+    if (garbage.skipped) return fail(kExitFindings, garbage.skip_reason);
+    for (const auto& g : garbage.found) {
+      if (g.kind == provider::GarbageKind::kOrphanVm) orphans.push_back(g);
+    }
   }
 
   int failed = 0, missing = 0;

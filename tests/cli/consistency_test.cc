@@ -78,7 +78,8 @@ TEST_F(ConsistencyTest, AnUnreadableConfigFileIsAUsageErrorInEveryCommand) {
   auto key = sim::omni::GenerateInfraProviderKey("proxmox", util::RealClock().Now());
   ASSERT_TRUE(key.ok()) << key.status();
   const std::string key_file = Write("provider.key", key->encoded.Reveal());
-  const std::string klass = Write("worker.yaml", "cores: 2\nstorage_selector: name == \"local-lvm\"\n");
+  const std::string klass =
+      Write("worker.yaml", "cores: 2\nmemory: 4096\ndisk_size: 10\nstorage_selector: name == \"local-lvm\"\n");
   const std::string missing = (dir_ / "missing.yaml").string();
   const std::vector<std::string> omni = {"--omni-api-endpoint",
                                          "http://127.0.0.1:9",
@@ -99,7 +100,7 @@ TEST_F(ConsistencyTest, AnUnreadableConfigFileIsAUsageErrorInEveryCommand) {
     if (name == "doctor" || name == "status" || name == "gc") argv.insert(argv.end(), omni.begin(), omni.end());
     argv.insert(argv.begin(), {OP_BINARY, "--log-level", "off"});
     auto result = RunProcess(argv, "", {}, std::chrono::seconds(60));
-    EXPECT_EQ(result.exit_code, 2) << name << ": " << result.err;
+    EXPECT_EQ(result.exit_code, 2) << name << ": " << result.err << result.out;
     EXPECT_NE(result.err.find("missing.yaml"), std::string::npos) << name << ": " << result.err;
   }
 }

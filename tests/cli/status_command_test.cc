@@ -18,17 +18,27 @@ using Json = nlohmann::json;
 
 class StatusCommandTest : public ProviderWorld {};
 
-TEST_F(StatusCommandTest, UnregisteredProviderNeedsAttention) {
+TEST_F(StatusCommandTest, RegisteredButNeverRunNeedsAttentionAndAgreesWithDoctor) {
+  // InfraProviders/proxmox exists (as after omnictl infraprovider create); no run has reported yet.
   auto table = Run("status", {});
   EXPECT_EQ(table.exit_code, 1) << table.err;
-  EXPECT_THAT(table.out, HasSubstr("not registered"));
+  EXPECT_THAT(table.out, HasSubstr("registered in Omni, but it has not run yet"));
   EXPECT_THAT(table.out, HasSubstr("No MachineRequests for this provider."));
   auto json_run = Run("status", {}, /*json=*/true);
   EXPECT_EQ(json_run.exit_code, 1);
   const Json status = Json::parse(json_run.out);
   EXPECT_EQ(status["ok"], false);
-  EXPECT_EQ(status["provider"]["registered"], false);
+  EXPECT_EQ(status["provider"]["registered"], true);  // doctor's "provider registered" passes too
+  EXPECT_EQ(status["provider"]["reported"], false);
   EXPECT_TRUE(status["provider"]["heartbeat_age_seconds"].is_null());
+}
+
+TEST_F(StatusCommandTest, UnregisteredProviderIsNamedWithTheFix) {
+  ASSERT_TRUE(standin_->RemoveInfraProvider("proxmox").ok());
+  auto table = Run("status", {});
+  EXPECT_EQ(table.exit_code, 1) << table.err;
+  EXPECT_THAT(table.out, HasSubstr("not registered: InfraProviders/proxmox does not exist; create it with omnictl "
+                                   "infraprovider create proxmox"));
 }
 
 TEST_F(StatusCommandTest, HealthyThenOrphanThenMissingVm) {

@@ -15,6 +15,7 @@ namespace omni_proxmox::sim::omni {
 
 absl::Status StandIn::Impl::AdmitProviderData(const std::string& provider_id, const std::string& providerdata,
                                               bool require_status) const {
+  if (!options_.omni_admission) return absl::OkStatus();
   auto status = store_.Get(kInfraProviderNs, kInfraProviderStatusType, provider_id);
   if (!status.ok()) {
     if (!require_status) return absl::OkStatus();  // no schema published yet: nothing to check against

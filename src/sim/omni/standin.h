@@ -40,6 +40,12 @@ struct StandInOptions {
   // restart with the same directory is what an Omni restart looks like to a provider. Ports left
   // at 0 reuse the ones the snapshot names.
   std::string state_dir;
+  // Omni's admission of MachineClasses and MachineRequestSets (section 8): providerdata checked
+  // against the provider's published schema, request sets refused for a provider without an
+  // InfraProviderStatus. `omni-sim` turns it on unless --lenient. TODO(#18): default to true once
+  // the e2e, torture, client and CLI fixtures wait for the provider's status before scaling, and
+  // the provider tests that feed invalid providerdata use PlantMachineRequest.
+  bool omni_admission = false;
   const util::Clock* clock = nullptr;  // optional injected clock
   std::uint64_t seed = 1;
   // What Omni advertises to machines (SiderolinkAPIConfig); machines never dial it here.

@@ -30,7 +30,7 @@ TEST_F(OmniSimCliTest, StdinControlLinesDriveTheStandIn) {
   const std::string input = "class small " + (dir_ / "pd.yaml").string() +
                             "\nscale workers small 2\n# a comment\nscale workers nope 1\nfly away\n";
   auto result = testing::RunProcess({OP_BINARY, "--log-level", "warn", "omni-sim", "--provider-id", "proxmox",
-                                     "--keys-dir", (dir_ / "keys").string(), "--stdin"},
+                                     "--keys-dir", (dir_ / "keys").string(), "--stdin", "--lenient"},
                                     input);
   EXPECT_EQ(result.exit_code, 1) << result.err;  // two control lines failed
   EXPECT_NE(result.out.find("grpc endpoint   http://127.0.0.1:"), std::string::npos) << result.out;
@@ -104,6 +104,13 @@ TEST_F(OmniSimCliTest, ListenIsCheckedAndNotMixedWithTheOldSpellings) {
   auto mixed =
       testing::RunProcess({OP_BINARY, "omni-sim", "--listen", "127.0.0.1:0", "--grpc-port", "1", "--stdin"}, "");
   EXPECT_EQ(mixed.exit_code, 2);
+}
+
+TEST_F(OmniSimCliTest, WithoutLenientARequestSetWaitsForTheProvidersStatus) {
+  const std::string input = "class small " + (dir_ / "pd.yaml").string() + "\nscale workers small 1\n";
+  auto result = testing::RunProcess({OP_BINARY, "--log-level", "warn", "omni-sim", "--stdin"}, input);
+  EXPECT_EQ(result.exit_code, 1) << result.err;
+  EXPECT_NE(result.out.find("ok\nerror: failed to get provider \"proxmox\""), std::string::npos) << result.out;
 }
 
 }  // namespace

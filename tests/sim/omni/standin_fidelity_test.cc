@@ -48,6 +48,7 @@ class StandInFidelityTest : public ::testing::Test {
 
   void Start(StandInOptions options) {
     options.clock = &clock_;
+    options.omni_admission = true;
     auto standin = StandIn::Start(options);
     ASSERT_TRUE(standin.ok()) << standin.status();
     standin_ = std::move(*standin);
