@@ -1,6 +1,8 @@
 #include "cel/selector.h"
 
+#include <algorithm>
 #include <array>
+#include <cctype>
 #include <string>
 
 #include "absl/status/status.h"
@@ -139,7 +141,36 @@ bool StorageActivation::Get(int slot, Value& out) const {
   }
 }
 
+namespace {
+
+// `storage_selector: local-lvm` is a common mistake: CEL reads it as `local - lvm`. A source that
+// is one storage-name-like word and no variable gets its own explanation instead of the checker's.
+bool IsBareStorageName(std::string_view source) {
+  while (!source.empty() && (source.front() == ' ' || source.front() == '\t')) source.remove_prefix(1);
+  while (!source.empty() && (source.back() == ' ' || source.back() == '\t' || source.back() == '\n')) {
+    source.remove_suffix(1);
+  }
+  if (source.empty() || !std::isalpha(static_cast<unsigned char>(source.front()))) return false;
+  for (char c : source) {
+    if (!std::isalnum(static_cast<unsigned char>(c)) && c != '-' && c != '_' && c != '.') return false;
+  }
+  const std::vector<std::string> known = KnownNames();
+  return std::find(known.begin(), known.end(), std::string(source)) == known.end() && source != "true" &&
+         source != "false" && source != "null";
+}
+
+}  // namespace
+
 absl::StatusOr<Program> CompileStorageExpression(std::string_view source) {
+  if (IsBareStorageName(source)) {
+    std::string name(source);
+    name.erase(0, name.find_first_not_of(" \t"));
+    name.erase(name.find_last_not_of(" \t\n") + 1);
+    return absl::InvalidArgumentError(fmt::format(
+        "'{}' is a storage name, not a selector: a selector is a CEL expression over the storage; to pick this "
+        "storage by name write name == \"{}\"",
+        name, name));
+  }
   auto program = cel::Compile(StorageEnv(), source);
   if (!program.ok()) return absl::InvalidArgumentError(WithHints(std::string(program.status().message())));
   return program;

@@ -41,6 +41,9 @@ int RunCli(int argc, char** argv) {
       ->check(CLI::IsMember({"table", "json"}))
       ->capture_default_str();
   app.require_subcommand(0, 1);
+  // Root flags after the subcommand too (`omni-proxmox demo --fast --format json`), as omnictl,
+  // talosctl and kubectl take them; inherited by every subcommand added below.
+  app.fallthrough();
   app.footer("Run 'omni-proxmox COMMAND --help' for a command's flags and examples.");
 
   RegisterVersionCommand(app, ctx);

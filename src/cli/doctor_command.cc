@@ -7,8 +7,10 @@
 
 #include <algorithm>
 #include <chrono>
+#include <fstream>
 #include <iostream>
 #include <memory>
+#include <set>
 #include <string>
 #include <vector>
 
@@ -21,6 +23,7 @@
 #include "cli/pve_facts.h"
 #include "cli/text_table.h"
 #include "omni/client_options.h"
+#include "omni/join_config.h"
 #include "omni/signing.h"
 #include "omni/specs.h"
 #include "omni/specs/omni.pb.h"
@@ -36,6 +39,8 @@ using nlohmann::json;
 
 // Omni shows a provider as connected while its heartbeat is younger than this.
 constexpr std::chrono::seconds kHeartbeatWindow{31};
+// A provisioned VM normally connects within a couple of minutes of its first boot.
+constexpr std::chrono::minutes kMachineConnectWait{5};
 // A key that expires within this is worth a warning: the provider stops when it does.
 constexpr std::chrono::hours kKeyExpiryWarning{24 * 14};
 
@@ -138,9 +143,16 @@ void CheckProxmox(const ConnectionFlags& flags, Report& report) {
   report.Pass("proxmox reachable", options.base_url);
 
   if (kind == pve::ErrorKind::kTls) {
-    report.Fail("proxmox tls", Msg(version.status()),
-                "set proxmox.caFile to the cluster's CA (/etc/pve/pve-root-ca.pem on a node), or, knowingly, "
-                "insecureSkipVerify: true");
+    const bool ca_given = !options.ca_file.empty() || !options.ca_pem.empty();
+    report.Fail(
+        "proxmox tls",
+        ca_given ? fmt::format("the certificate does not verify against {}: {}",
+                               options.ca_file.empty() ? "the configured CA" : options.ca_file, Msg(version.status()))
+                 : fmt::format("no caFile set, and the system CA store does not verify it: {}", Msg(version.status())),
+        ca_given ? "check that caFile is the CA of this cluster (/etc/pve/pve-root-ca.pem on a node, not "
+                   "pve-ssl.pem), and that proxmox.url names the host as the certificate does"
+                 : "set proxmox.caFile to the cluster's CA (/etc/pve/pve-root-ca.pem on a node), or, "
+                   "knowingly, insecureSkipVerify: true");
     report.SkipAll({"proxmox auth", "proxmox version", "proxmox privileges", "proxmox nodes"},
                    "a verified TLS connection");
     return;
@@ -159,8 +171,12 @@ void CheckProxmox(const ConnectionFlags& flags, Report& report) {
 
   if (!version.ok()) {
     report.Fail("proxmox auth", fmt::format("{} was refused: {}", auth_id, Msg(version.status())),
-                "check tokenID (USER@REALM!NAME) and tokenSecret, and that the token exists and has not expired "
-                "(pveum user token list USER@REALM)");
+                options.token_id.empty()
+                    ? fmt::format("check username, password and realm ({}), and that the user is enabled "
+                                  "(pveum user list); an API token (tokenID, tokenSecret) avoids passwords",
+                                  options.username)
+                    : "check tokenID (USER@REALM!NAME) and tokenSecret, and that the token exists and has not "
+                      "expired (pveum user token list USER@REALM)");
     report.SkipAll({"proxmox version", "proxmox privileges", "proxmox nodes"}, "authentication");
     return;
   }
@@ -178,9 +194,11 @@ void CheckProxmox(const ConnectionFlags& flags, Report& report) {
     report.Fail("proxmox privileges", fmt::format("cannot read /access/permissions: {}", Msg(permissions.status())),
                 "check the token's privileges; /access/permissions needs no privilege of its own");
   } else if (auto check = pve::CheckPrivileges(*permissions, pve::ProvisioningPrivileges(), auth_id); !check.ok()) {
+    const auto commands = pve::GrantCommands(*permissions, pve::ProvisioningPrivileges(), auth_id);
     report.Fail("proxmox privileges", Msg(check),
-                "grant a role with the missing privileges on the listed paths (e.g. PVEVMAdmin on /vms, "
-                "PVEDatastoreUser on /storage); for a token with privilege separation grant it to the token too");
+                fmt::format("on a Proxmox node, as root, run (docs/proxmox-permissions.md says why each is "
+                            "needed):\n      {}",
+                            fmt::join(commands, "\n      ")));
   } else {
     report.Pass("proxmox privileges",
                 fmt::format("all {} privileges the provider needs are granted", pve::ProvisioningPrivileges().size()));
@@ -233,6 +251,8 @@ void CheckProxmox(const ConnectionFlags& flags, Report& report) {
 
 // --- Omni ------------------------------------------------------------------------------------
 
+void CheckMachinesConnect(omni::StateClient& state, const std::string& provider_id, Report& report);
+
 void CheckOmni(const ConnectionFlags& flags, Report& report) {
   auto endpoint = ResolveOmniEndpoint(flags);
   if (!endpoint.ok()) {
@@ -276,7 +296,8 @@ void CheckOmni(const ConnectionFlags& flags, Report& report) {
     report.Skip("provider id", key_blocker);
   }
 
-  const std::vector<std::string> remote = {"omni reachable", "provider registered", "provider heartbeat"};
+  const std::vector<std::string> remote = {"omni reachable", "provider registered", "siderolink url",
+                                           "machines connect", "provider heartbeat"};
   if (!endpoint.ok() || !key_blocker.empty() || provider_id.empty()) {
     report.SkipAll(remote, !endpoint.ok()         ? "an Omni endpoint"
                            : !key_blocker.empty() ? key_blocker
@@ -295,7 +316,8 @@ void CheckOmni(const ConnectionFlags& flags, Report& report) {
   auto state = omni::MakeGrpcStateClient(options);
   if (!state.ok()) {
     report.Fail("omni reachable", Msg(state.status()), "check --omni-api-endpoint and the key");
-    report.SkipAll({"provider registered", "provider heartbeat"}, "an Omni client");
+    report.SkipAll({"provider registered", "siderolink url", "machines connect", "provider heartbeat"},
+                   "an Omni client");
     return;
   }
   // A provider may not read InfraProviders/<id> itself, but Omni refuses every call into the
@@ -307,14 +329,16 @@ void CheckOmni(const ConnectionFlags& flags, Report& report) {
   if (code == absl::StatusCode::kUnavailable || code == absl::StatusCode::kDeadlineExceeded) {
     report.Fail("omni reachable", fmt::format("{}: {}", *endpoint, Msg(health.status())),
                 "check --omni-api-endpoint (https://<account>.omni.siderolabs.io/), DNS and the firewall");
-    report.SkipAll({"provider registered", "provider heartbeat"}, "a reachable Omni");
+    report.SkipAll({"provider registered", "siderolink url", "machines connect", "provider heartbeat"},
+                   "a reachable Omni");
     return;
   }
   if (code == absl::StatusCode::kUnauthenticated) {
     report.Fail("omni reachable", fmt::format("Omni refused the key {}: {}", key->name, Msg(health.status())),
                 "the key was revoked or belongs to another Omni; create a new one with omnictl infraprovider create " +
                     provider_id);
-    report.SkipAll({"provider registered", "provider heartbeat"}, "a key Omni accepts");
+    report.SkipAll({"provider registered", "siderolink url", "machines connect", "provider heartbeat"},
+                   "a key Omni accepts");
     return;
   }
   report.Pass("omni reachable", fmt::format("{}, key accepted", *endpoint));
@@ -326,10 +350,11 @@ void CheckOmni(const ConnectionFlags& flags, Report& report) {
                 fmt::format("register the provider with omnictl infraprovider create {} (IDs are case-sensitive; "
                             "the key must be that provider's)",
                             provider_id));
-    report.Skip("provider heartbeat", "a registered provider");
+    report.SkipAll({"siderolink url", "machines connect", "provider heartbeat"}, "a registered provider");
     return;
   }
   report.Pass("provider registered", fmt::format("InfraProviders/{} exists", provider_id));
+  CheckMachinesConnect(**state, provider_id, report);
 
   if (code == absl::StatusCode::kNotFound) {
     report.Warn("provider heartbeat", "no heartbeat yet: the provider has not run against this Omni",
@@ -359,6 +384,67 @@ void CheckOmni(const ConnectionFlags& flags, Report& report) {
   } else {
     report.Pass("provider heartbeat", fmt::format("fresh ({} ago)", HumanAge(std::max(age, std::chrono::seconds{0}))));
   }
+}
+
+// Machines not registering (the operator document's troubleshooting): where VMs must connect, and
+// provisioned requests whose machine Omni has not seen.
+void CheckMachinesConnect(omni::StateClient& state, const std::string& provider_id, Report& report) {
+  auto siderolink = state.Get(
+      {std::string(omni::kNamespaceDefault), std::string(omni::kTypeSiderolinkAPIConfig), "siderolink-config"});
+  if (!siderolink.ok()) {
+    report.Warn("siderolink url", fmt::format("cannot read SiderolinkAPIConfig: {}", Msg(siderolink.status())),
+                "check the Omni version; VMs join through the URL it advertises");
+  } else {
+    specs::SiderolinkAPIConfigSpec spec;
+    (void)omni::DecodeSpec(*siderolink, spec);
+    const std::string& url = spec.machine_api_advertised_url();
+    const bool local = url.find("://127.") != std::string::npos || url.find("://localhost") != std::string::npos ||
+                       url.find("://[::1]") != std::string::npos;
+    if (url.empty() || local) {
+      report.Warn("siderolink url", fmt::format("Omni advertises '{}' to machines", url),
+                  "VMs cannot reach a loopback address: set Omni's advertised SideroLink URL "
+                  "(--siderolink-api-advertised-url) to an address the VM network reaches");
+    } else {
+      report.Pass("siderolink url", fmt::format("machines join through {} (it must be reachable from the VM "
+                                                "network, port included)",
+                                                url));
+    }
+  }
+  const omni::LabelQuery ours = {omni::LabelTerm::Equal(std::string(omni::kLabelInfraProviderId), provider_id)};
+  auto statuses =
+      state.List({std::string(omni::kNamespaceInfraProvider), std::string(omni::kTypeMachineRequestStatus), ours});
+  auto registrations =
+      state.List({std::string(omni::kNamespaceInfraProvider), std::string(omni::kTypeInfraMachineRegistration), ours});
+  if (!statuses.ok() || !registrations.ok()) {
+    report.Warn("machines connect",
+                fmt::format("cannot list MachineRequestStatuses or InfraMachineRegistrations: {}",
+                            Msg(statuses.ok() ? registrations.status() : statuses.status())),
+                "check the key's access to the infra-provider namespace");
+    return;
+  }
+  std::set<std::string> seen;
+  for (const auto& r : *registrations) {
+    if (auto it = r.metadata.labels.find(std::string(omni::kLabelMachineRequest)); it != r.metadata.labels.end()) {
+      seen.insert(it->second);
+    }
+  }
+  std::vector<std::string> waiting;
+  for (const auto& s : *statuses) {
+    specs::MachineRequestStatusSpec spec;
+    if (!omni::DecodeSpec(s, spec).ok() || spec.stage() != specs::MachineRequestStatusSpec::PROVISIONED) continue;
+    const auto age = std::chrono::duration_cast<std::chrono::seconds>(util::RealClock().Now() - s.metadata.updated);
+    if (!seen.contains(s.metadata.id) && age > kMachineConnectWait) waiting.push_back(s.metadata.id);
+  }
+  if (waiting.empty()) {
+    report.Pass("machines connect",
+                fmt::format("every provisioned machine has connected to Omni ({} seen)", seen.size()));
+    return;
+  }
+  report.Warn("machines connect", fmt::format("provisioned but never connected to Omni: {}", fmt::join(waiting, ", ")),
+              "the usual causes: the SideroLink URL above is not reachable from the VM network (DNS, firewall, "
+              "a tailnet-only name); the VM booted without the provider's join config (its cloud-init ISO "
+              "missing or replaced, a template with its own config); a config patch that changes the machine's "
+              "hostname or network so that it cannot come up. Check the VM console in Proxmox");
 }
 
 void Print(const Report& report, OutputFormat format) {
@@ -410,6 +496,11 @@ void RegisterDoctorCommand(CLI::App& root, CommandContext& ctx) {
     CheckOmni(*flags, report);
     Print(report, ctx.output);
     ctx.exit_code = report.failed() ? kExitFindings : kExitOk;
+    // As in every command: a --config-file that cannot be read is a usage error.
+    if (!flags->config_file.empty() && !std::ifstream(flags->config_file)) {
+      std::cerr << fmt::format("omni-proxmox doctor: --config-file '{}' cannot be read\n", flags->config_file);
+      ctx.exit_code = kExitUsage;
+    }
   });
 }
 

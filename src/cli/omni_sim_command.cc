@@ -4,12 +4,17 @@
 //   class <id> <providerdata-file>      create or replace a MachineClass
 //   scale <set> <class> <count>         create or scale a MachineRequestSet
 //   join <uuid> <user-data-file>        a machine booted with this user-data joins
+//   plant <request-id> <providerdata-file>   a MachineRequest admitted under an older schema
+//   service-account <name> <role>       omnictl serviceaccount create (prints the key)
+//   destroy-service-account <name>      omnictl serviceaccount destroy
+//   delete-provider <id>                omnictl infraprovider delete
 //
 // Each control line is answered with "ok" or "error: ...". Exit code 0, 1 when a control line
-// failed, 2 for bad flags or when the stand-in cannot start.
+// failed or a port is in use, 2 for bad flags.
 
 #include <signal.h>
 
+#include <charconv>
 #include <fstream>
 #include <iostream>
 #include <sstream>
@@ -27,7 +32,11 @@ namespace {
 
 struct OmniSimFlags {
   sim::omni::StandInOptions options;
+  std::string listen;  // HOST:PORT of the gRPC API; the factory and control ports share HOST
+  std::string bind;    // old spelling: --bind HOST
+  int grpc_port = -1;  // old spelling: --grpc-port PORT
   bool stdin_control = false;
+  bool lenient = false;
   bool random_seed = false;
   std::string tls_cert_file;
   std::string tls_key_file;
@@ -65,7 +74,37 @@ absl::Status RunControlLine(sim::omni::StandIn& standin, const std::string& line
     if (!data.ok()) return data.status();
     return standin.MachineJoined(*data, uuid);
   }
-  return absl::InvalidArgumentError(fmt::format("unknown control '{}': use class, scale or join", verb));
+  if (verb == "plant") {
+    std::string id, file;
+    if (!(words >> id >> file)) return absl::InvalidArgumentError("usage: plant <request-id> <providerdata-file>");
+    auto data = ReadFile(file);
+    if (!data.ok()) return data.status();
+    return standin.PlantMachineRequest(id, *data);
+  }
+  if (verb == "service-account") {
+    std::string name, role_name;
+    if (!(words >> name >> role_name)) return absl::InvalidArgumentError("usage: service-account <name> <role>");
+    auto role = sim::omni::ParseRole(role_name);
+    if (!role.ok()) return role.status();
+    auto key = standin.CreateServiceAccount(name, *role);
+    if (!key.ok()) return key.status();
+    std::cout << *key << "\n";
+    return absl::OkStatus();
+  }
+  if (verb == "destroy-service-account") {
+    std::string name;
+    if (!(words >> name)) return absl::InvalidArgumentError("usage: destroy-service-account <name>");
+    return standin.DestroyServiceAccount(name);
+  }
+  if (verb == "delete-provider") {
+    std::string id;
+    if (!(words >> id)) return absl::InvalidArgumentError("usage: delete-provider <id>");
+    return standin.DeleteInfraProvider(id);
+  }
+  return absl::InvalidArgumentError(
+      fmt::format("unknown control '{}': use class, scale, join, plant, service-account, destroy-service-account or "
+                  "delete-provider",
+                  verb));
 }
 
 void PrintEndpoints(const sim::omni::StandIn& standin, const OmniSimFlags& flags, OutputFormat format) {
@@ -99,6 +138,34 @@ void PrintEndpoints(const sim::omni::StandIn& standin, const OmniSimFlags& flags
   std::cout << std::flush;
 }
 
+bool IsLoopback(const std::string& host) { return host == "localhost" || host == "::1" || host.rfind("127.", 0) == 0; }
+
+// --listen HOST:PORT, or the old --bind HOST and --grpc-port PORT (not both spellings at once).
+absl::Status ResolveListen(OmniSimFlags& flags) {
+  if (!flags.listen.empty() && (!flags.bind.empty() || flags.grpc_port >= 0)) {
+    return absl::InvalidArgumentError("--listen replaces --bind and --grpc-port: give only --listen HOST:PORT");
+  }
+  if (!flags.bind.empty()) flags.options.bind_address = flags.bind;
+  if (flags.grpc_port >= 0) flags.options.grpc_port = flags.grpc_port;
+  if (flags.listen.empty()) return absl::OkStatus();
+  const auto colon = flags.listen.rfind(':');
+  int port = -1;
+  if (colon != std::string::npos && colon + 1 < flags.listen.size()) {
+    const std::string digits = flags.listen.substr(colon + 1);
+    auto [ptr, ec] = std::from_chars(digits.data(), digits.data() + digits.size(), port);
+    if (ec != std::errc() || ptr != digits.data() + digits.size()) port = -1;
+  }
+  std::string host = colon == std::string::npos ? "" : flags.listen.substr(0, colon);
+  if (host.size() >= 2 && host.front() == '[' && host.back() == ']') host = host.substr(1, host.size() - 2);
+  if (host.empty() || port < 0 || port > 65535) {
+    return absl::InvalidArgumentError(
+        fmt::format("--listen '{}' must be HOST:PORT, e.g. 127.0.0.1:8099 (port 0 picks a free one)", flags.listen));
+  }
+  flags.options.bind_address = host;
+  flags.options.grpc_port = port;
+  return absl::OkStatus();
+}
+
 }  // namespace
 
 void RegisterOmniSimCommand(CLI::App& root, CommandContext& ctx) {
@@ -109,9 +176,15 @@ void RegisterOmniSimCommand(CLI::App& root, CommandContext& ctx) {
       ->capture_default_str();
   cmd->add_option("--keys-dir", flags->options.keys_dir,
                   "Write admin.key and <provider-id>.key (base64 JSON service-account keys) here");
-  cmd->add_option("--bind", flags->options.bind_address, "Address to listen on (keep it loopback)")
-      ->capture_default_str();
-  cmd->add_option("--grpc-port", flags->options.grpc_port, "gRPC port (0 = a free port)")->capture_default_str();
+  cmd->add_option("--listen", flags->listen,
+                  "HOST:PORT of the gRPC API (default 127.0.0.1:0, a free port); the Image Factory fake and the "
+                  "control endpoint listen on HOST too. Keep it loopback: the control endpoint has no authentication");
+  // The spellings before --listen, kept for scripts.
+  cmd->add_option("--bind", flags->bind, "")->group("");
+  cmd->add_option("--grpc-port", flags->grpc_port, "")->group("");
+  cmd->add_option("--state-dir", flags->options.state_dir,
+                  "Keep keys, resources and ports here across restarts, as Omni keeps them in etcd (default: none, "
+                  "every start is a fresh Omni)");
   cmd->add_option("--factory-port", flags->options.factory_port, "Image Factory fake port (0 = a free port)")
       ->capture_default_str();
   flags->options.control_port = 0;
@@ -131,14 +204,26 @@ void RegisterOmniSimCommand(CLI::App& root, CommandContext& ctx) {
   cmd->add_option("--tls-cert", flags->tls_cert_file, "PEM certificate for --tls")->check(CLI::ExistingFile);
   cmd->add_option("--tls-key", flags->tls_key_file, "PEM private key for --tls")->check(CLI::ExistingFile);
   cmd->add_flag("--stdin", flags->stdin_control, "Read control lines from stdin; stop when it closes");
+  cmd->add_flag("--lenient", flags->lenient,
+                "Admit MachineRequestSets for a provider that has not published its status, and providerdata its "
+                "schema refuses (Omni refuses both); for tests of older providers");
   cmd->footer(
-      "Example:\n"
-      "  omni-proxmox omni-sim --provider-id proxmox --keys-dir /tmp/omni-keys\n"
-      "  curl -X PUT --data-binary @providerdata.yaml http://127.0.0.1:PORT/machine-classes/small\n"
-      "  curl -X PUT 'http://127.0.0.1:PORT/machine-request-sets/workers?machine_class=small&count=3'");
+      "Examples:\n"
+      "  omni-proxmox omni-sim --tls --keys-dir omni-keys --listen 127.0.0.1:8099 --control-port 8098\n"
+      "  omni-proxmox omni-sim --tls --keys-dir omni-keys --state-dir omni-state   # survives restarts\n"
+      "  curl -X PUT --data-binary @providerdata.yaml http://127.0.0.1:8098/machine-classes/small\n"
+      "  curl -X PUT -d '' 'http://127.0.0.1:8098/machine-request-sets/workers?machine_class=small&count=3'\n"
+      "See docs/omni-sim.md for every control. Exit code 1 when a port is in use or a --stdin control failed,\n"
+      "2 for bad flags.");
 
   cmd->callback([flags, &ctx] {
     if (flags->random_seed) flags->options.seed = util::Random::SeedFromDevice();
+    flags->options.omni_admission = !flags->lenient;
+    if (auto status = ResolveListen(*flags); !status.ok()) {
+      std::cerr << "omni-proxmox omni-sim: " << status.message() << "\n";
+      ctx.exit_code = kExitUsage;
+      return;
+    }
     for (auto [file, pem] : {std::pair{&flags->tls_cert_file, &flags->options.tls_cert_pem},
                              std::pair{&flags->tls_key_file, &flags->options.tls_key_pem}}) {
       if (file->empty()) continue;
@@ -159,10 +244,18 @@ void RegisterOmniSimCommand(CLI::App& root, CommandContext& ctx) {
       sigaddset(&stop_signals, SIGTERM);
       pthread_sigmask(SIG_BLOCK, &stop_signals, nullptr);
     }
+    if (!IsLoopback(flags->options.bind_address)) {
+      std::cerr << fmt::format(
+          "omni-proxmox omni-sim: warning: listening on {} beyond loopback; the control endpoint has no "
+          "authentication and the stand-in's keys are for tests: anyone who reaches it can create and delete "
+          "machines\n",
+          flags->options.bind_address);
+    }
     auto standin = sim::omni::StandIn::Start(flags->options);
     if (!standin.ok()) {
       std::cerr << "omni-proxmox omni-sim: " << standin.status().message() << "\n";
-      ctx.exit_code = kExitUsage;
+      // A busy port is the environment's fault, not the command line's (as pve-sim answers).
+      ctx.exit_code = standin.status().code() == absl::StatusCode::kUnavailable ? kExitFindings : kExitUsage;
       return;
     }
     PrintEndpoints(**standin, *flags, ctx.output);

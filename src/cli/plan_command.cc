@@ -23,6 +23,7 @@
 #include "cli/connection.h"
 #include "cli/pve_facts.h"
 #include "cli/text_table.h"
+#include "omni/keys.h"
 #include "provider/model/providerdata.h"
 #include "provider/ownership/iso_names.h"
 #include "provider/ownership/markers.h"
@@ -482,6 +483,37 @@ struct PlanFlags {
   ConnectionFlags connection;
 };
 
+// The class's providerid against the provider's ID (--id, else the identity of a key in the
+// environment, else "proxmox"): Omni compares IDs exactly, so a class whose providerid differs only
+// in case is served by no provider. Empty when they agree or differ otherwise (another provider).
+std::string ProviderIdCaseWarning(const PlanFlags& flags, const MachineClassFile& file) {
+  if (file.provider_id.empty()) return "";
+  std::string expected = flags.provider_id;
+  std::string source = "--id";
+  if (expected.empty()) {
+    ConnectionFlags env_only;
+    if (auto key = ResolveProviderKey(env_only); key.ok()) {
+      if (auto id = omni::ProviderIdFromKeyName(key->name); id.ok()) {
+        expected = *id;
+        source = fmt::format("the identity of the key in the environment, {}", key->name);
+      }
+    }
+  }
+  if (expected.empty()) {
+    expected = "proxmox";
+    source = "the default --id";
+  }
+  const auto lower = [](std::string text) {
+    for (auto& c : text) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
+    return text;
+  };
+  if (file.provider_id == expected || lower(file.provider_id) != lower(expected)) return "";
+  return fmt::format(
+      "providerid '{}' of {} differs only in case from the provider's ID '{}' ({}); Omni IDs are case-sensitive, so "
+      "no provider would serve this class: write providerid: {}",
+      file.provider_id, file.name, expected, source, expected);
+}
+
 int RunPlan(const PlanFlags& flags, const CommandContext& ctx) {
   auto file = ReadMachineClass(flags.machine_class);
   if (!file.ok()) {
@@ -491,6 +523,8 @@ int RunPlan(const PlanFlags& flags, const CommandContext& ctx) {
   const std::string provider_id = !flags.provider_id.empty()   ? flags.provider_id
                                   : !file->provider_id.empty() ? file->provider_id
                                                                : "proxmox";
+  std::vector<std::string> warnings;
+  if (auto warning = ProviderIdCaseWarning(flags, *file); !warning.empty()) warnings.push_back(warning);
 
   const provider::ParseResult parsed = provider::ParseProviderData(file->providerdata);
   std::vector<Finding> input_findings;
@@ -536,8 +570,11 @@ int RunPlan(const PlanFlags& flags, const CommandContext& ctx) {
     return kExitFindings;
   }
   if (ctx.output == OutputFormat::kJson) {
-    std::cout << planner.ToJson(*file, flags.count).dump(2) << "\n";
+    auto out = planner.ToJson(*file, flags.count);
+    out["warnings"] = warnings;
+    std::cout << out.dump(2) << "\n";
   } else {
+    for (const auto& w : warnings) std::cout << "warning: " << w << "\n";
     planner.PrintTable(std::cout, *file, flags.count);
   }
   return planner.findings().empty() ? kExitOk : kExitFindings;

@@ -1,6 +1,6 @@
 // `omni-proxmox pve-check`: preflight of the Proxmox connection the provider will use.
 //
-//   pve-check [--config config.yaml]     (without --config: the PROXMOX_* environment, like the Go provider)
+//   pve-check [--config-file config.yaml]   (without it: the PROXMOX_* environment, like the Go provider)
 //
 // Loads the configuration, connects (TLS as configured), and checks authentication, the
 // privileges the provider needs, node status, and an ISO and a disk storage on every online node.
@@ -145,8 +145,17 @@ int RunPveCheck(const std::string& config_path, const CommandContext& ctx) {
 void RegisterPveCheckCommand(CLI::App& root, CommandContext& ctx) {
   auto* cmd = root.add_subcommand("pve-check", "Check the Proxmox VE connection, credentials, privileges and storages");
   auto config = std::make_shared<std::string>();
-  cmd->add_option("--config", *config,
+  cmd->add_option("--config-file", *config,
                   "The provider's config.yaml (proxmox.url, tokenID/tokenSecret, ...); default: PROXMOX_* environment");
+  cmd->add_option("--config", *config, "")->group("");  // the spelling before --config-file, kept for scripts
+  cmd->footer(
+      "Examples:\n"
+      "  omni-proxmox pve-check --config-file config.yaml\n"
+      "  PROXMOX_URL=https://pve1:8006/api2/json PROXMOX_TOKEN_ID='omni@pve!provider' \\\n"
+      "      PROXMOX_TOKEN_SECRET=... omni-proxmox pve-check\n"
+      "  omni-proxmox pve-check --config-file config.yaml --format json | jq '.checks[] | select(.status != \"ok\")'\n"
+      "Exit code: 0 when every check passed (warnings allowed), 1 when any failed, 2 for a config that cannot be\n"
+      "read or parsed. For every check with a fix, see 'omni-proxmox doctor'.");
   cmd->callback([config, &ctx] { ctx.exit_code = RunPveCheck(*config, ctx); });
 }
 

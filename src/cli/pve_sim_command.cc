@@ -43,6 +43,8 @@ bool ParseListen(const std::string& listen, std::string& host, int& port, std::s
   return true;
 }
 
+bool IsLoopback(const std::string& host) { return host == "localhost" || host == "::1" || host.rfind("127.", 0) == 0; }
+
 int RunPveSim(const PveSimFlags& flags, const CommandContext& ctx) {
   sim::pve::SimulatorOptions options;
   if (!flags.scenario.empty()) {
@@ -72,6 +74,14 @@ int RunPveSim(const PveSimFlags& flags, const CommandContext& ctx) {
   sigaddset(&signals, SIGTERM);
   pthread_sigmask(SIG_BLOCK, &signals, nullptr);
 
+  const std::string options_bind = options.bind_address;
+  if (!IsLoopback(options_bind)) {
+    std::cerr << fmt::format(
+        "pve-sim: warning: listening on {} beyond loopback; the simulator's authentication is not real (its "
+        "tokens come from the scenario and are printed at start), so anyone who reaches it can create and delete "
+        "VMs\n",
+        options_bind);
+  }
   auto sim = sim::pve::Simulator::Start(std::move(options));
   if (!sim.ok()) {
     std::cerr << "pve-sim: " << sim.status().message() << "\n";
@@ -89,7 +99,12 @@ int RunPveSim(const PveSimFlags& flags, const CommandContext& ctx) {
     if (flags.tls) out["ca_certificate"] = simulator.ca_certificate_pem();
     std::cout << out.dump() << std::endl;
   } else {
-    std::cout << "pve-sim listening on " << url << "\n"
+    // base_url() is what local clients dial (0.0.0.0 becomes 127.0.0.1); say where it really listens.
+    const std::string host = options_bind.find(':') != std::string::npos ? "[" + options_bind + "]" : options_bind;
+    const std::string listening =
+        fmt::format("{}://{}:{}/api2/json", flags.tls ? "https" : "http", host, simulator.port());
+    std::cout << "pve-sim listening on " << listening << (listening == url ? "" : " (local clients: " + url + ")")
+              << "\n"
               << "token:   " << simulator.default_token_id() << "\n"
               << "try:     curl " << (flags.tls ? "-k " : "") << "-H 'Authorization: " << token << "' " << url
               << "/nodes\n"

@@ -1,6 +1,6 @@
 // `omni-proxmox selector ...`: tools for writing storage selectors.
 //
-//   selector eval --expr EXPR --storage JSON   evaluate one expression against one storage entry
+//   selector eval --selector EXPR --storage JSON   evaluate one expression against one storage entry
 //   selector eval --batch                       JSON lines {"expr": ..., "storage": {...}} on stdin
 //   selector test --selector EXPR               a selector against every storage of every node (live
 //                                               Proxmox, or --storages FILE), with the provider's choice
@@ -195,7 +195,8 @@ void RegisterEvalSubcommand(CLI::App& selector, CommandContext& ctx) {
   auto expr = std::make_shared<std::string>();
   auto storage = std::make_shared<std::string>();
   auto batch = std::make_shared<bool>(false);
-  cmd->add_option("--expr", *expr, "The CEL expression, e.g. 'type == \"rbd\" && availableSpace > 100u * GiB'");
+  cmd->add_option("--selector", *expr, "The CEL expression, e.g. 'type == \"rbd\" && availableSpace > 100u * GiB'");
+  cmd->add_option("--expr", *expr, "")->group("");  // the spelling before --selector, kept for scripts
   cmd->add_option("--storage", *storage,
                   "A PVE storage entry as JSON, plus \"node\": "
                   "{\"storage\":\"local-lvm\",\"node\":\"pve1\",\"type\":\"lvmthin\",\"content\":\"images,rootdir\","
@@ -204,11 +205,17 @@ void RegisterEvalSubcommand(CLI::App& selector, CommandContext& ctx) {
   cmd->footer(
       "Prints {\"type\":\"bool\",\"value\":true} or {\"error\":\"...\",\"kind\":\"compile\"|\"eval\"|\"input\"}.\n"
       "Variables: name node type storageType availableSpace total used (uint bytes) enabled active shared content;\n"
-      "constants KiB MiB GiB TiB. Exit code 1 when any expression failed.\n");
+      "constants KiB MiB GiB TiB. Exit code 1 when any expression failed.\n"
+      "\n"
+      "Examples:\n"
+      "  omni-proxmox selector eval --selector 'name == \"local-lvm\"' --storage '{\"storage\":\"local-lvm\"}'\n"
+      "  printf '%s\\n' '{\"expr\":\"type == \\\"rbd\\\"\",\"storage\":{\"type\":\"rbd\"}}' | omni-proxmox selector "
+      "eval "
+      "--batch\n");
   cmd->callback([&ctx, expr, storage, batch] {
     if (*batch) {
       if (!expr->empty() || !storage->empty()) {
-        std::cerr << "selector eval: --batch reads expressions from stdin; drop --expr/--storage\n";
+        std::cerr << "selector eval: --batch reads expressions from stdin; drop --selector/--storage\n";
         ctx.exit_code = kExitUsage;
         return;
       }
@@ -234,7 +241,7 @@ void RegisterEvalSubcommand(CLI::App& selector, CommandContext& ctx) {
       return;
     }
     if (expr->empty()) {
-      std::cerr << "selector eval: --expr is required (or use --batch); e.g. --expr 'name == \"local-lvm\"'\n";
+      std::cerr << "selector eval: --selector is required (or use --batch); e.g. --selector 'name == \"local-lvm\"'\n";
       ctx.exit_code = kExitUsage;
       return;
     }

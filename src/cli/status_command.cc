@@ -7,6 +7,7 @@
 // Exit code 0 when all is well, 1 when something needs attention (not registered, stale or failing
 // heartbeat, a FAILED request, an orphan, a missing VM, or a side that cannot be read), 2 for bad flags.
 
+#include <algorithm>
 #include <iostream>
 #include <map>
 #include <memory>
@@ -42,12 +43,13 @@ struct StatusFlags {
 };
 
 struct ProviderHealth {
-  bool registered = false;
+  bool registered = false;  // InfraProviders/<id> exists (omnictl infraprovider create), as doctor checks
+  bool reported = false;    // InfraProviderStatuses/<id> exists: the provider has run against this Omni
   std::string name, version;
   std::optional<std::int64_t> heartbeat_age_seconds;
   std::string health_error;  // the error the provider reported with its heartbeat
   bool Fresh() const { return heartbeat_age_seconds && *heartbeat_age_seconds < kHeartbeatWindowSeconds; }
-  bool Healthy() const { return registered && Fresh() && health_error.empty(); }
+  bool Healthy() const { return registered && reported && Fresh() && health_error.empty(); }
 };
 
 struct RequestRow {
@@ -60,7 +62,44 @@ struct RequestRow {
   pve::Vmid vmid = 0;
   std::string power = "-";  // running, stopped, or "missing"
   bool vm_missing = false;
+  // What Omni has seen of the request's machine: its InfraMachineRegistration (created when the
+  // machine first connected) and its Machine (spec.connected), both readable with the provider key.
+  std::optional<std::int64_t> connected_for_seconds;  // since the registration was created
+  bool connected_now = false;
+  std::int64_t waiting_seconds = 0;  // since the request was created, while no machine connected
 };
+
+// The machine side of a request as Omni sees it (docs/operator-guide.md, machines not registering).
+constexpr std::string_view kTypeMachine = "Machines.omni.sidero.dev";
+
+std::string HumanSeconds(std::int64_t seconds) {
+  if (seconds < 120) return fmt::format("{}s", std::max<std::int64_t>(seconds, 0));
+  if (seconds < 2 * 3600) return fmt::format("{}m", seconds / 60);
+  if (seconds < 48 * 3600) return fmt::format("{}h", seconds / 3600);
+  return fmt::format("{}d", seconds / 86400);
+}
+
+// A table cell holds one line: a multi-line error (a CEL caret block, several fields) is folded,
+// caret lines dropped, and long text cut; --format json carries it whole.
+std::string FoldCell(const std::string& text, std::size_t max_width = 120) {
+  std::vector<std::string> parts;
+  std::size_t start = 0;
+  while (start <= text.size()) {
+    auto end = text.find('\n', start);
+    if (end == std::string::npos) end = text.size();
+    std::string line = text.substr(start, end - start);
+    start = end + 1;
+    const auto first = line.find_first_not_of(" \t|");
+    if (first == std::string::npos) continue;
+    line = line.substr(first);
+    if (line.find_first_not_of(".^ ") == std::string::npos) continue;  // a caret line
+    while (!line.empty() && (line.back() == ' ' || line.back() == '\r')) line.pop_back();
+    parts.push_back(line);
+  }
+  std::string out = fmt::format("{}", fmt::join(parts, " / "));
+  if (out.size() > max_width) out = out.substr(0, max_width - 3) + "...";
+  return out;
+}
 
 std::string Msg(const absl::Status& s) { return std::string(s.message()); }
 
@@ -69,8 +108,14 @@ absl::StatusOr<ProviderHealth> ReadProviderHealth(omni::StateClient& state, cons
   ProviderHealth health;
   auto registration =
       state.Get({std::string(omni::kNamespaceInfraProvider), std::string(omni::kTypeInfraProviderStatus), provider_id});
+  // Omni refuses every call into the provider namespaces with "... is not registered" until
+  // InfraProviders/<id> exists (the provider key cannot read that resource itself).
+  const bool unregistered = !registration.ok() && registration.status().code() == absl::StatusCode::kPermissionDenied &&
+                            Msg(registration.status()).find("not registered") != std::string::npos;
+  if (unregistered) return health;
+  health.registered = true;
   if (registration.ok()) {
-    health.registered = true;
+    health.reported = true;
     specs::InfraProviderStatusSpec spec;
     if (omni::DecodeSpec(*registration, spec).ok()) {
       health.name = spec.name();
@@ -107,6 +152,26 @@ absl::StatusOr<std::vector<RequestRow>> ReadRequests(omni::StateClient& state, p
   if (!machines.ok()) return machines.status();
   auto vms = pve.ClusterResources(pve::ResourceType::kVm);
   if (!vms.ok()) return vms.status();
+  auto registrations =
+      state.List({std::string(omni::kNamespaceInfraProvider), std::string(omni::kTypeInfraMachineRegistration), ours});
+  if (!registrations.ok()) return registrations.status();
+  auto omni_machines = state.List({std::string(omni::kNamespaceDefault), std::string(kTypeMachine), {}});
+  if (!omni_machines.ok()) return omni_machines.status();
+  std::map<std::string, const omni::Resource*> registration_by_request;
+  for (const auto& r : *registrations) {
+    if (auto it = r.metadata.labels.find(std::string(omni::kLabelMachineRequest)); it != r.metadata.labels.end()) {
+      registration_by_request[it->second] = &r;
+    }
+  }
+  std::map<std::string, bool> connected_by_uuid;
+  for (const auto& m : *omni_machines) {
+    specs::MachineSpec spec;
+    if (omni::DecodeSpec(m, spec).ok()) connected_by_uuid[m.metadata.id] = spec.connected();
+  }
+  const auto now = util::RealClock().Now();
+  const auto seconds_since = [&](util::Clock::SystemTime t) {
+    return std::chrono::duration_cast<std::chrono::seconds>(now - t).count();
+  };
 
   std::map<std::string, Stage> status_by_id;
   for (const auto& r : *statuses) {
@@ -127,6 +192,13 @@ absl::StatusOr<std::vector<RequestRow>> ReadRequests(omni::StateClient& state, p
       row.request_set = it->second;
     }
     if (request.tearing_down()) row.step = "tearing down";
+    if (auto it = registration_by_request.find(row.id); it != registration_by_request.end()) {
+      row.connected_for_seconds = seconds_since(it->second->metadata.created);
+      auto machine = connected_by_uuid.find(it->second->metadata.id);
+      row.connected_now = machine != connected_by_uuid.end() && machine->second;
+    } else {
+      row.waiting_seconds = seconds_since(request.metadata.created);
+    }
     if (auto it = status_by_id.find(row.id); it != status_by_id.end()) {
       row.stage = Stage::Stage_Name(it->second.stage());
       if (row.step.empty()) row.step = it->second.status();
@@ -178,18 +250,22 @@ int RunStatus(const StatusFlags& flags, OutputFormat output) {
 
   auto health = ReadProviderHealth(*connections->state, provider_id, now_unix);
   if (!health.ok()) return fail(kExitFindings, fmt::format("cannot read Omni: {}", Msg(health.status())));
-  auto requests = ReadRequests(*connections->state, *connections->pve, provider_id);
+  // An unregistered provider may read nothing in the provider namespaces: there is nothing to list.
+  auto requests = health->registered ? ReadRequests(*connections->state, *connections->pve, provider_id)
+                                     : absl::StatusOr<std::vector<RequestRow>>(std::vector<RequestRow>{});
   if (!requests.ok()) {
     return fail(kExitFindings,
                 fmt::format("cannot read the MachineRequests or Proxmox VMs: {}", Msg(requests.status())));
   }
   provider::GarbageCollector collector({.provider_id = provider_id, .grace_period = *grace}, *connections->pve,
                                        *connections->state, util::RealClock());
-  const provider::GarbageReport garbage = provider::FindGarbage(collector.Observe());
-  if (garbage.skipped) return fail(kExitFindings, garbage.skip_reason);
   std::vector<provider::Garbage> orphans;
-  for (const auto& g : garbage.found) {
-    if (g.kind == provider::GarbageKind::kOrphanVm) orphans.push_back(g);
+  if (health->registered) {  // orphans are judged against requests, which only a registered provider reads
+    const provider::GarbageReport garbage = provider::FindGarbage(collector.Observe());
+    if (garbage.skipped) return fail(kExitFindings, garbage.skip_reason);
+    for (const auto& g : garbage.found) {
+      if (g.kind == provider::GarbageKind::kOrphanVm) orphans.push_back(g);
+    }
   }
 
   int failed = 0, missing = 0;
@@ -202,21 +278,26 @@ int RunStatus(const StatusFlags& flags, OutputFormat output) {
   if (output == OutputFormat::kJson) {
     json request_items = json::array();
     for (const auto& r : *requests) {
-      request_items.push_back({{"id", r.id},
-                               {"request_set", r.request_set},
-                               {"stage", r.stage},
-                               {"step", r.step},
-                               {"error", r.error},
-                               {"node", r.node},
-                               {"vmid", r.vmid},
-                               {"power", r.power},
-                               {"vm_missing", r.vm_missing}});
+      request_items.push_back(
+          {{"id", r.id},
+           {"request_set", r.request_set},
+           {"stage", r.stage},
+           {"step", r.step},
+           {"error", r.error},
+           {"node", r.node},
+           {"vmid", r.vmid},
+           {"power", r.power},
+           {"vm_missing", r.vm_missing},
+           {"machine_connected", r.connected_now},
+           {"machine_seen_seconds_ago", r.connected_for_seconds ? json(*r.connected_for_seconds) : json(nullptr)},
+           {"waiting_for_machine_seconds", r.connected_for_seconds ? json(nullptr) : json(r.waiting_seconds)}});
     }
     json orphan_items = json::array();
     for (const auto& g : orphans) orphan_items.push_back(GarbageJson(g));
     json provider = {
         {"id", provider_id},
         {"registered", health->registered},
+        {"reported", health->reported},
         {"name", health->name},
         {"version", health->version},
         {"heartbeat_age_seconds", health->heartbeat_age_seconds ? json(*health->heartbeat_age_seconds) : json(nullptr)},
@@ -239,10 +320,19 @@ int RunStatus(const StatusFlags& flags, OutputFormat output) {
     heartbeat = fmt::format("{}s ago ({})", *health->heartbeat_age_seconds,
                             health->Fresh() ? "connected" : "stale: Omni shows the provider as disconnected");
   }
-  std::cout << fmt::format("Provider   {} ({})\n", provider_id,
-                           health->registered ? fmt::format("registered as '{}', version {}", health->name,
-                                                            health->version.empty() ? "?" : health->version)
-                                              : "not registered: start 'omni-proxmox run' with this key");
+  std::string registration;
+  if (!health->registered) {
+    registration = fmt::format(
+        "not registered: InfraProviders/{} does not exist; create it with omnictl "
+        "infraprovider create {}",
+        provider_id, provider_id);
+  } else if (!health->reported) {
+    registration = "registered in Omni, but it has not run yet: start 'omni-proxmox run' with this key";
+  } else {
+    registration = fmt::format("registered, running as '{}', version {}", health->name,
+                               health->version.empty() ? "?" : health->version);
+  }
+  std::cout << fmt::format("Provider   {} ({})\n", provider_id, registration);
   std::cout << fmt::format("Heartbeat  {}\n", heartbeat);
   if (!health->health_error.empty()) std::cout << fmt::format("Error      {}\n", health->health_error);
   std::cout << "\n";
@@ -251,10 +341,25 @@ int RunStatus(const StatusFlags& flags, OutputFormat output) {
   } else {
     std::vector<std::vector<std::string>> rows;
     for (const auto& r : *requests) {
-      rows.push_back({r.id, r.stage, r.step.empty() ? "-" : r.step, r.node.empty() ? "-" : r.node,
-                      r.vmid == 0 ? "-" : std::to_string(r.vmid), r.power, r.error.empty() ? "-" : r.error});
+      std::string machine;
+      if (r.connected_for_seconds) {
+        machine = fmt::format("{} (first {} ago)", r.connected_now ? "connected" : "disconnected",
+                              HumanSeconds(*r.connected_for_seconds));
+      } else {
+        machine = fmt::format("not yet ({} waiting)", HumanSeconds(r.waiting_seconds));
+      }
+      rows.push_back({r.id, r.stage, r.step.empty() ? "-" : FoldCell(r.step), r.node.empty() ? "-" : r.node,
+                      r.vmid == 0 ? "-" : std::to_string(r.vmid), r.power, machine,
+                      r.error.empty() ? "-" : FoldCell(r.error)});
     }
-    std::cout << RenderTable({"REQUEST", "STAGE", "STEP", "NODE", "VMID", "POWER", "ERROR"}, rows);
+    std::cout << RenderTable({"REQUEST", "STAGE", "STEP", "NODE", "VMID", "POWER", "MACHINE IN OMNI", "ERROR"}, rows);
+    const bool waiting = std::any_of(requests->begin(), requests->end(), [](const RequestRow& r) {
+      return r.stage == "PROVISIONED" && !r.connected_for_seconds;
+    });
+    if (waiting) {
+      std::cout << "\nA provisioned VM whose machine Omni has not seen: the VM cannot reach Omni's SideroLink URL, "
+                   "or it booted\nwithout the join config. 'omni-proxmox doctor' checks the usual causes.\n";
+    }
   }
   if (!orphans.empty()) {
     std::vector<std::vector<std::string>> rows;

@@ -59,9 +59,10 @@ void RegisterValidateCommand(CLI::App& root, CommandContext& ctx) {
   auto fix = std::make_shared<bool>(false);
   cmd->add_option("files", *files, "Files to check; the kind of each is recognised from its content (and .env names)")
       ->required();
-  cmd->add_option("--provider-id", *provider_id,
-                  "The provider's ID (its --id); MachineClasses naming another providerid are reported. Default: "
-                  "the identity of the key in a given .env");
+  cmd->add_option("--id", *provider_id,
+                  "The provider's ID (as `run --id`); MachineClasses naming another providerid are reported. "
+                  "Default: the identity of the key in a given .env");
+  cmd->add_option("--provider-id", *provider_id, "")->group("");  // the spelling before --id, kept for scripts
   cmd->add_flag("--fix", *fix,
                 "Print a single-document cluster template in the multi-document form Omni takes (stdout); the "
                 "findings go to stderr");
@@ -71,7 +72,7 @@ void RegisterValidateCommand(CLI::App& root, CommandContext& ctx) {
       "Machine classes a template names are looked up among all the files given.\n\n"
       "Examples:\n"
       "  omni-proxmox validate machine-classes/*.yaml cluster.yaml\n"
-      "  omni-proxmox validate --provider-id proxmox config.yaml .env machine-classes/worker.yaml\n"
+      "  omni-proxmox validate --id proxmox config.yaml .env machine-classes/worker.yaml\n"
       "  omni-proxmox validate --fix cluster.yaml > cluster-multi.yaml\n"
       "  omni-proxmox --format json validate cluster.yaml worker.yaml | jq '.errors'");
   cmd->callback([&ctx, files, provider_id, fix] {

@@ -7,6 +7,10 @@ namespace omni_proxmox::cli {
 
 void RegisterVersionCommand(CLI::App& root, CommandContext& ctx) {
   auto* cmd = root.add_subcommand("version", "Print the version of omni-proxmox");
+  cmd->footer(
+      "Examples:\n"
+      "  omni-proxmox version\n"
+      "  omni-proxmox version --format json      # {\"version\":\"...\"}");
   cmd->callback([&ctx] {
     if (ctx.output == OutputFormat::kJson) {
       std::cout << R"({"version":")" << util::kVersion << "\"}\n";

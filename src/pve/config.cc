@@ -144,6 +144,13 @@ absl::StatusOr<ClientOptions> Build(const RawConfig& raw, const KeyNamer& key, c
     if (token_id.empty()) {
       return ConfigError(fmt::format("{}: missing; set it to USER@REALM!TOKENID (e.g. root@pam!omni)", key("tokenID")));
     }
+    if (const auto bang = token_id.find('!');
+        bang != std::string::npos && token_id.find('@') < bang && token_id.size() - bang - 1 < 2) {
+      return ConfigError(fmt::format(
+          "{} '{}': the token name '{}' is too short; Proxmox token names are at least 2 characters, a letter "
+          "first (e.g. {}provider)",
+          key("tokenID"), token_id, token_id.substr(bang + 1), token_id.substr(0, bang + 1)));
+    }
     if (!ValidTokenId(token_id)) {
       return ConfigError(
           fmt::format("{} '{}': expected USER@REALM!TOKENID, e.g. root@pam!omni", key("tokenID"), token_id));

@@ -1,5 +1,9 @@
 #include "pve/privileges.h"
 
+#include <algorithm>
+#include <cctype>
+#include <iterator>
+
 #include <fmt/format.h>
 
 #include "pve/errors.h"
@@ -72,6 +76,42 @@ absl::Status CheckPrivileges(const Permissions& permissions, const std::vector<R
                    fmt::format("'{}' lacks {} privilege(s): {}; grant them with pveum acl modify (for a token with "
                                "privilege separation, grant them to the user and to the token)",
                                auth_id, missing.size(), list));
+}
+
+}  // namespace omni_proxmox::pve
+
+namespace omni_proxmox::pve {
+
+std::vector<std::string> GrantCommands(const Permissions& permissions, const std::vector<RequiredPrivilege>& required,
+                                       const std::string& auth_id, const std::string& role) {
+  // path -> privileges missing there, in the order of `required`; one role per path keeps each
+  // grant as narrow as the requirement.
+  std::vector<std::pair<std::string, std::vector<std::string>>> by_path;
+  for (const auto& requirement : required) {
+    bool met = false;
+    for (const auto& [path, priv] : requirement.any_of) met = met || HasPrivilege(permissions, path, priv);
+    if (met || requirement.any_of.empty()) continue;
+    const auto& [path, priv] = requirement.any_of.front();  // the narrowest alternative comes first
+    auto it = std::find_if(by_path.begin(), by_path.end(), [&](const auto& entry) { return entry.first == path; });
+    if (it == by_path.end()) {
+      by_path.push_back({path, {}});
+      it = std::prev(by_path.end());
+    }
+    it->second.push_back(priv);
+  }
+  std::vector<std::string> out;
+  if (by_path.empty()) return out;
+  const bool token = auth_id.find('!') != std::string::npos;
+  const std::string user = token ? auth_id.substr(0, auth_id.find('!')) : auth_id;
+  for (const auto& [path, privileges] : by_path) {
+    std::string suffix = path == "/" ? "Root" : path.substr(path.rfind('/') + 1);
+    if (!suffix.empty()) suffix[0] = static_cast<char>(std::toupper(static_cast<unsigned char>(suffix[0])));
+    const std::string role_name = role + suffix;
+    out.push_back(fmt::format("pveum role add {} --privs \"{}\"", role_name, fmt::join(privileges, ",")));
+    out.push_back(fmt::format("pveum acl modify {} --roles {} --users {}", path, role_name, user));
+    if (token) out.push_back(fmt::format("pveum acl modify {} --roles {} --tokens '{}'", path, role_name, auth_id));
+  }
+  return out;
 }
 
 }  // namespace omni_proxmox::pve

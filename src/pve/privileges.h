@@ -33,4 +33,11 @@ bool HasPrivilege(const Permissions& permissions, const std::string& path, const
 absl::Status CheckPrivileges(const Permissions& permissions, const std::vector<RequiredPrivilege>& required,
                              const std::string& auth_id);
 
+// The pveum commands that grant what CheckPrivileges finds missing (empty when nothing is): per
+// path one role "<role><Path>" (OmniProxmoxVms, ...) holding the privileges missing there, granted
+// to the user, and for an API token (auth_id "user@realm!name") to the token too, since a token
+// with privilege separation gets only what both hold. See docs/proxmox-permissions.md.
+std::vector<std::string> GrantCommands(const Permissions& permissions, const std::vector<RequiredPrivilege>& required,
+                                       const std::string& auth_id, const std::string& role = "OmniProxmox");
+
 }  // namespace omni_proxmox::pve

@@ -60,7 +60,7 @@ TEST(SelectorCommandTest, BatchWritesOneLinePerRequest) {
 TEST(SelectorCommandTest, UsageErrors) {
   auto r = RunProcess({OP_BINARY, "selector", "eval"});
   EXPECT_EQ(r.exit_code, 2);
-  EXPECT_NE(r.err.find("--expr is required"), std::string::npos);
+  EXPECT_NE(r.err.find("--selector is required"), std::string::npos);
   r = RunProcess({OP_BINARY, "selector", "eval", "--expr", "true", "--storage", "{not json"});
   EXPECT_EQ(r.exit_code, 2);
   EXPECT_NE(r.err.find("--storage is not valid JSON"), std::string::npos);

@@ -138,7 +138,11 @@ TEST(SelectorTest, CompileErrorsAreCelGoShapedWithHints) {
             "'true', 'false', 'null', NUM_FLOAT, NUM_INT, NUM_UINT, STRING, BYTES, IDENTIFIER}\n"
             " | name == \n"
             " | ........^");
-  EXPECT_NE(CompileError("zzzz").find("the variables are name, node, type"), std::string::npos);
+  EXPECT_NE(CompileError("zzzz == 1").find("the variables are name, node, type"), std::string::npos);
+  // A bare storage name is explained as such, not as an undeclared `local` minus `lvm`.
+  EXPECT_EQ(CompileError("local-lvm"),
+            "'local-lvm' is a storage name, not a selector: a selector is a CEL expression over the storage; to "
+            "pick this storage by name write name == \"local-lvm\"");
   EXPECT_NE(CompileError(R"("lvm" in name)")
                 .find("hint: `in` tests list elements and map keys; for a substring write "
                       "name.contains(\"lvm\")"),

@@ -79,7 +79,9 @@ class OperatorWorld : public ::testing::Test {
   void TearDown() override { std::filesystem::remove_all(dir_); }
 
   void StartOmni() {
-    auto standin = sim::omni::StandIn::Start({.provider_id = "proxmox"});
+    // What Omni advertises to machines; a loopback URL would make doctor warn (VMs cannot reach it).
+    auto standin =
+        sim::omni::StandIn::Start({.provider_id = "proxmox", .siderolink_api_url = "https://omni.example.test:8090"});
     ASSERT_TRUE(standin.ok()) << standin.status();
     standin_ = std::move(*standin);
     Write("key", standin_->provider_key());

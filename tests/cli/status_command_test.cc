@@ -18,17 +18,27 @@ using Json = nlohmann::json;
 
 class StatusCommandTest : public ProviderWorld {};
 
-TEST_F(StatusCommandTest, UnregisteredProviderNeedsAttention) {
+TEST_F(StatusCommandTest, RegisteredButNeverRunNeedsAttentionAndAgreesWithDoctor) {
+  // InfraProviders/proxmox exists (as after omnictl infraprovider create); no run has reported yet.
   auto table = Run("status", {});
   EXPECT_EQ(table.exit_code, 1) << table.err;
-  EXPECT_THAT(table.out, HasSubstr("not registered"));
+  EXPECT_THAT(table.out, HasSubstr("registered in Omni, but it has not run yet"));
   EXPECT_THAT(table.out, HasSubstr("No MachineRequests for this provider."));
   auto json_run = Run("status", {}, /*json=*/true);
   EXPECT_EQ(json_run.exit_code, 1);
   const Json status = Json::parse(json_run.out);
   EXPECT_EQ(status["ok"], false);
-  EXPECT_EQ(status["provider"]["registered"], false);
+  EXPECT_EQ(status["provider"]["registered"], true);  // doctor's "provider registered" passes too
+  EXPECT_EQ(status["provider"]["reported"], false);
   EXPECT_TRUE(status["provider"]["heartbeat_age_seconds"].is_null());
+}
+
+TEST_F(StatusCommandTest, UnregisteredProviderIsNamedWithTheFix) {
+  ASSERT_TRUE(standin_->RemoveInfraProvider("proxmox").ok());
+  auto table = Run("status", {});
+  EXPECT_EQ(table.exit_code, 1) << table.err;
+  EXPECT_THAT(table.out, HasSubstr("not registered: InfraProviders/proxmox does not exist; create it with omnictl "
+                                   "infraprovider create proxmox"));
 }
 
 TEST_F(StatusCommandTest, HealthyThenOrphanThenMissingVm) {
@@ -66,8 +76,14 @@ TEST_F(StatusCommandTest, HealthyThenOrphanThenMissingVm) {
   const int vmid = request["vmid"];
   EXPECT_GT(vmid, 0);
   EXPECT_FALSE(request["node"].get<std::string>().empty());
+  // Omni has seen the machine connect (InfraMachineRegistration + Machines, readable by the provider key).
+  EXPECT_EQ(request["machine_connected"], true);
+  EXPECT_TRUE(request["machine_seen_seconds_ago"].is_number()) << request.dump();
+  EXPECT_TRUE(request["waiting_for_machine_seconds"].is_null()) << request.dump();
   auto table = Run("status", {});
   EXPECT_EQ(table.exit_code, 0) << table.out;
+  EXPECT_THAT(table.out, HasSubstr("MACHINE IN OMNI"));
+  EXPECT_THAT(table.out, HasSubstr("connected (first "));
   EXPECT_THAT(table.out, HasSubstr("REQUEST"));
   EXPECT_THAT(table.out, HasSubstr("PROVISIONED"));
   EXPECT_THAT(table.out, HasSubstr("All is well."));
@@ -112,6 +128,36 @@ TEST_F(StatusCommandTest, UsageErrorsExitTwo) {
   auto help = testing::RunProcess({OP_BINARY, "status", "--help"});
   EXPECT_EQ(help.exit_code, 0);
   EXPECT_THAT(help.out, HasSubstr("Examples:"));
+}
+
+TEST_F(StatusCommandTest, MultiLineErrorsAreFoldedIntoTheirCell) {
+  testing::ChildProcess provider(
+      {OP_BINARY, "run", "--config-file", Path("config.yaml"), "--omni-api-endpoint", standin_->grpc_endpoint(),
+       "--omni-service-account-key-file", Path("key"), "--listen", "127.0.0.1:0"},
+      {}, Path("provider.log"));
+  ASSERT_TRUE(standin_->WaitFor([&] { return standin_->ProviderConnected("proxmox"); }, std::chrono::seconds{60}))
+      << provider.Log();
+  // Omni would refuse this providerdata today; a request set admitted under an older schema left it.
+  ASSERT_TRUE(
+      standin_
+          ->PlantMachineRequest("old-1", "cores: 2\nmemory: 2048\ndisk_size: 10\nstorage_selector: type = \"rbd\"\n")
+          .ok());
+  testing::ProcessResult json_run;
+  ASSERT_TRUE(Eventually([&] {
+    json_run = Run("status", {}, /*json=*/true);
+    const Json status = Json::parse(json_run.out, nullptr, false);
+    return status.is_object() && status["requests"].size() == 1 && status["requests"][0]["stage"] == "FAILED";
+  })) << json_run.out
+      << provider.Log();
+  const Json status = Json::parse(json_run.out);
+  const std::string error = status["requests"][0]["error"];
+  EXPECT_NE(error.find('\n'), std::string::npos) << error;  // JSON carries the caret block whole
+  auto table = Run("status", {});
+  std::size_t row = table.out.find("old-1");
+  ASSERT_NE(row, std::string::npos) << table.out;
+  const std::string line = table.out.substr(row, table.out.find('\n', row) - row);
+  EXPECT_NE(line.find("FAILED"), std::string::npos) << table.out;
+  EXPECT_EQ(table.out.find("| ....^"), std::string::npos) << table.out;  // no raw caret lines in the table
 }
 
 }  // namespace

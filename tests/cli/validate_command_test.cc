@@ -147,7 +147,8 @@ TEST(ValidateCommandTest, HelpShowsExamples) {
   EXPECT_EQ(result.exit_code, 0);
   EXPECT_THAT(result.out, HasSubstr("Examples:"));
   EXPECT_THAT(result.out, HasSubstr("omni-proxmox validate --fix cluster.yaml"));
-  EXPECT_THAT(result.out, HasSubstr("--provider-id"));
+  EXPECT_THAT(result.out, HasSubstr("--id"));
+  EXPECT_THAT(result.out, Not(HasSubstr("--provider-id")));  // the old spelling works, hidden
 }
 
 }  // namespace

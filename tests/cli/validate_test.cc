@@ -501,7 +501,7 @@ TEST(ValidateTest, KeyIdentityInEnvIsTheProviderIdMachineClassesAreCheckedAgains
 
   report = Validate({{"stack.env", env}}, {"pve-east"});
   EXPECT_THAT(report.files[0].findings,
-              Contains(ErrorAt(2, 33, "is the key of provider 'proxmox', not of 'pve-east' (--provider-id)")));
+              Contains(ErrorAt(2, 33, "is the key of provider 'proxmox', not of 'pve-east' (--id)")));
 
   const std::string user_key =
       omni::EncodeServiceAccountKey(omni::ServiceAccountKey{"automation", util::Secret<std::string>("x")}).Reveal();

@@ -73,6 +73,13 @@ other_module:
   EXPECT_FALSE(options->insecure_skip_verify);
 }
 
+TEST(ConfigTest, ATooShortTokenNameIsNamedWithTheRule) {
+  const std::string message = ErrorOf(
+      ParseConfigYaml("proxmox:\n  url: https://h:8006/api2/json\n  tokenID: omni@pve!p\n  tokenSecret: 5f0c-3a52\n"));
+  EXPECT_NE(message.find("the token name 'p' is too short"), std::string::npos) << message;
+  EXPECT_NE(message.find("e.g. omni@pve!provider"), std::string::npos) << message;
+}
+
 TEST(ConfigTest, CombinedTokenString) {
   auto options = ParseConfigYaml("proxmox:\n  url: https://h:8006/api2/json/\n  token: root@pam!omni=5f0c-3a52\n");
   ASSERT_TRUE(options.ok()) << options.status();

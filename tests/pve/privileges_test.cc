@@ -42,5 +42,31 @@ TEST(PrivilegesTest, ReportsEveryUnmetRequirement) {
   EXPECT_NE(message.find("Sys.AccessNetwork on /nodes or Sys.Modify on /"), std::string::npos) << message;
 }
 
+TEST(PrivilegesTest, GrantCommandsGrantExactlyWhatIsMissingToUserAndToken) {
+  Permissions perms;
+  for (const auto& r : ProvisioningPrivileges()) {
+    for (const auto& [path, priv] : r.any_of) perms[path][priv] = true;
+  }
+  EXPECT_TRUE(GrantCommands(perms, ProvisioningPrivileges(), "omni@pve!provider").empty());
+  perms["/storage"].erase("Datastore.AllocateTemplate");
+  perms["/sdn/zones/localnetwork"].erase("SDN.Use");
+  perms["/nodes"].erase("Sys.AccessNetwork");
+  perms["/"].erase("Sys.Modify");
+  const std::vector<std::string> expected = {
+      "pveum role add OmniProxmoxStorage --privs \"Datastore.AllocateTemplate\"",
+      "pveum acl modify /storage --roles OmniProxmoxStorage --users omni@pve",
+      "pveum acl modify /storage --roles OmniProxmoxStorage --tokens 'omni@pve!provider'",
+      "pveum role add OmniProxmoxLocalnetwork --privs \"SDN.Use\"",
+      "pveum acl modify /sdn/zones/localnetwork --roles OmniProxmoxLocalnetwork --users omni@pve",
+      "pveum acl modify /sdn/zones/localnetwork --roles OmniProxmoxLocalnetwork --tokens 'omni@pve!provider'",
+      "pveum role add OmniProxmoxNodes --privs \"Sys.AccessNetwork\"",
+      "pveum acl modify /nodes --roles OmniProxmoxNodes --users omni@pve",
+      "pveum acl modify /nodes --roles OmniProxmoxNodes --tokens 'omni@pve!provider'",
+  };
+  EXPECT_EQ(GrantCommands(perms, ProvisioningPrivileges(), "omni@pve!provider"), expected);
+  // A user without a token gets the grants to the user only.
+  EXPECT_EQ(GrantCommands(perms, ProvisioningPrivileges(), "omni@pve").size(), 6u);
+}
+
 }  // namespace
 }  // namespace omni_proxmox::pve

@@ -149,11 +149,10 @@ void CheckProviderKey(const std::map<std::string, const EnvEntry*>& vars, const 
   }
   facts.key_identity = Facts::KeyIdentity{*provider_id, {file_index, used->line, used->value_column}};
   if (!options.provider_id.empty() && options.provider_id != *provider_id) {
-    sink.Add(
-        Severity::kError, used->line, used->value_column,
-        fmt::format("{} is the key of provider '{}', not of '{}' (--provider-id)", used->name, *provider_id,
-                    options.provider_id),
-        fmt::format("use the key created for '{}', or check with --provider-id {}", options.provider_id, *provider_id));
+    sink.Add(Severity::kError, used->line, used->value_column,
+             fmt::format("{} is the key of provider '{}', not of '{}' (--id)", used->name, *provider_id,
+                         options.provider_id),
+             fmt::format("use the key created for '{}', or check with --id {}", options.provider_id, *provider_id));
   }
 }
 
@@ -164,7 +163,7 @@ void CheckOmniAddress(const std::map<std::string, const EnvEntry*>& vars, Sink& 
   const bool has_endpoint = endpoint != vars.end() && !endpoint->second->value.empty();
   if (!has_domain && !has_endpoint) {
     sink.Add(Severity::kError, 0, 0, "no OMNI_DOMAIN (or OMNI_ENDPOINT); the provider does not know where Omni is",
-             "set OMNI_DOMAIN=omni.your-tailnet.ts.net");
+             "set OMNI_DOMAIN=omni.tail3f9a2.ts.net (Omni's host name on your tailnet)");
   }
   if (has_domain) {
     const EnvEntry& e = *domain->second;
@@ -174,10 +173,11 @@ void CheckOmniAddress(const std::map<std::string, const EnvEntry*>& vars, Sink& 
                            e.value.substr(e.value.find("://") + 3)));
     } else if (e.value.find('/') != std::string::npos || e.value.find(' ') != std::string::npos) {
       sink.Add(Severity::kError, e.line, e.value_column, fmt::format("OMNI_DOMAIN '{}' is not a host name", e.value),
-               "write only the host, e.g. OMNI_DOMAIN=omni.your-tailnet.ts.net");
+               "write only the host, e.g. OMNI_DOMAIN=omni.tail3f9a2.ts.net");
     } else if (LooksLikePlaceholder(e.value)) {
       sink.Add(Severity::kError, e.line, e.value_column, "OMNI_DOMAIN still holds a placeholder",
-               "write Omni's host name, e.g. omni.your-tailnet.ts.net");
+               "write Omni's host name, e.g. omni.tail3f9a2.ts.net (the tailnet name is under DNS in the "
+               "Tailscale admin console)");
     }
   }
   if (has_endpoint) {

@@ -131,7 +131,7 @@ void CrossCheck(const Facts& facts, const std::vector<InputFile>& files, const O
   }
 
   std::string expected = options.provider_id;
-  std::string source = "--provider-id";
+  std::string source = "--id";
   if (expected.empty() && facts.key_identity) {
     expected = facts.key_identity->provider_id;
     source = fmt::format("the key in {}", files[facts.key_identity->place.file].path);
@@ -158,7 +158,7 @@ void CrossCheck(const Facts& facts, const std::vector<InputFile>& files, const O
                             fmt::format("providerid '{}': the provider's ID is 'proxmox' unless it runs with --id {}, "
                                         "and Omni compares IDs exactly",
                                         use.name, use.name),
-                            "write providerid: proxmox, or give --provider-id or the .env to check against the "
+                            "write providerid: proxmox, or give --id or the .env to check against the "
                             "provider's real ID"});
     }
   }

@@ -111,6 +111,14 @@ const char* RoleName(Role role) {
   return "None";
 }
 
+absl::StatusOr<Role> ParseRole(const std::string& name) {
+  for (Role role : {Role::kInfraProvider, Role::kReader, Role::kOperator, Role::kAdmin}) {
+    if (name == RoleName(role)) return role;
+  }
+  return absl::InvalidArgumentError(
+      fmt::format("role '{}': use Reader, Operator or Admin (InfraProvider is for infra providers)", name));
+}
+
 const std::vector<std::string>& SignedHeaderNames() {
   static const std::vector<std::string> names = {
       "x-sidero-timestamp", "nodes", "selectors",    "fieldSelectors", "runtime", "context", "cluster",
@@ -300,6 +308,21 @@ absl::Status KeyRegistry::Revoke(const std::string& fingerprint) {
   if (it == keys_.end()) return absl::NotFoundError(fmt::format("public key {} is not registered", fingerprint));
   it->second.revoked = true;
   return absl::OkStatus();
+}
+
+int KeyRegistry::RemoveAccount(const std::string& email) {
+  std::lock_guard lock(mutex_);
+  int removed = 0;
+  for (auto it = keys_.begin(); it != keys_.end();) {
+    if (it->second.email != email) {
+      ++it;
+      continue;
+    }
+    ffi_->by_fingerprint.erase(it->first);
+    it = keys_.erase(it);
+    ++removed;
+  }
+  return removed;
 }
 
 std::vector<RegisteredKey> KeyRegistry::Keys() const {

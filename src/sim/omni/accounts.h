@@ -25,6 +25,8 @@ namespace omni_proxmox::sim::omni {
 // Omni's role order (client/pkg/access/role/role.go): None < InfraProvider < Reader < Operator < Admin.
 enum class Role { kNone = 0, kInfraProvider = 1, kReader = 2, kOperator = 3, kAdmin = 4 };
 const char* RoleName(Role role);
+// The inverse of RoleName; InvalidArgument naming the roles for anything else.
+absl::StatusOr<Role> ParseRole(const std::string& name);
 
 inline constexpr char kInfraProviderEmailSuffix[] = "@infra-provider.serviceaccount.omni.sidero.dev";
 inline constexpr char kServiceAccountEmailSuffix[] = "@serviceaccount.omni.sidero.dev";
@@ -86,6 +88,9 @@ class KeyRegistry {
   absl::Status Register(const GeneratedKey& key, Role role);
   // Marks a key as revoked: its signatures are refused from now on.
   absl::Status Revoke(const std::string& fingerprint);
+  // Forgets every key of the account with this identity email (Omni's service account destroy):
+  // later calls signed with them are refused. Returns how many keys went.
+  int RemoveAccount(const std::string& email);
   std::vector<RegisteredKey> Keys() const;
 
   // Verifies a call to `method` (full name with the leading slash). Every refusal is

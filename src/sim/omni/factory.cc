@@ -1,6 +1,7 @@
 #include "sim/omni/factory.h"
 
 #include <httplib.h>
+#include <sys/socket.h>
 
 #include <chrono>
 #include <set>
@@ -147,18 +148,34 @@ absl::StatusOr<std::unique_ptr<FakeImageFactory>> FakeImageFactory::Start(const 
   const char* kImagePath = R"(/image/([0-9a-f]{64})/(v?[0-9]+\.[0-9]+\.[0-9]+[^/]*)/([^/]+))";
   server.Get(kImagePath, image);
 
+  UseExclusivePort(server);
   if (port == 0) {
     port = server.bind_to_any_port(bind_address);
     if (port < 0) return absl::UnavailableError(fmt::format("image factory: cannot bind {}", bind_address));
   } else if (!server.bind_to_port(bind_address, port)) {
     return absl::UnavailableError(
-        fmt::format("image factory: cannot bind {}:{}: is the port in use?", bind_address, port));
+        fmt::format("image factory: cannot listen on {}:{}: address already in use, or not an address of this host",
+                    bind_address, port));
   }
   factory->port_ = port;
   factory->thread_ = std::thread([self] { self->server_->listen_after_bind(); });
   // httplib's stop() is a no-op until the listen loop runs; wait for it so an early shutdown cannot hang.
   OP_RETURN_IF_ERROR(WaitUntilListening(server, "image factory"));
   return factory;
+}
+
+void UseExclusivePort(httplib::Server& server) {
+  server.set_socket_options([](int sock) {
+    int yes = 1;
+    ::setsockopt(sock, SOL_SOCKET, SO_REUSEADDR, &yes, sizeof(yes));
+  });
+}
+
+std::vector<std::string> FakeImageFactory::Schematics() const {
+  std::lock_guard lock(mutex_);
+  std::vector<std::string> out;
+  for (const auto& [id, yaml] : schematics_) out.push_back(yaml);
+  return out;
 }
 
 FakeImageFactory::~FakeImageFactory() { Stop(); }

@@ -11,6 +11,7 @@
 #include <mutex>
 #include <string>
 #include <thread>
+#include <vector>
 
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
@@ -23,6 +24,10 @@ namespace omni_proxmox::sim::omni {
 
 // Returns once `server`'s listen loop runs (stop() before that would be lost), or Unavailable after 10 s.
 absl::Status WaitUntilListening(const httplib::Server& server, const char* what);
+
+// httplib sets SO_REUSEPORT by default, which lets a second server bind the same port and split
+// the connections with the first; this keeps SO_REUSEADDR only, so a busy port is refused.
+void UseExclusivePort(httplib::Server& server);
 
 // Lowercase hex SHA-256.
 std::string Sha256Hex(const std::string& data);
@@ -41,6 +46,8 @@ class FakeImageFactory {
   // Stores a schematic as POST /schematics does; returns its ID.
   absl::StatusOr<std::string> PutSchematic(const std::string& yaml);
   bool HasSchematic(const std::string& id) const;
+  // Every stored schematic's YAML (for the stand-in's --state-dir snapshot).
+  std::vector<std::string> Schematics() const;
   // How many image downloads (GET) were served, for tests.
   int downloads() const { return downloads_; }
   // The body served for an image path.

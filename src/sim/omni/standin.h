@@ -34,7 +34,18 @@ struct StandInOptions {
   // Unauthenticated HTTP control endpoint for shells and demos (docs/omni-sim.md); -1 = off,
   // 0 = a free port. Bind it to loopback only.
   int control_port = -1;
-  std::string keys_dir;                // if set, write admin.key and <provider-id>.key (base64 JSON) there
+  std::string keys_dir;  // if set, write admin.key and <provider-id>.key (base64 JSON) there
+  // If set, keys, resources (all but infra-provider-ephemeral), schematics, the self-signed TLS
+  // certificate and the ports chosen are kept in DIR/state.json and loaded at the next start: a
+  // restart with the same directory is what an Omni restart looks like to a provider. Ports left
+  // at 0 reuse the ones the snapshot names.
+  std::string state_dir;
+  // Omni's admission of MachineClasses and MachineRequestSets (section 8): providerdata checked
+  // against the provider's published schema, request sets refused for a provider without an
+  // InfraProviderStatus. `omni-sim` turns it on unless --lenient. TODO(#18): default to true once
+  // the e2e, torture, client and CLI fixtures wait for the provider's status before scaling, and
+  // the provider tests that feed invalid providerdata use PlantMachineRequest.
+  bool omni_admission = false;
   const util::Clock* clock = nullptr;  // optional injected clock
   std::uint64_t seed = 1;
   // What Omni advertises to machines (SiderolinkAPIConfig); machines never dial it here.
@@ -85,11 +96,15 @@ class StandIn {
   std::string tls_ca_pem() const;
 
   // --- test/demo controls ---------------------------------------------------------------------
-  // Creates or replaces MachineClasses/<id> with auto-provisioning through the provider.
+  // Creates or replaces MachineClasses/<id> with auto-provisioning through the provider. When the
+  // provider has published an InfraProviderStatus, the providerdata must satisfy its JSON schema
+  // (InvalidArgument with Omni's "config value ...: ..." messages, see providerdata_schema.h).
   absl::Status ApplyMachineClass(std::string id, std::string providerdata_yaml, MachineClassOptions extra = {});
   // Creates or updates MachineRequestSets/<set_id> for `machine_class` with `count` machines; the
   // controller then creates MachineRequests "<set>-<6 chars>" or tears extra ones down. Count 0
-  // tears every request of the set down.
+  // tears every request of the set down. A count above 0 needs the class's provider to have
+  // published its InfraProviderStatus (FailedPrecondition "failed to get provider ..." otherwise)
+  // and providerdata that satisfies its schema, as Omni admits request sets.
   absl::Status ScaleMachineRequestSet(std::string set_id, std::string machine_class, int count);
   // A machine booted with `user_data`: verifies the join token (HMAC against the provider's join
   // token, provider ID, machine request) and registers the machine (InfraMachineRegistrations/<uuid>).
@@ -101,6 +116,24 @@ class StandIn {
   absl::Status RemoveInfraProvider(const std::string& id);
   // Revokes a key by its encoded form (every later call signed with it is refused).
   absl::Status RevokeKey(const std::string& encoded_key);
+  // `omnictl serviceaccount destroy NAME` (e.g. "infra-provider:proxmox"): unary calls signed with
+  // its keys answer Unauthenticated "invalid signature" at once; watch streams already open keep
+  // delivering events, as in Omni (omni-protocol.md section 8).
+  absl::Status DestroyServiceAccount(const std::string& name);
+  // `omnictl infraprovider delete ID`: InfraProviders/<id>, its InfraProviderStatus, its
+  // ProviderJoinConfig and its service account go; the ephemeral InfraProviderHealthStatus lingers.
+  absl::Status DeleteInfraProvider(const std::string& id);
+  // `omnictl serviceaccount create NAME --role ROLE` (Reader, Operator or Admin): returns the key
+  // in the base64 JSON format; its identity is NAME@serviceaccount.omni.sidero.dev.
+  absl::StatusOr<std::string> CreateServiceAccount(const std::string& name, Role role);
+  // Creates MachineRequests/<id> for the stand-in's provider directly, without the
+  // MachineRequestSet admission: what a request set admitted under an older provider schema leaves
+  // behind, so tests can feed the provider providerdata Omni would refuse today.
+  absl::Status PlantMachineRequest(const std::string& id, const std::string& providerdata_yaml,
+                                   const std::string& request_set = "");
+  // Publishes InfraProviderStatuses/<id> with `schema_json` as if the provider had started, for
+  // tests that exercise MachineRequestSets without running a provider.
+  absl::Status PublishProviderStatusForTest(const std::string& provider_id, const std::string& schema_json = "");
 
   // --- inspection ---------------------------------------------------------------------------
   StateStore& state();

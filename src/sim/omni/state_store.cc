@@ -253,7 +253,7 @@ absl::StatusOr<std::vector<Resource>> StateStore::List(const std::string& ns, co
   return out;
 }
 
-absl::StatusOr<Resource> StateStore::Create(Resource resource, const std::string& owner) {
+absl::StatusOr<Resource> StateStore::Create(Resource resource, const std::string& owner, bool keep_timestamps) {
   if (!resource.owner.empty() && resource.owner != owner) {
     return absl::InvalidArgumentError(
         fmt::format("create {}: metadata.owner '{}' differs from options.owner '{}': send the same owner in both",
@@ -267,8 +267,10 @@ absl::StatusOr<Resource> StateStore::Create(Resource resource, const std::string
   }
   resource.owner = owner;
   resource.version = 1;
-  resource.created = clock_.Now();
-  resource.updated = resource.created;
+  if (!keep_timestamps) {
+    resource.created = clock_.Now();
+    resource.updated = resource.created;
+  }
   collection.items[resource.id] = resource;
   Event event;
   event.type = EventType::kCreated;
@@ -292,7 +294,7 @@ absl::StatusOr<Resource> StateStore::Update(Resource resource, const std::string
   }
   if (current.version != resource.version) {
     return absl::FailedPreconditionError(fmt::format(
-        "{} update conflict: expected version {}, current version {}",
+        "{} update conflict: expected version '{}', actual version '{}'",
         Describe(resource.ns, resource.type, resource.id),
         resource.version == 0 ? std::string("undefined") : std::to_string(resource.version), current.version));
   }
@@ -311,6 +313,24 @@ absl::StatusOr<Resource> StateStore::Update(Resource resource, const std::string
   event.old = std::move(old);
   Publish(collection, std::move(event));
   return resource;
+}
+
+std::vector<Resource> StateStore::Export(const std::string& skip_ns) const {
+  std::lock_guard lock(mutex_);
+  std::vector<Resource> out;
+  for (const auto& [key, collection] : collections_) {
+    if (key.first == skip_ns) continue;
+    for (const auto& [id, resource] : collection.items) out.push_back(resource);
+  }
+  return out;
+}
+
+void StateStore::Import(Resource resource) {
+  std::lock_guard lock(mutex_);
+  auto& collection = CollectionFor(resource.ns, resource.type);
+  const std::string id = resource.id;
+  collection.items[id] = std::move(resource);
+  ++change_count_;
 }
 
 absl::Status StateStore::Destroy(const std::string& ns, const std::string& type, const std::string& id,

@@ -160,8 +160,10 @@ class StateStore {
   // Sorted by ID.
   absl::StatusOr<std::vector<Resource>> List(const std::string& ns, const std::string& type,
                                              const ResourceFilter& filter = {}) const;
-  // Stores version 1 with `owner`. `resource.owner` must be empty or equal `owner`.
-  absl::StatusOr<Resource> Create(Resource resource, const std::string& owner);
+  // Stores version 1 with `owner`. `resource.owner` must be empty or equal `owner`. The store
+  // stamps `created` and `updated` with its clock unless `keep_timestamps`: a COSI Create keeps
+  // the ones the client sent (Omni keeps a client's `updated: 1970-01-01`, section 8).
+  absl::StatusOr<Resource> Create(Resource resource, const std::string& owner, bool keep_timestamps = false);
   // `resource.version` must equal the stored version (FailedPrecondition otherwise); `owner` must
   // equal the stored owner (PermissionDenied); a set `expected_phase` must equal the stored phase
   // (InvalidArgument). Stores version+1 and returns the stored copy.
@@ -187,6 +189,11 @@ class StateStore {
   // What a real Omni restart does to in-memory state: bookmarks issued so far become invalid
   // (FailedPrecondition on resume) and every resource in `ephemeral_ns` is gone, without events.
   void ForgetAsIfRestarted(std::uint64_t new_cookie, const std::string& ephemeral_ns);
+  // Every stored resource outside `skip_ns`, for a snapshot (the stand-in's --state-dir).
+  std::vector<Resource> Export(const std::string& skip_ns) const;
+  // Puts a resource back as it was exported (version, owner, times kept), without an event.
+  // Meant for loading a snapshot into a store that has not served yet.
+  void Import(Resource resource);
   // Wakes every watcher so it can notice cancellation (used at server shutdown).
   void WakeAll();
   std::uint64_t change_count() const;

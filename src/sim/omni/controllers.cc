@@ -1,0 +1,133 @@
+// The Omni controllers a provider observes: MachineRequestSets becoming MachineRequests (and
+// torn down on scale-down), and the MachineRequestStatus cleanup finalizer.
+
+#include <algorithm>
+#include <set>
+
+#include <nlohmann/json.hpp>
+
+#include "omni/specs/omni.pb.h"
+#include "sim/omni/standin_impl.h"
+
+namespace omni_proxmox::sim::omni {
+
+void StandIn::Impl::ControllerLoop(std::stop_token stop) {
+  while (!stop.stop_requested()) {
+    const auto before = store_.change_count();
+    ReconcileOnce();
+    store_.WaitUntil([&] { return stop.stop_requested() || store_.change_count() != before; }, std::chrono::seconds(1));
+  }
+}
+
+void StandIn::Impl::ReconcileOnce() {
+  ReconcileRequestSets();
+  ReconcileStatuses();
+}
+
+void StandIn::Impl::ReconcileRequestSets() {
+  auto sets = store_.List(kDefaultNs, kMachineRequestSetType);
+  if (!sets.ok()) return;
+  std::set<std::string> live_sets;
+  for (const auto& set : *sets) {
+    live_sets.insert(set.id);
+    auto spec = nlohmann::json::parse(set.yaml_spec, nullptr, false);
+    if (spec.is_discarded()) continue;
+    const int count = spec.value("machine_count", 0);
+    const std::string class_id = spec.value("machine_class", "");
+    auto klass = store_.Get(kDefaultNs, kMachineClassType, class_id);
+    if (!klass.ok()) {
+      log_->warn("machine request set {}: machine class '{}' does not exist", set.id, class_id);
+      continue;
+    }
+    auto auto_provision = nlohmann::json::parse(klass->yaml_spec, nullptr, false);
+    if (auto_provision.is_discarded()) continue;
+    auto_provision = auto_provision["auto_provision"];
+    const std::string provider = auto_provision.value("provider_id", options_.provider_id);
+
+    ResourceFilter filter;
+    filter.label_queries = {{{{kMachineRequestSetLabel, LabelOp::kEqual, {set.id}, false}}}};
+    auto requests = store_.List(kInfraProviderNs, kMachineRequestType, filter);
+    if (!requests.ok()) continue;
+    std::vector<std::string> running;
+    for (const auto& r : *requests) {
+      if (r.phase == Phase::kRunning) running.push_back(r.id);
+    }
+    for (int i = static_cast<int>(running.size()); i < count; ++i) {
+      specs::MachineRequestSpec request;
+      request.set_talos_version(spec.value("talos_version", options_.talos_version));
+      request.set_provider_data(auto_provision.value("provider_data", ""));
+      for (const auto& arg : auto_provision.value("kernel_args", std::vector<std::string>{}))
+        request.add_kernel_args(arg);
+      for (const auto& ext : auto_provision.value("extensions", std::vector<std::string>{}))
+        request.add_extensions(ext);
+      for (const auto& meta : auto_provision.value("meta_values", nlohmann::json::array())) {
+        auto* mv = request.add_meta_values();
+        mv->set_key(meta.value("key", 0u));
+        mv->set_value(meta.value("value", ""));
+      }
+      request.set_grpc_tunnel(static_cast<specs::GrpcTunnelMode>(auto_provision.value("grpc_tunnel", 0)));
+      for (int attempt = 0; attempt < 10; ++attempt) {
+        const std::string id = set.id + "-" + RandomString(random_, 6, "abcdefghijklmnopqrstuvwxyz0123456789");
+        auto created = store_.Create(MakeResource(kInfraProviderNs, kMachineRequestType, id, request,
+                                                  {{kProviderIdLabel, provider}, {kMachineRequestSetLabel, set.id}}),
+                                     "");
+        if (created.ok()) {
+          log_->info("machine request set {}: created machine request {}", set.id, id);
+          break;
+        }
+      }
+    }
+    if (static_cast<int>(running.size()) > count) {
+      std::sort(running.begin(), running.end());
+      for (std::size_t i = static_cast<std::size_t>(count); i < running.size(); ++i) {
+        (void)store_.Teardown(kInfraProviderNs, kMachineRequestType, running[i], "");
+        log_->info("machine request set {}: tearing down machine request {}", set.id, running[i]);
+      }
+    }
+  }
+  auto requests = store_.List(kInfraProviderNs, kMachineRequestType);
+  if (!requests.ok()) return;
+  for (const auto& r : *requests) {
+    auto set = r.labels.find(kMachineRequestSetLabel);
+    if (r.phase == Phase::kRunning && set != r.labels.end() && live_sets.count(set->second) == 0) {
+      (void)store_.Teardown(kInfraProviderNs, kMachineRequestType, r.id, r.owner);
+    }
+    // Omni destroys a torn-down request once the provider has removed its finalizer.
+    if (r.phase == Phase::kTearingDown && r.finalizers.empty()) {
+      if (store_.Destroy(kInfraProviderNs, kMachineRequestType, r.id, r.owner).ok()) {
+        log_->info("machine request {} destroyed", r.id);
+      }
+    }
+  }
+}
+
+void StandIn::Impl::ReconcileStatuses() {
+  auto statuses = store_.List(kInfraProviderNs, kMachineRequestStatusType);
+  if (!statuses.ok()) return;
+  for (const auto& s : *statuses) {
+    if (s.phase == Phase::kRunning && !s.HasFinalizer(kCleanupFinalizer)) {
+      (void)store_.Modify(s.ns, s.type, s.id, [](Resource& r) {
+        if (r.phase != Phase::kRunning || r.HasFinalizer(kCleanupFinalizer)) return false;
+        r.finalizers.push_back(kCleanupFinalizer);
+        return true;
+      });
+    } else if (s.phase == Phase::kTearingDown && s.HasFinalizer(kCleanupFinalizer)) {
+      // Omni removes the machine's links (and so its registration) before letting go.
+      specs::MachineRequestStatusSpec spec;
+      if (spec.ParseFromString(s.proto_spec) && !spec.id().empty()) {
+        auto registration = store_.Get(kInfraProviderNs, kInfraMachineRegistrationType, spec.id());
+        if (registration.ok()) {
+          (void)store_.Destroy(kInfraProviderNs, kInfraMachineRegistrationType, spec.id(), registration->owner);
+        }
+      }
+      (void)store_.Modify(s.ns, s.type, s.id, [](Resource& r) {
+        auto it = std::find(r.finalizers.begin(), r.finalizers.end(), kCleanupFinalizer);
+        if (it == r.finalizers.end()) return false;
+        r.finalizers.erase(it);
+        return true;
+      });
+    }
+  }
+}
+
+}  // namespace omni_proxmox::sim::omni
