@@ -81,7 +81,9 @@ pass "demo inside the image: 6 provisioned, 6 joined, 0 remaining ($(json_get du
 
 # 3. The provider container against simulators on the host's loopback.
 free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
-first_json_line() { "$engine" logs "$1" 2>/dev/null | grep -m1 '^{' || true; }
+# The simulator's endpoint document: the first JSON line on its stdout that has KEY (its log lines,
+# on stderr, are JSON too and may come first in the container's log).
+endpoints() { "$engine" logs "$1" 2>/dev/null | grep -m1 "^{.*\"$2\"" || true; }
 mkdir -p "$work/keys" "$work/secrets"
 chown 10001:10001 "$work/keys"
 
@@ -91,10 +93,11 @@ containers+=("$tag-pve")
 "$engine" run -d --name "$tag-omni" --network=host --read-only -v "$work/keys:/keys" "$image" \
   --format json omni-sim --provider-id proxmox --keys-dir /keys --grpc-port 0 --factory-port 0 --control-port 0 >/dev/null
 containers+=("$tag-omni")
-eventually 60 test -n "$(first_json_line "$tag-pve")" || fail "pve-sim did not start"
-eventually 60 test -n "$(first_json_line "$tag-omni")" || fail "omni-sim did not start"
-pve=$(first_json_line "$tag-pve")
-omni=$(first_json_line "$tag-omni")
+started_with() { [[ -n "$(endpoints "$1" "$2")" ]]; }
+eventually 60 started_with "$tag-pve" token_id || fail "pve-sim did not start"
+eventually 60 started_with "$tag-omni" grpc_endpoint || fail "omni-sim did not start"
+pve=$(endpoints "$tag-pve" token_id)
+omni=$(endpoints "$tag-omni" grpc_endpoint)
 pve_url=$(json_get url <<<"$pve")
 sim_state="${pve_url%/api2/json}/_sim/state"
 ctl=$(json_get control_url <<<"$omni")
