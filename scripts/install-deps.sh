@@ -1,19 +1,45 @@
 #!/usr/bin/env bash
-# Installs every Debian package omni-proxmox needs to build, test, benchmark and fuzz.
-# Idempotent and non-interactive: it asks apt only for what is missing, and runs
-# `apt-get update` only when something is missing. Works as root, or through sudo.
+# Installs the Debian packages omni-proxmox needs. Idempotent and non-interactive: it asks apt only
+# for what is missing, and runs `apt-get update` only when something is missing. Works as root, or
+# through sudo.
+#
+#   install-deps.sh              build, test, benchmark and fuzz (what `make test` needs)
+#   install-deps.sh --build      only what building the omni-proxmox binary needs (the image's build stage)
+#   install-deps.sh --packaging  only the extra tools of `make image`, `make image-test`, `make package`
+#                                and their tests (podman, mmdebstrap, promtool, systemd-analyze, ...)
 set -euo pipefail
 
-packages=(
-  build-essential cmake ninja-build pkg-config git
-  clang clang-format libclang-rt-14-dev lld
+# Building the binary: compiler, build tools and the libraries it links.
+build_packages=(
+  build-essential cmake ninja-build pkg-config
   libgrpc++-dev protobuf-compiler-grpc libprotobuf-dev protobuf-compiler
   libcurl4-openssl-dev libssl-dev
   libyaml-cpp-dev nlohmann-json3-dev libspdlog-dev libfmt-dev libcli11-dev
   librnp-dev libre2-dev libisofs-dev libcpp-httplib-dev libabsl-dev
+)
+# The test suite, benchmarks and fuzzers on top of that.
+test_packages=(
+  git clang clang-format libclang-rt-14-dev lld
   libgtest-dev libgmock-dev libbenchmark-dev
   gnupg sq curl xorriso genisoimage
 )
+# Container image, Debian package and the deployment files' checks. runc, not crun: crun fails in
+# the sandboxes CI runs in (deploy/podman/containers.conf selects runc).
+packaging_packages=(
+  podman runc mmdebstrap
+  dpkg-dev file help2man
+  prometheus systemd python3 python3-yaml curl
+)
+
+case "${1:-}" in
+  "") packages=("${build_packages[@]}" "${test_packages[@]}") ;;
+  --build) packages=("${build_packages[@]}") ;;
+  --packaging) packages=("${packaging_packages[@]}") ;;
+  *)
+    echo "install-deps: unknown option '$1'; use --build, --packaging or nothing" >&2
+    exit 2
+    ;;
+esac
 
 missing=()
 for pkg in "${packages[@]}"; do

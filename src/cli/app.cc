@@ -58,6 +58,7 @@ int RunCli(int argc, char** argv) {
   RegisterDemoCommand(app, ctx);
   RegisterDoctorCommand(app, ctx);
   RegisterPlanCommand(app, ctx);
+  RegisterHealthcheckCommand(app, ctx);
 
   app.parse_complete_callback([&] {
     ctx.output = output == "json" ? OutputFormat::kJson : OutputFormat::kTable;

@@ -41,6 +41,7 @@ void RegisterRunCommand(CLI::App& root, CommandContext& ctx);
 void RegisterDemoCommand(CLI::App& root, CommandContext& ctx);
 void RegisterDoctorCommand(CLI::App& root, CommandContext& ctx);
 void RegisterPlanCommand(CLI::App& root, CommandContext& ctx);
+void RegisterHealthcheckCommand(CLI::App& root, CommandContext& ctx);
 // True for a flag of the Go provider: a command line made only of those runs `run`.
 bool IsGoProviderFlag(std::string_view arg);
 

@@ -38,7 +38,8 @@ void AddConnectionFlags(CLI::App& cmd, ConnectionFlags& flags) {
   cmd.add_option("--omni-service-account-key", flags.key,
                  "Infra provider key (env OMNI_SERVICE_ACCOUNT_KEY or OMNI_INFRA_PROVIDER_KEY); prefer the -file "
                  "form, which keeps it out of the process list");
-  cmd.add_option("--omni-service-account-key-file", flags.key_file, "File holding the infra provider key");
+  cmd.add_option("--omni-service-account-key-file", flags.key_file,
+                 "File holding the infra provider key (env OMNI_INFRA_PROVIDER_KEY_FILE)");
   cmd.add_option("--id", flags.id, "Provider ID; must equal the key's identity (default: the key's, else proxmox)")
       ->each([&flags](const std::string&) { flags.id_given = true; })
       ->capture_default_str();
@@ -71,10 +72,15 @@ absl::StatusOr<omni::ServiceAccountKey> ResolveProviderKey(const ConnectionFlags
     OP_ASSIGN_OR_RETURN(encoded, ReadSecretFile(flags.key_file, "--omni-service-account-key-file"));
   }
   if (encoded.empty()) encoded = Env("OMNI_SERVICE_ACCOUNT_KEY").value_or(Env("OMNI_INFRA_PROVIDER_KEY").value_or(""));
+  // The file form of the variable, for container secrets (/run/secrets/...) named in a compose .env.
+  if (const auto file = Env(kProviderKeyFileEnv); encoded.empty() && file) {
+    OP_ASSIGN_OR_RETURN(encoded, ReadSecretFile(*file, kProviderKeyFileEnv));
+  }
   if (encoded.empty()) {
     return absl::InvalidArgumentError(
         "no infra provider key: pass --omni-service-account-key-file FILE (keeps it out of the process list), "
-        "--omni-service-account-key, or set OMNI_SERVICE_ACCOUNT_KEY / OMNI_INFRA_PROVIDER_KEY");
+        "--omni-service-account-key, or set OMNI_INFRA_PROVIDER_KEY_FILE, OMNI_SERVICE_ACCOUNT_KEY or "
+        "OMNI_INFRA_PROVIDER_KEY");
   }
   auto key = omni::DecodeServiceAccountKey(encoded);
   if (!key.ok()) {

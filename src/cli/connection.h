@@ -37,11 +37,14 @@ void AddConnectionFlags(CLI::App& cmd, ConnectionFlags& flags);
 // The value of an environment variable, or nullopt when unset or empty.
 std::optional<std::string> Env(const char* name);
 
+// The environment variable naming a file that holds the infra provider key (a compose secret).
+inline constexpr char kProviderKeyFileEnv[] = "OMNI_INFRA_PROVIDER_KEY_FILE";
+
 // Each resolver returns InvalidArgument with a message naming the flag or variable and the fix.
 // The endpoint: --omni-api-endpoint, else OMNI_ENDPOINT, else https://$OMNI_DOMAIN/.
 absl::StatusOr<std::string> ResolveOmniEndpoint(const ConnectionFlags& flags);
 // The key: --omni-service-account-key, its -file form, else OMNI_SERVICE_ACCOUNT_KEY or
-// OMNI_INFRA_PROVIDER_KEY; decoded, never echoed.
+// OMNI_INFRA_PROVIDER_KEY, else the file OMNI_INFRA_PROVIDER_KEY_FILE names; decoded, never echoed.
 absl::StatusOr<omni::ServiceAccountKey> ResolveProviderKey(const ConnectionFlags& flags);
 // The provider ID: the key's identity. A different --id is an error; one differing only in case
 // gets its own message naming both, because Omni IDs are case-sensitive.

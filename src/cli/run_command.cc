@@ -60,7 +60,7 @@ struct RunFlags {
   // Toward Proxmox (docs/operator-guide.md, "Limits").
   int max_tasks_per_node = 4;
   double pve_requests_per_second = 200;
-  std::string listen = "127.0.0.1:9489";
+  std::string listen = std::string(kDefaultListen);
   std::chrono::milliseconds heartbeat{15'000};
   std::string gc_mode = "report";
   std::string gc_grace_period = "10m";
@@ -196,7 +196,9 @@ void RegisterRunCommand(CLI::App& root, CommandContext& ctx) {
                   "Collect only what has been seen unused this long (e.g. 10m)")
       ->capture_default_str();
   cmd->add_option("--gc-interval", flags->gc_interval, "Time between garbage collection cycles")->capture_default_str();
-  cmd->add_option("--listen", flags->listen, "Address for /healthz, /readyz and /metrics")->capture_default_str();
+  cmd->add_option("--listen", flags->listen, "Address for /healthz, /readyz and /metrics")
+      ->envname(std::string(kListenEnv))
+      ->capture_default_str();
   cmd->callback([flags, &ctx] {
     // Signals are taken by WaitForSignal(); block them before any thread starts so none inherits them.
     sigset_t set;

@@ -30,6 +30,11 @@ class MetricsRegistry;
 
 namespace omni_proxmox::cli {
 
+// `run --listen`'s default, and the environment variable both `run --listen` and `healthcheck
+// --listen` fall back to, so a container sets the address once for the server and its probe.
+inline constexpr std::string_view kDefaultListen = "127.0.0.1:9489";
+inline constexpr std::string_view kListenEnv = "OMNI_PROXMOX_LISTEN";
+
 struct ListenAddress {
   std::string host;  // "0.0.0.0" when the flag left it empty; IPv6 without brackets
   int port = 0;      // 0 picks a free port

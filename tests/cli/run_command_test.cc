@@ -109,6 +109,23 @@ TEST_F(RunCommandTest, MissingKeyAndEndpointAreUsageErrors) {
   EXPECT_THAT(no_endpoint.err, HasSubstr("no Omni endpoint"));
 }
 
+TEST_F(RunCommandTest, KeyFileFromTheEnvironmentIsReadAndAMissingOneNamed) {
+  // OMNI_INFRA_PROVIDER_KEY_FILE: the compose stack's secret file (deploy/compose/.env.example).
+  ChildProcess provider({OP_BINARY, "--config-file", Path("config.yaml"), "--listen", "127.0.0.1:0"},
+                        {"OMNI_INFRA_PROVIDER_KEY_FILE=" + Path("key"), "OMNI_ENDPOINT=" + standin_->grpc_endpoint()},
+                        Path("provider.log"));
+  EXPECT_TRUE(standin_->WaitFor([&] { return standin_->ProviderConnected("proxmox"); }, std::chrono::seconds{30}))
+      << provider.Log();
+  provider.Signal(SIGTERM);
+  EXPECT_EQ(provider.Wait(std::chrono::seconds{30}), 0) << provider.Log();
+
+  auto missing = RunProcess({OP_BINARY, "run", "--config-file", Path("config.yaml")}, "",
+                            {"OMNI_INFRA_PROVIDER_KEY_FILE=" + Path("no-such-key"), "OMNI_SERVICE_ACCOUNT_KEY=",
+                             "OMNI_INFRA_PROVIDER_KEY=", "OMNI_ENDPOINT=" + standin_->grpc_endpoint()});
+  EXPECT_EQ(missing.exit_code, 2);
+  EXPECT_THAT(missing.err, HasSubstr("OMNI_INFRA_PROVIDER_KEY_FILE: cannot read '" + Path("no-such-key") + "'"));
+}
+
 TEST_F(RunCommandTest, OperatorEnvNamesWork) {
   // OMNI_INFRA_PROVIDER_KEY as in the operator document's .env (OMNI_DOMAIN would mean https, so the
   // endpoint comes from OMNI_ENDPOINT here).

@@ -510,6 +510,63 @@ TEST(ValidateTest, KeyIdentityInEnvIsTheProviderIdMachineClassesAreCheckedAgains
   EXPECT_THAT(report.files[0].findings, Contains(ErrorAt(2, 26, "OMNI_SERVICE_ACCOUNT_KEY: ")));
 }
 
+TEST(ValidateTest, KeyFileInEnvIsReadWhenPresentAndOtherwiseOnlyAWarning) {
+  TempDir dir;
+  const std::string key = InfraProviderKey("proxmox");
+  dir.Write("provider.key", key + "\n");
+  // Relative to the .env's directory; the key's identity is checked like an inline key's.
+  const std::string env_path =
+      dir.Write(".env", "OMNI_DOMAIN=omni.example.ts.net\nOMNI_INFRA_PROVIDER_KEY_FILE=provider.key\n");
+  std::ifstream in(env_path);
+  std::stringstream text;
+  text << in.rdbuf();
+  Report report = Validate({{env_path, text.str()}}, {"pve-east"});
+  EXPECT_THAT(report.files[0].findings,
+              Contains(ErrorAt(2, 30, "is the key of provider 'proxmox', not of 'pve-east' (--id)")));
+  EXPECT_THAT(FormatText(report), Not(HasSubstr(key.substr(0, 40))));
+  EXPECT_THAT(Validate({{env_path, text.str()}}, {"proxmox"}).files[0].findings, IsEmpty());
+
+  // A compose secret exists only inside the container: a warning, not an error.
+  report = Validate(
+      {{".env",
+        "OMNI_DOMAIN=omni.example.ts.net\nOMNI_INFRA_PROVIDER_KEY_FILE=/run/secrets/omni-infra-provider.key\n"}},
+      {});
+  EXPECT_EQ(report.errors(), 0) << Dump(report);
+  EXPECT_THAT(
+      report.files[0].findings,
+      Contains(WarningAt(2, 30, "OMNI_INFRA_PROVIDER_KEY_FILE: cannot read '/run/secrets/omni-infra-provider.key'")));
+
+  dir.Write("empty.key", "\n");
+  report = Validate(
+      {{dir.path() + "/.env", "OMNI_DOMAIN=omni.example.ts.net\nOMNI_INFRA_PROVIDER_KEY_FILE=empty.key\n"}}, {});
+  EXPECT_THAT(report.files[0].findings, Contains(ErrorAt(2, 30, "OMNI_INFRA_PROVIDER_KEY_FILE: 'empty.key' is empty")));
+
+  // An inline key wins over the file, which is then flagged as ignored.
+  report = Validate({{".env", "OMNI_DOMAIN=omni.example.ts.net\nOMNI_INFRA_PROVIDER_KEY=" + key +
+                                  "\nOMNI_INFRA_PROVIDER_KEY_FILE=/run/secrets/k\n"}},
+                    {});
+  EXPECT_THAT(report.files[0].findings,
+              Contains(WarningAt(3, 1, "OMNI_INFRA_PROVIDER_KEY_FILE is ignored: OMNI_INFRA_PROVIDER_KEY is set")));
+}
+
+// The compose stack's examples (deploy/compose/) are what operators copy: validate accepts them,
+// with warnings only for what exists only where the provider runs or must be filled in.
+TEST(ValidateTest, ComposeExamplesHaveNoErrors) {
+  const Report report =
+      Validate({Source("deploy/compose/.env.example"), Source("deploy/compose/config.yaml.example")}, {});
+  EXPECT_EQ(report.errors(), 0) << Dump(report);
+  ASSERT_EQ(report.files.size(), 2u);
+  EXPECT_EQ(report.files[0].kind, "env");
+  EXPECT_EQ(report.files[1].kind, "provider-config");
+  for (const auto& file : report.files) {
+    for (const auto& finding : file.findings) {
+      const bool expected = finding.message.find("cannot read") != std::string::npos ||
+                            finding.message.find("still holds the example's placeholder") != std::string::npos;
+      EXPECT_TRUE(expected) << file.path << ": " << finding.message;
+    }
+  }
+}
+
 TEST(ValidateTest, ProxmoxVariablesInEnvAreParsedLikeTheProviderDoes) {
   const std::string key = InfraProviderKey("proxmox");
   const std::string env = "OMNI_ENDPOINT=https://omni.example/\nOMNI_INFRA_PROVIDER_KEY=" + key +

@@ -4,6 +4,7 @@
 
 #include <algorithm>
 #include <cctype>
+#include <filesystem>
 #include <map>
 #include <optional>
 
@@ -28,6 +29,7 @@ struct EnvEntry {
 const std::vector<std::string> kKnownNames = {"OMNI_DOMAIN",
                                               "OMNI_ENDPOINT",
                                               "OMNI_INFRA_PROVIDER_KEY",
+                                              "OMNI_INFRA_PROVIDER_KEY_FILE",
                                               "OMNI_SERVICE_ACCOUNT_KEY",
                                               "TS_AUTHKEY",
                                               "PROXMOX_URL",
@@ -108,10 +110,30 @@ bool LooksLikePlaceholder(std::string_view value) {
          value.find("xxxx") != std::string_view::npos || value == "changeme";
 }
 
-void CheckProviderKey(const std::map<std::string, const EnvEntry*>& vars, const Options& options, Sink& sink,
-                      Facts& facts, std::size_t file_index) {
+// OMNI_INFRA_PROVIDER_KEY_FILE names the key's file where the provider runs, usually a compose
+// secret (/run/secrets/...) that is not on the machine validating. Returns the key's text when the
+// file can be read here, nullopt when it cannot (a warning, not an error: it may exist only there).
+std::optional<std::string> ReadKeyFile(const EnvEntry& entry, const FileInput& file, Sink& sink) {
+  std::filesystem::path path(entry.value);
+  if (path.is_relative()) path = std::filesystem::path(std::string(file.path)).parent_path() / path;
+  auto text = pve::ReadFileToString(path.string());
+  if (!text.ok()) {
+    sink.Add(Severity::kWarning, entry.line, entry.value_column,
+             fmt::format("{}: cannot read '{}' here; the provider fails to start unless it exists where it runs",
+                         entry.name, entry.value),
+             "in the compose stack it is the secret mounted at /run/secrets/omni-infra-provider.key");
+    return std::nullopt;
+  }
+  std::string key = *std::move(text);
+  while (!key.empty() && (key.back() == '\n' || key.back() == '\r' || key.back() == ' ')) key.pop_back();
+  return key;
+}
+
+void CheckProviderKey(const std::map<std::string, const EnvEntry*>& vars, const FileInput& file, const Options& options,
+                      Sink& sink, Facts& facts) {
   const auto service = vars.find("OMNI_SERVICE_ACCOUNT_KEY");
   const auto infra = vars.find("OMNI_INFRA_PROVIDER_KEY");
+  const auto infra_file = vars.find("OMNI_INFRA_PROVIDER_KEY_FILE");
   const EnvEntry* used = nullptr;
   if (service != vars.end() && !service->second->value.empty()) used = service->second;
   if (used == nullptr && infra != vars.end() && !infra->second->value.empty()) used = infra->second;
@@ -120,6 +142,27 @@ void CheckProviderKey(const std::map<std::string, const EnvEntry*>& vars, const 
     sink.Add(Severity::kWarning, infra->second->line, infra->second->name_column,
              "OMNI_INFRA_PROVIDER_KEY is ignored: OMNI_SERVICE_ACCOUNT_KEY is set too and wins",
              "keep only one of the two");
+  }
+  const bool has_file = infra_file != vars.end() && !infra_file->second->value.empty();
+  if (used != nullptr && has_file) {
+    sink.Add(Severity::kWarning, infra_file->second->line, infra_file->second->name_column,
+             fmt::format("OMNI_INFRA_PROVIDER_KEY_FILE is ignored: {} is set too and wins", used->name),
+             "keep only one of the two");
+  }
+  // The file's content stands in for the variable's value, so it gets the same checks.
+  EnvEntry from_file;
+  if (used == nullptr && has_file) {
+    const auto key = ReadKeyFile(*infra_file->second, file, sink);
+    if (!key) return;
+    from_file = *infra_file->second;
+    from_file.value = *key;
+    if (from_file.value.empty()) {
+      sink.Add(Severity::kError, from_file.line, from_file.value_column,
+               fmt::format("OMNI_INFRA_PROVIDER_KEY_FILE: '{}' is empty", infra_file->second->value),
+               "paste the key Omni showed when the infra provider was created into it");
+      return;
+    }
+    used = &from_file;
   }
   if (used == nullptr) {
     const EnvEntry* empty = infra != vars.end() ? infra->second : service != vars.end() ? service->second : nullptr;
@@ -147,7 +190,7 @@ void CheckProviderKey(const std::map<std::string, const EnvEntry*>& vars, const 
              fmt::format("{}: {}", used->name, std::string(provider_id.status().message())), "");
     return;
   }
-  facts.key_identity = Facts::KeyIdentity{*provider_id, {file_index, used->line, used->value_column}};
+  facts.key_identity = Facts::KeyIdentity{*provider_id, {file.index, used->line, used->value_column}};
   if (!options.provider_id.empty() && options.provider_id != *provider_id) {
     sink.Add(Severity::kError, used->line, used->value_column,
              fmt::format("{} is the key of provider '{}', not of '{}' (--id)", used->name, *provider_id,
@@ -264,7 +307,7 @@ void CheckEnvFile(const FileInput& file, const Options& options, Sink& sink, Fac
     }
   }
   CheckOmniAddress(vars, sink);
-  CheckProviderKey(vars, options, sink, facts, file.index);
+  CheckProviderKey(vars, file, options, sink, facts);
   if (const auto ts = vars.find("TS_AUTHKEY"); ts != vars.end() && !ts->second->value.starts_with("tskey-")) {
     sink.Add(Severity::kWarning, ts->second->line, ts->second->value_column,
              "TS_AUTHKEY does not look like a Tailscale auth key",
