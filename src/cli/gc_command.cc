@@ -27,6 +27,7 @@ using nlohmann::json;
 struct GcFlags {
   ConnectionFlags connection;
   bool remove = false;
+  bool include_unscoped = false;
   std::string grace_period = "10m";
 };
 
@@ -43,7 +44,8 @@ int RunGc(const GcFlags& flags, OutputFormat output) {
   provider::GarbageCollector collector({.provider_id = connections->provider_id,
                                         .grace_period = *grace,
                                         .shutdown_timeout = std::chrono::seconds{60},
-                                        .task_timeout = std::chrono::seconds{300}},
+                                        .task_timeout = std::chrono::seconds{300},
+                                        .include_unscoped = flags.include_unscoped},
                                        *connections->pve, *connections->state, util::RealClock());
   provider::GarbageCycle cycle;
   if (flags.remove) {
@@ -101,6 +103,12 @@ int RunGc(const GcFlags& flags, OutputFormat output) {
       std::cout << fmt::format("\n{} found; run 'omni-proxmox gc --delete' to remove them.\n", rows.size());
     }
   }
+  if (output != OutputFormat::kJson && !cycle.report.kept.empty()) {
+    // What looked like garbage but is kept, and why: an operator deciding about --include-unscoped
+    // or a locked VM needs to see it.
+    std::cout << fmt::format("\nKept ({}):\n", cycle.report.kept.size());
+    for (const auto& reason : cycle.report.kept) std::cout << "  " << reason << "\n";
+  }
   return cycle.Remaining() == 0 ? kExitOk : kExitFindings;
 }
 
@@ -111,9 +119,13 @@ void RegisterGcCommand(CLI::App& root, CommandContext& ctx) {
   auto* cmd =
       root.add_subcommand("gc", "List orphan VMs and unused ISOs of this provider (and remove them with --delete)");
   cmd->footer(
-      "Only VMs carrying this provider's markers (tags omni-proxmox, omni-provider.<id>, omni-request.<id>) whose\n"
-      "MachineRequest no longer exists, and ISOs named as omni-proxmox names them that no VM uses, are\n"
-      "candidates; foreign VMs and other providers' VMs never are. Nothing younger than the grace period is.\n"
+      "Only VMs carrying this provider's and this Omni's markers (tags omni-proxmox, omni-provider.<id>,\n"
+      "omni-instance.<omni>, omni-request.<id>) whose MachineRequest no longer exists, and ISOs named as\n"
+      "omni-proxmox names them for this provider and this Omni that no VM uses, are candidates; foreign VMs,\n"
+      "other providers' and other Omni instances' VMs never are. Nothing younger than the grace period is.\n"
+      "VMs and ISOs made by an omni-proxmox without the Omni marker name no Omni: they are\n"
+      "listed as kept, and collected only with --include-unscoped, once you know no other Omni uses this\n"
+      "provider ID on this Proxmox cluster.\n"
       "Examples:\n"
       "  omni-proxmox gc --config-file config.yaml --omni-service-account-key-file key\n"
       "  omni-proxmox gc --delete --grace-period 30m --config-file config.yaml\n"
@@ -122,6 +134,9 @@ void RegisterGcCommand(CLI::App& root, CommandContext& ctx) {
   AddConnectionFlags(*cmd, flags->connection);
   cmd->add_flag("--delete", flags->remove,
                 "Remove what is found: orphan VMs are shut down and deleted with their disks, ISOs deleted");
+  cmd->add_flag("--include-unscoped", flags->include_unscoped,
+                "Also collect VMs and ISOs of this provider ID that name no Omni instance (made before the marker "
+                "existed, or the Go provider's cloud-init ISOs): only when no other Omni uses this provider ID here");
   cmd->add_option("--grace-period", flags->grace_period, "Only collect what is older than this (e.g. 90s, 10m, 1h)")
       ->capture_default_str();
   cmd->callback([flags, &ctx] { ctx.exit_code = RunGc(*flags, ctx.output); });

@@ -43,6 +43,8 @@ using nlohmann::ordered_json;
 // What `run` would get from Omni and the Image Factory, which a dry run does not ask for.
 constexpr const char* kSchematicPlaceholder = "SCHEMATIC";
 constexpr const char* kTalosVersionPlaceholder = "1.10.4";
+// Of the shape omni::InstanceIdOf gives: plan does not read the join configuration.
+constexpr std::string_view kInstancePlaceholder = "000000000000";
 // The provider's default VMID range when neither vmid_range nor /cluster/nextid says otherwise.
 
 struct MachineClassFile {
@@ -436,17 +438,22 @@ class Planner {
     provider::VmIdentity identity{.request_id = machine.request_id,
                                   .provider_id = provider_id_,
                                   .request_set_id = class_name_,
+                                  .omni_instance = std::string(kInstancePlaceholder),
                                   .vmid = machine.vmid,
                                   // A placeholder of the right shape: run generates one per machine.
                                   .smbios_uuid = "00000000-0000-4000-8000-000000000000"};
     provider::DiskPlacement disks{.boot_storage = machine.decision->boot_storage,
                                   .additional_storages = machine.decision->additional_storages};
     const std::string iso_storage = machine.iso_storage.empty() ? "local" : machine.iso_storage;
+    const provider::Scope scope{provider_id_, std::string(kInstancePlaceholder)};
     provider::VmMedia media{
-        .talos_iso_volume = fmt::format("{}:iso/{}", iso_storage,
-                                        provider::TalosIsoFileName(kSchematicPlaceholder, kTalosVersionPlaceholder)),
+        .talos_iso_volume =
+            fmt::format("{}:iso/{}", iso_storage,
+                        provider::TalosIsoFileName(kSchematicPlaceholder, kTalosVersionPlaceholder, scope)),
         .cidata_iso_volume =
-            fmt::format("{}:iso/omni-cidata-{}.iso", iso_storage, provider::SanitizeTag(machine.request_id))};
+            fmt::format("{}:iso/{}", iso_storage,
+                        provider::ScopedIsoName(
+                            fmt::format("omni-cidata-{}.iso", provider::SanitizeTag(machine.request_id)), scope))};
     machine.params = provider::RenderCreateParams(data_, identity, disks, media);
     if (create == nullptr) return;
     std::map<std::string, std::string> fields;

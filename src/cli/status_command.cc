@@ -150,6 +150,10 @@ absl::StatusOr<std::vector<RequestRow>> ReadRequests(omni::StateClient& state, p
   if (!statuses.ok()) return statuses.status();
   auto machines = state.List({omni::ProviderNamespace(provider_id), omni::ProviderMachineType(provider_id), {}});
   if (!machines.ok()) return machines.status();
+  // Which Omni this is decides which VMs are ours (markers.h Scope): the same rule teardown uses.
+  auto params = omni::FetchConnectionParams(state, provider_id);
+  if (!params.ok()) return params.status();
+  const provider::Scope scope{.provider_id = provider_id, .instance = omni::InstanceIdOf(*params)};
   auto vms = pve.ClusterResources(pve::ResourceType::kVm);
   if (!vms.ok()) return vms.status();
   auto registrations =
@@ -209,7 +213,7 @@ absl::StatusOr<std::vector<RequestRow>> ReadRequests(omni::StateClient& state, p
     // The VM by its markers wherever it is now; state from the Go provider by VMID and SMBIOS uuid
     // (the ownership rules teardown and GC follow).
     std::optional<pve::ClusterResource> vm;
-    auto lookup = provider::LookUpVm(pve, *vms, provider_id, row.id, machine != nullptr ? machine->vmid() : 0,
+    auto lookup = provider::LookUpVm(pve, *vms, scope, row.id, machine != nullptr ? machine->vmid() : 0,
                                      machine != nullptr ? provider::LegacyIdentityOf(*machine) : std::nullopt);
     if (!lookup.ok()) {
       row.error = Msg(lookup.status());

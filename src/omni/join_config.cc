@@ -1,6 +1,7 @@
 #include "omni/join_config.h"
 
 #include <fmt/format.h>
+#include <openssl/evp.h>
 
 #include "omni/encoding.h"
 #include "omni/specs.h"
@@ -144,6 +145,18 @@ absl::StatusOr<ConnectionParams> FetchConnectionParams(StateClient& state, std::
     return absl::FailedPreconditionError("join config: Omni reported an empty join token");
   }
   return params;
+}
+
+std::string InstanceIdOf(const ConnectionParams& params) { return InstanceIdOfJoinToken(params.join_token.Reveal()); }
+
+std::string InstanceIdOfJoinToken(std::string_view join_token) {
+  const std::string input = "omni-proxmox instance\n" + std::string(join_token);
+  unsigned char digest[EVP_MAX_MD_SIZE] = {};
+  unsigned int length = 0;
+  EVP_Digest(input.data(), input.size(), digest, &length, EVP_sha256(), nullptr);
+  std::string hex;
+  for (int i = 0; i < 6; ++i) hex += fmt::format("{:02x}", digest[i]);
+  return hex;
 }
 
 }  // namespace omni_proxmox::omni

@@ -38,6 +38,14 @@ struct ConnectionParams {
 // not created it yet.
 absl::StatusOr<ConnectionParams> FetchConnectionParams(StateClient& state, std::string_view provider_id);
 
+// A stable, non-secret identity of the Omni instance (for this provider): the first 12 hex digits
+// of SHA-256 over the join token Omni hands this provider, which is random per Omni and provider,
+// survives restarts and upgrades, and changes only when the provider is deleted and created again.
+// Two Omni instances never share it, even when both are left on Omni's default account ID.
+std::string InstanceIdOf(const ConnectionParams& params);
+// The same from the plain join token.
+std::string InstanceIdOfJoinToken(std::string_view join_token);
+
 // Join token: `base` unchanged if it already starts with "v1:"/"v2:" or `extra` is empty; else
 // "v<version>:" + base64(JSON {"extra_data":{...},"signature":base64(HMAC-SHA256(base, GoJSON(extra)))}).
 // version is 1 (legacy) or 2 (v2).

@@ -138,7 +138,7 @@ absl::Status Provider::Readiness() const {
 
 void Provider::UpdateMetrics(bool with_listings) {
   if (with_listings) {
-    if (auto s = UpdateFleetMetrics(*limited_, cache_, options_.info.id, metrics_); !s.ok()) {
+    if (auto s = UpdateFleetMetrics(*limited_, cache_, options_.info.id, join_.OurScope(), metrics_); !s.ok()) {
       util::Logger("provider")->debug("fleet metrics: {}", std::string(s.message()));
     }
     limited_->PollHeldTasks();

@@ -18,6 +18,8 @@
 #include <gtest/gtest.h>
 #include <nlohmann/json.hpp>
 
+#include "omni/join_config.h"
+#include "provider/ownership/iso_names.h"
 #include "provider/ownership/markers.h"
 #include "pve/client.h"
 #include "sim/omni/standin.h"
@@ -77,10 +79,24 @@ class ProviderWorld : public ::testing::Test {
     ASSERT_TRUE(upid.ok()) << upid.status();
     ASSERT_TRUE(pve_->WaitTask(*upid, util::RealClock().Monotonic() + std::chrono::seconds{60}).ok());
   }
-  // The markers our provider puts on the VM of `request` ("omni-proxmox;omni-provider.<p>;omni-request.<r>").
-  static std::string Markers(const std::string& provider, const std::string& request) {
+  // The markers our provider puts on the VM of `request` of this stand-in's Omni
+  // ("omni-proxmox;omni-provider.<p>;omni-instance.<i>;omni-request.<r>").
+  std::string Markers(const std::string& provider, const std::string& request) const {
+    return fmt::format("{};{};{};{}", provider::kManagedTag, provider::ProviderTag(provider),
+                       provider::InstanceTag(Instance(provider)), provider::RequestTag(request));
+  }
+  // What the markers of a VM made before the instance marker existed look like.
+  static std::string UnscopedMarkers(const std::string& provider, const std::string& request) {
     return fmt::format("{};{};{}", provider::kManagedTag, provider::ProviderTag(provider),
                        provider::RequestTag(request));
+  }
+  // The Omni instance of `provider` in this stand-in (omni::InstanceIdOf).
+  std::string Instance(const std::string& provider = "proxmox") const {
+    return omni::InstanceIdOfJoinToken(standin_->JoinToken(provider));
+  }
+  // Our ISO name for `file` in this stand-in's scope.
+  std::string Scoped(const std::string& file, const std::string& provider = "proxmox") const {
+    return provider::ScopedIsoName(file, {.provider_id = provider, .instance = Instance(provider)});
   }
   void UploadIso(const std::string& node, const std::string& file) {
     auto upid = pve_->UploadIso(node, "local", file, std::string(2048, 'x'));

@@ -17,6 +17,7 @@
 #include <gtest/gtest.h>
 #include <nlohmann/json.hpp>
 
+#include "omni/join_config.h"
 #include "omni/management_client.h"
 #include "omni/specs.h"
 #include "omni/specs/omni.pb.h"
@@ -181,6 +182,9 @@ class E2EFixture : public ::testing::Test {
   bool WaitFor(const std::function<bool()>& predicate, std::chrono::seconds timeout = std::chrono::seconds{60}) {
     return standin_->WaitFor(predicate, timeout);
   }
+
+  // The Omni instance our VMs and ISOs are marked with (markers.h Scope).
+  std::string OurInstance() const { return omni::InstanceIdOfJoinToken(standin_->JoinToken("proxmox")); }
 
   std::string Dump() {
     std::string out;

@@ -230,7 +230,9 @@ TEST_F(GarbageE2ETest, OrphanReportedThenDeletedForeignKeptIsosRemovedAfterScale
 TEST_F(GarbageE2ETest, NothingIsCollectedWhileOmniCannotBeRead) {
   // An orphan by its markers: its request never existed.
   CreateVm(4444, "workers-vanished",
-           fmt::format("{};{};{}", kManagedTag, ProviderTag("proxmox"), RequestTag("workers-vanished")));
+           fmt::format("{};{};{};{}", kManagedTag, ProviderTag("proxmox"),
+                       InstanceTag(omni::InstanceIdOfJoinToken(standin_->JoinToken("proxmox"))),
+                       RequestTag("workers-vanished")));
   GarbageCollector collector({.provider_id = "proxmox",
                               .grace_period = seconds{0},
                               .shutdown_timeout = seconds{5},

@@ -37,6 +37,7 @@ namespace omni_proxmox::provider {
 namespace {
 
 using ::testing::HasSubstr;
+using ::testing::Not;
 using Json = nlohmann::json;
 using std::chrono::milliseconds;
 using Stage = specs::MachineRequestStatusSpec;
@@ -162,7 +163,7 @@ TEST_F(ProviderE2ETest, LogsMetricsAndTaskLimitsWhileScaling) {
   ASSERT_TRUE(standin_->ScaleMachineRequestSet("workers", "workers", 2).ok());
   ASSERT_TRUE(standin_->ScaleMachineRequestSet("pinned", "pinned", 6).ok());
   ASSERT_TRUE(WaitFor([&] { return Provisioned() == 8; }, std::chrono::seconds{120})) << Dump();
-  ASSERT_TRUE(UpdateFleetMetrics(*pve_, provider_->cache(), "proxmox", metrics_).ok());
+  ASSERT_TRUE(UpdateFleetMetrics(*pve_, provider_->cache(), "proxmox", Scope{"proxmox", OurInstance()}, metrics_).ok());
   std::string text = metrics_.RenderText();
   int managed = 0;
   const std::regex managed_line("omni_proxmox_vms_managed\\{node=\"(pve[1-4])\"\\} ([0-9]+)");
@@ -186,7 +187,7 @@ TEST_F(ProviderE2ETest, LogsMetricsAndTaskLimitsWhileScaling) {
   EXPECT_GE(most_heavy.load(), 1);
   EXPECT_LE(most_heavy.load(), kTasksPerNode);
 
-  ASSERT_TRUE(UpdateFleetMetrics(*pve_, provider_->cache(), "proxmox", metrics_).ok());
+  ASSERT_TRUE(UpdateFleetMetrics(*pve_, provider_->cache(), "proxmox", Scope{"proxmox", OurInstance()}, metrics_).ok());
   pve_->PollHeldTasks();
   text = metrics_.RenderText();
   EXPECT_THAT(text, HasSubstr("omni_proxmox_vms_managed{node=\"pve2\"} 0\n"));
@@ -432,11 +433,14 @@ TEST_F(ProviderE2ETest, GoProviderStateIsAdoptedAndTornDown) {
     go_state.set_talos_version("1.10.4");
     omni::EncodeSpec(go_state, machine);
     ASSERT_TRUE(state_->Create(machine, owner).ok());
-    pve::FormFields vm = {{"name", "talos-" + l.request},
-                          {"memory", "8192"},
-                          {"scsi0", "vm_ssd:40"},
-                          {"smbios1", "uuid=" + l.uuid},
-                          {"tags", "machine-request." + l.request}};
+    // The Go provider boots each VM with its own cloud-init ISO, "local:iso/user-data-<vmid>.iso".
+    const std::string go_cidata = fmt::format("user-data-{}.iso", l.vmid);
+    auto uploaded = pve_->UploadIso(l.node, "local", go_cidata, std::string(2048, 'c'));
+    ASSERT_TRUE(uploaded.ok()) << uploaded.status();
+    ASSERT_TRUE(pve_->WaitTask(*uploaded, util::RealClock().Monotonic() + std::chrono::seconds{30}).ok());
+    pve::FormFields vm = {{"name", "talos-" + l.request}, {"memory", "8192"},
+                          {"scsi0", "vm_ssd:40"},         {"ide2", "local:iso/" + go_cidata + ",media=cdrom"},
+                          {"smbios1", "uuid=" + l.uuid},  {"tags", "machine-request." + l.request}};
     auto upid = pve_->CreateVm(l.node, l.vmid, vm);
     ASSERT_TRUE(upid.ok()) << upid.status();
     ASSERT_TRUE(pve_->WaitTask(*upid, util::RealClock().Monotonic() + std::chrono::seconds{30}).ok());
@@ -470,6 +474,11 @@ TEST_F(ProviderE2ETest, GoProviderStateIsAdoptedAndTornDown) {
   vms = Vms();
   ASSERT_EQ(vms.size(), 1u) << vms.dump(1);
   EXPECT_EQ(vms[0]["vmid"], 702);
+  // Its cloud-init ISOs went with the VMs, as the Go provider's own teardown would remove them.
+  const Json volumes = sim_->StateForTest()["volumes"];
+  for (const auto& v : volumes) {
+    EXPECT_THAT(v.value("volid", ""), Not(HasSubstr("user-data-"))) << volumes.dump(1);
+  }
 }
 
 }  // namespace

@@ -18,7 +18,7 @@ constexpr char kVmsManagedHelp[] = "VMs carrying this provider's ownership marke
 constexpr char kRequests[] = "omni_proxmox_requests";
 constexpr char kRequestsHelp[] = "This provider's MachineRequests by stage";
 
-absl::Status UpdateVms(pve::Client& pve, std::string_view provider_id, util::MetricsRegistry& metrics) {
+absl::Status UpdateVms(pve::Client& pve, const Scope& scope, util::MetricsRegistry& metrics) {
   auto resources = pve.ClusterResources(pve::ResourceType::kAll);
   if (!resources.ok()) {
     return absl::Status(resources.status().code(),
@@ -29,8 +29,10 @@ absl::Status UpdateVms(pve::Client& pve, std::string_view provider_id, util::Met
     if (resource.type == "node") per_node.try_emplace(resource.node, 0);
     if (resource.type != "qemu" || resource.is_template) continue;
     Ownership ownership;
-    if (ParseOwnership(resource.tags, ownership) && ownership.provider_id == SanitizeTag(provider_id))
-      ++per_node[resource.node];
+    if (!ParseOwnership(resource.tags, ownership)) continue;
+    // Another Omni's VMs under the same provider ID are not ours to count (or to touch).
+    const ScopeMatch match = MatchScope(ownership, scope);
+    if (match == ScopeMatch::kOurs || match == ScopeMatch::kUnscoped) ++per_node[resource.node];
   }
   for (const auto& [node, count] : per_node) {
     metrics.GetGauge(kVmsManaged, kVmsManagedHelp, {{"node", node}}).Set(count);
@@ -92,8 +94,8 @@ absl::Status UpdateRequests(omni::ResourceCache& state, std::string_view provide
 }  // namespace
 
 absl::Status UpdateFleetMetrics(pve::Client& pve, omni::ResourceCache& state, std::string_view provider_id,
-                                util::MetricsRegistry& metrics) {
-  absl::Status vms = UpdateVms(pve, provider_id, metrics);
+                                const absl::StatusOr<Scope>& scope, util::MetricsRegistry& metrics) {
+  absl::Status vms = scope.ok() ? UpdateVms(pve, *scope, metrics) : scope.status();
   absl::Status requests = UpdateRequests(state, provider_id, metrics);
   return vms.ok() ? requests : vms;
 }

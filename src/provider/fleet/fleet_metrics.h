@@ -2,7 +2,7 @@
 
 // Gauges about the whole fleet, computed from listings rather than from events, so they stay
 // right across provider restarts and out-of-band changes:
-//   omni_proxmox_vms_managed{node}   VMs carrying this provider's ownership markers, per node
+//   omni_proxmox_vms_managed{node}   VMs carrying this provider's and this Omni's markers, per node
 //                                    (every online or listed node, 0 when it has none)
 //   omni_proxmox_requests{stage}     this provider's MachineRequests by stage: pending (no status
 //                                    yet), provisioning, provisioned, failed, deprovisioning
@@ -12,16 +12,19 @@
 #include <string_view>
 
 #include "absl/status/status.h"
+#include "absl/status/statusor.h"
 
 #include "omni/resource_cache.h"
+#include "provider/ownership/markers.h"
 #include "pve/client.h"
 #include "util/metrics.h"
 
 namespace omni_proxmox::provider {
 
 // Updates both gauge families; a side that cannot be read keeps its previous values and its
-// error is returned (the other side is still updated).
+// error is returned (the other side is still updated). `scope` is whose VMs count; when it could
+// not be read, only the requests are counted.
 absl::Status UpdateFleetMetrics(pve::Client& pve, omni::ResourceCache& state, std::string_view provider_id,
-                                util::MetricsRegistry& metrics);
+                                const absl::StatusOr<Scope>& scope, util::MetricsRegistry& metrics);
 
 }  // namespace omni_proxmox::provider

@@ -47,7 +47,8 @@ GarbageCollector::GarbageCollector(GarbageCollectorOptions options, pve::Client&
 
 GarbageInputs GarbageCollector::Observe() {
   GarbageInputs in;
-  in.provider_id = options_.provider_id;
+  in.scope.provider_id = options_.provider_id;
+  in.include_unscoped = options_.include_unscoped;
   in.grace_period = options_.grace_period;
   in.now_unix = std::chrono::duration_cast<std::chrono::seconds>(clock_.Now().time_since_epoch()).count();
   if (in_flight) in.in_flight = in_flight();
@@ -59,8 +60,13 @@ GarbageInputs GarbageCollector::Observe() {
                    {omni::LabelTerm::Equal(std::string(omni::kLabelInfraProviderId), options_.provider_id)}});
   auto states =
       state_.List({omni::ProviderNamespace(options_.provider_id), omni::ProviderMachineType(options_.provider_id), {}});
+  // Which Omni this is: what our VMs and ISOs are marked with (markers.h Scope).
+  auto params = omni::FetchConnectionParams(state_, options_.provider_id);
+  if (params.ok()) in.scope.instance = omni::InstanceIdOf(*params);
   if (!requests.ok()) {
     in.omni_error = fmt::format("listing MachineRequests: {}", Msg(requests.status()));
+  } else if (!params.ok()) {
+    in.omni_error = fmt::format("reading the join configuration (which names this Omni): {}", Msg(params.status()));
   } else if (!states.ok()) {
     in.omni_error = fmt::format("listing the provider state: {}", Msg(states.status()));
   } else {
@@ -76,7 +82,9 @@ GarbageInputs GarbageCollector::Observe() {
         for (const auto* v : {&m.volume_id(), &m.cidata_volume()}) {
           if (!v->empty()) observed.volumes.push_back(*v);
         }
-        if (!m.schematic().empty()) observed.iso_files.push_back(TalosIsoFileName(m.schematic(), m.talos_version()));
+        if (!m.schematic().empty()) {
+          observed.iso_files.push_back(TalosIsoFileName(m.schematic(), m.talos_version(), in.scope));
+        }
       }
       in.requests.push_back(std::move(observed));
     }
@@ -167,7 +175,7 @@ absl::Status GarbageCollector::RemoveOrphanVm(const Garbage& orphan) {
     Ownership ownership;
     if (!ParseOwnership(config->Get("tags").value_or(""), ownership) ||
         ownership.provider_id != SanitizeTag(options_.provider_id) || ownership.request_id != orphan.request_id ||
-        config->Get("name").value_or("") != orphan.name) {
+        ownership.instance != orphan.instance || config->Get("name").value_or("") != orphan.name) {
       return refuse("no longer carries the markers it had when it was found");
     }
     // The request may have come back (same ID) since the cycle looked.

@@ -38,6 +38,8 @@ struct GarbageCollectorOptions {
   // an item unused (its own monotonic clock, immune to clock offsets between this host and the
   // nodes) instead of from Proxmox's ctime. One-shot commands keep ctime: they have no history.
   bool age_by_unused_time = false;
+  // Also collect what carries no proof of its Omni (garbage.h GarbageInputs::include_unscoped).
+  bool include_unscoped = false;
 };
 
 // One piece of garbage and what became of it.

@@ -6,16 +6,12 @@
 
 #include <fmt/format.h>
 
+#include "provider/ownership/iso_names.h"
 #include "provider/ownership/markers.h"
 #include "util/duration.h"
 
 namespace omni_proxmox::provider {
 namespace {
-
-bool IsLowerHex(std::string_view text) {
-  return !text.empty() &&
-         std::all_of(text.begin(), text.end(), [](char c) { return (c >= '0' && c <= '9') || (c >= 'a' && c <= 'f'); });
-}
 
 std::string Lower(std::string_view text) {
   std::string out(text);
@@ -85,32 +81,6 @@ std::string_view GarbageKindName(GarbageKind kind) {
   return "orphan_vm";
 }
 
-bool IsTalosIsoFile(std::string_view file) {
-  constexpr std::string_view kPrefix = "talos-", kSuffix = "-nocloud-amd64.iso";
-  if (!file.starts_with(kPrefix) || !file.ends_with(kSuffix)) return false;
-  std::string_view middle = file.substr(kPrefix.size(), file.size() - kPrefix.size() - kSuffix.size());
-  // "<16 hex>-v<version>"
-  if (middle.size() < 19 || !IsLowerHex(middle.substr(0, 16)) || middle.substr(16, 2) != "-v") return false;
-  const std::string_view version = middle.substr(18);
-  return !version.empty() && std::all_of(version.begin(), version.end(), [](char c) {
-    return std::isalnum(static_cast<unsigned char>(c)) || c == '.' || c == '-' || c == '+';
-  });
-}
-
-bool IsCidataIsoFile(std::string_view file) {
-  constexpr std::string_view kPrefix = "omni-cidata-", kSuffix = ".iso";
-  if (!file.starts_with(kPrefix) || !file.ends_with(kSuffix)) return false;
-  std::string_view middle = file.substr(kPrefix.size(), file.size() - kPrefix.size() - kSuffix.size());
-  // "<request, 1-64 of [A-Za-z0-9_-]>-<8 hex>"
-  if (middle.size() < 10 || middle[middle.size() - 9] != '-' || !IsLowerHex(middle.substr(middle.size() - 8))) {
-    return false;
-  }
-  const std::string_view request = middle.substr(0, middle.size() - 9);
-  return request.size() <= 64 && std::all_of(request.begin(), request.end(), [](char c) {
-           return std::isalnum(static_cast<unsigned char>(c)) || c == '_' || c == '-';
-         });
-}
-
 std::vector<std::string> AttachedVolumes(const std::map<std::string, std::string>& config) {
   std::vector<std::string> out;
   for (const auto& [key, value] : config) {
@@ -139,7 +109,7 @@ std::optional<std::int64_t> CreatedUnixFromMeta(std::string_view meta) {
   return std::nullopt;
 }
 
-std::string VmGarbageKey(std::int64_t vmid, std::string_view name) { return fmt::format("vm:{}:{}", vmid, name); }
+std::string VmGarbageKey(pve::Vmid vmid, std::string_view name) { return fmt::format("vm:{}:{}", vmid, name); }
 
 std::string IsoGarbageKey(const ObservedIso& iso) {
   return iso.shared ? fmt::format("iso:shared:{}", iso.volid) : fmt::format("iso:{}:{}", iso.node, iso.volid);
@@ -176,7 +146,6 @@ GarbageReport FindGarbage(const GarbageInputs& in) {
     return report;
   }
   const std::int64_t grace = in.grace_period.count();
-  const std::string provider_tag = SanitizeTag(in.provider_id);
 
   // Requests by the form their ID takes in a VM's request tag.
   std::set<std::string> live_request_tags;
@@ -185,12 +154,21 @@ GarbageReport FindGarbage(const GarbageInputs& in) {
 
   for (const auto& vm : in.vms) {
     Ownership ownership;
-    if (!ParseOwnership(vm.tags, ownership) || ownership.provider_id != provider_tag) continue;  // not ours
+    if (!ParseOwnership(vm.tags, ownership)) continue;
+    const ScopeMatch match = MatchScope(ownership, in.scope);
+    if (match == ScopeMatch::kNotOurs || match == ScopeMatch::kOtherInstance) continue;  // never a candidate
     // Our VMs carry a request tag and the name derived from it; a VM whose markers disagree was
     // edited by someone, and we never guess about such a VM.
     if (ownership.request_id.empty() || Lower(vm.name) != Lower(VmNameFor(ownership.request_id))) continue;
     if (live_request_tags.contains(ownership.request_id)) continue;
     const std::string what = fmt::format("VM {} ({}) on {}", vm.vmid, vm.name, vm.node);
+    if (match == ScopeMatch::kUnscoped && !in.include_unscoped) {
+      report.kept.push_back(fmt::format(
+          "{}: no request, but made before VMs were marked with their Omni instance, so it may be another Omni's; "
+          "'omni-proxmox gc --delete --include-unscoped' removes it once you know it is this Omni's",
+          what));
+      continue;
+    }
     if (!vm.lock.empty()) {
       report.kept.push_back(fmt::format("{}: locked ({}), looked at again next cycle", what, vm.lock));
       continue;
@@ -212,6 +190,7 @@ GarbageReport FindGarbage(const GarbageInputs& in) {
                             .vmid = vm.vmid,
                             .name = vm.name,
                             .request_id = ownership.request_id,
+                            .instance = ownership.instance,
                             .storage = "",
                             .volid = "",
                             .age_seconds = age,
@@ -231,8 +210,10 @@ GarbageReport FindGarbage(const GarbageInputs& in) {
   std::set<std::string> reported_shared;
   for (const auto& iso : in.isos) {
     const std::string_view file = IsoFileOf(iso.volid);
-    const bool talos = IsTalosIsoFile(file), cidata = IsCidataIsoFile(file);
-    if (!talos && !cidata) continue;  // not ours: never a candidate
+    const IsoName name = ParseIsoName(file);
+    if (name.kind == IsoName::Kind::kOther) continue;  // not ours: never a candidate
+    const bool scoped = !name.provider.empty();
+    if (scoped && !InScope(name, in.scope)) continue;  // another provider's or another Omni's
     if (iso.shared && reported_shared.contains(iso.volid)) continue;
     const std::string what = fmt::format("{} on {}", iso.volid, iso.node);
     if (needed_volumes.contains(iso.volid) || needed_files.contains(std::string(file))) continue;
@@ -250,6 +231,13 @@ GarbageReport FindGarbage(const GarbageInputs& in) {
       report.kept.push_back(fmt::format("{}: a VM config that might use it cannot be read", what));
       continue;
     }
+    if (!scoped && !in.include_unscoped) {
+      report.kept.push_back(fmt::format(
+          "{}: unused, but its name carries no Omni instance ({}), so it may be another Omni's; "
+          "'omni-proxmox gc --delete --include-unscoped' removes it once you know it is this Omni's",
+          what, name.kind == IsoName::Kind::kGoCidata ? "the Go provider's name" : "named before instance markers"));
+      continue;
+    }
     const std::string key = IsoGarbageKey(iso);
     report.candidates.insert(key);
     const auto known_age = CandidateAge(in, key, iso.created_unix);
@@ -263,15 +251,17 @@ GarbageReport FindGarbage(const GarbageInputs& in) {
       continue;
     }
     if (iso.shared) reported_shared.insert(iso.volid);
-    report.found.push_back({.kind = talos ? GarbageKind::kTalosIso : GarbageKind::kCidataIso,
-                            .node = iso.node,
-                            .vmid = 0,
-                            .name = "",
-                            .request_id = "",
-                            .storage = iso.storage,
-                            .volid = iso.volid,
-                            .age_seconds = age,
-                            .media = {}});
+    report.found.push_back(
+        {.kind = name.kind == IsoName::Kind::kTalos ? GarbageKind::kTalosIso : GarbageKind::kCidataIso,
+         .node = iso.node,
+         .vmid = 0,
+         .name = "",
+         .request_id = "",
+         .instance = name.instance,
+         .storage = iso.storage,
+         .volid = iso.volid,
+         .age_seconds = age,
+         .media = {}});
   }
   return report;
 }

@@ -1,7 +1,11 @@
 #pragma once
 
-// What is garbage (issue #7): VMs carrying this provider's markers whose MachineRequest is gone,
-// and Talos or cloud-init ISOs of our naming that nothing uses any more. Pure: the inputs are
+// What is garbage (issue #7): VMs carrying the markers of this provider of this Omni (markers.h
+// Scope) whose MachineRequest is gone, and Talos or cloud-init ISOs named for this scope
+// (iso_names.h) that nothing uses any more. Another Omni's VMs and ISOs are never candidates, even
+// under the same provider ID; ours from before the instance marker existed, and the Go provider's
+// cloud-init ISOs, carry no proof of which Omni made them and are collected only on request
+// (include_unscoped), otherwise reported as kept. Pure: the inputs are
 // plain values observed from Omni and Proxmox by GarbageCollector (collector.h), so every rule
 // here is tested without a network. The rules err on the side of keeping things: a VM or ISO is
 // garbage only when everything needed to prove it was read and it is older than the grace period.
@@ -16,6 +20,9 @@
 #include <vector>
 
 #include "absl/status/statusor.h"
+
+#include "provider/ownership/markers.h"
+#include "pve/types.h"
 
 namespace omni_proxmox::provider {
 
@@ -34,11 +41,6 @@ std::string_view GarbageKindName(GarbageKind kind);
 inline constexpr GarbageKind kAllGarbageKinds[] = {GarbageKind::kOrphanVm, GarbageKind::kTalosIso,
                                                    GarbageKind::kCidataIso};
 
-// File names we create: "talos-<16 hex>-v<version>-nocloud-amd64.iso" (the reconciler's Talos ISO)
-// and "omni-cidata-<request>-<8 hex>.iso" (CidataIsoFileName). Nothing else is ever a candidate.
-bool IsTalosIsoFile(std::string_view file);
-bool IsCidataIsoFile(std::string_view file);
-
 // The volumes a VM config attaches (ide*, sata*, scsi*, virtio*, efidisk*, tpmstate*): the part before
 // the first ',' ("local:iso/x.iso" from "local:iso/x.iso,media=cdrom"); "none" and "cdrom" skipped.
 std::vector<std::string> AttachedVolumes(const std::map<std::string, std::string>& config);
@@ -47,7 +49,7 @@ std::optional<std::int64_t> CreatedUnixFromMeta(std::string_view meta);
 
 struct ObservedVm {
   std::string node;
-  std::int64_t vmid = 0;
+  pve::Vmid vmid = 0;
   std::string name;
   std::string tags;
   std::string lock;          // a VM that is being created, migrated or deleted is never touched
@@ -72,7 +74,10 @@ struct ObservedRequest {
 };
 
 struct GarbageInputs {
-  std::string provider_id;
+  Scope scope;
+  // Also collect what carries no proof of its Omni: our VMs and ISOs from before the instance
+  // marker, and the Go provider's cloud-init ISOs (`gc --include-unscoped`).
+  bool include_unscoped = false;
   // Why Omni could not be read (listing MachineRequests or our state failed); non-empty means
   // nothing is collected this cycle, since every VM would look orphaned.
   std::string omni_error;
@@ -97,15 +102,16 @@ struct GarbageInputs {
 
 // Stable identities of candidates across cycles: a VM by VMID and name (it keeps both when
 // migrated), an ISO by its volume and, for a local storage, its node.
-std::string VmGarbageKey(std::int64_t vmid, std::string_view name);
+std::string VmGarbageKey(pve::Vmid vmid, std::string_view name);
 std::string IsoGarbageKey(const ObservedIso& iso);
 
 struct Garbage {
   GarbageKind kind = GarbageKind::kOrphanVm;
   std::string node;
-  std::int64_t vmid = 0;           // orphan VMs
+  pve::Vmid vmid = 0;              // orphan VMs
   std::string name;                // orphan VMs
   std::string request_id;          // orphan VMs: the request tag (sanitized, as on the VM)
+  std::string instance;            // orphan VMs: the instance tag ("" on a VM from before it)
   std::string storage;             // ISOs
   std::string volid;               // ISOs
   std::int64_t age_seconds = 0;    // by ctime, or how long it has been seen unused (see unused_for)

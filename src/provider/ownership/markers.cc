@@ -21,6 +21,7 @@ std::string SanitizeTag(std::string_view text) {
 std::string ProviderTag(std::string_view provider_id) { return "omni-provider." + SanitizeTag(provider_id); }
 std::string RequestTag(std::string_view request_id) { return "omni-request." + SanitizeTag(request_id); }
 std::string RequestSetTag(std::string_view request_set_id) { return "omni-set." + SanitizeTag(request_set_id); }
+std::string InstanceTag(std::string_view instance) { return "omni-instance." + SanitizeTag(instance); }
 
 std::vector<std::string> SplitTags(std::string_view tags) {
   std::vector<std::string> out;
@@ -49,6 +50,8 @@ bool ParseOwnership(std::string_view tags, Ownership& out) {
       ownership.request_id = tag.substr(13);
     } else if (tag.starts_with("omni-set.")) {
       ownership.request_set_id = tag.substr(9);
+    } else if (tag.starts_with("omni-instance.")) {
+      ownership.instance = tag.substr(14);
     }
   }
   if (!managed || ownership.provider_id.empty()) return false;
@@ -56,12 +59,18 @@ bool ParseOwnership(std::string_view tags, Ownership& out) {
   return true;
 }
 
-bool IsOwnedBy(std::string_view tags, std::string_view vm_name, std::string_view provider_id,
-               std::string_view request_id) {
+ScopeMatch MatchScope(const Ownership& ownership, const Scope& scope) {
+  if (ownership.provider_id != SanitizeTag(scope.provider_id)) return ScopeMatch::kNotOurs;
+  if (ownership.instance.empty()) return ScopeMatch::kUnscoped;
+  return ownership.instance == SanitizeTag(scope.instance) ? ScopeMatch::kOurs : ScopeMatch::kOtherInstance;
+}
+
+bool IsOwnedBy(std::string_view tags, std::string_view vm_name, const Scope& scope, std::string_view request_id) {
   Ownership ownership;
   if (!ParseOwnership(tags, ownership)) return false;
-  return ownership.provider_id == SanitizeTag(provider_id) && ownership.request_id == SanitizeTag(request_id) &&
-         vm_name == VmNameFor(request_id);
+  const ScopeMatch match = MatchScope(ownership, scope);
+  return (match == ScopeMatch::kOurs || match == ScopeMatch::kUnscoped) &&
+         ownership.request_id == SanitizeTag(request_id) && vm_name == VmNameFor(request_id);
 }
 
 std::string VmNameFor(std::string_view request_id) {

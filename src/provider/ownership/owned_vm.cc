@@ -13,19 +13,18 @@ std::optional<LegacyIdentity> LegacyIdentityOf(const MachineSpec& machine) {
   return LegacyIdentity{.vmid = machine.vmid(), .smbios_uuid = machine.uuid()};
 }
 
-std::vector<pve::ClusterResource> MarkedVms(const std::vector<pve::ClusterResource>& vms, std::string_view provider_id,
+std::vector<pve::ClusterResource> MarkedVms(const std::vector<pve::ClusterResource>& vms, const Scope& scope,
                                             std::string_view request_id) {
   std::vector<pve::ClusterResource> out;
   for (const auto& vm : vms) {
-    if (vm.type == "qemu" && vm.vmid && IsOwnedBy(vm.tags, vm.name, provider_id, request_id)) out.push_back(vm);
+    if (vm.type == "qemu" && vm.vmid && IsOwnedBy(vm.tags, vm.name, scope, request_id)) out.push_back(vm);
   }
   return out;
 }
 
 absl::StatusOr<std::optional<pve::ClusterResource>> FindMarkedVm(const std::vector<pve::ClusterResource>& vms,
-                                                                 std::string_view provider_id,
-                                                                 std::string_view request_id) {
-  auto marked = MarkedVms(vms, provider_id, request_id);
+                                                                 const Scope& scope, std::string_view request_id) {
+  auto marked = MarkedVms(vms, scope, request_id);
   if (marked.empty()) return std::nullopt;
   if (marked.size() > 1) {
     return absl::FailedPreconditionError(
@@ -42,10 +41,10 @@ absl::StatusOr<bool> IsLegacyOwned(pve::Client& pve, const pve::ClusterResource&
   return config->Get("smbios1").value_or("").find("uuid=" + legacy.smbios_uuid) != std::string::npos;
 }
 
-absl::StatusOr<VmLookup> LookUpVm(pve::Client& pve, const std::vector<pve::ClusterResource>& vms,
-                                  std::string_view provider_id, std::string_view request_id, pve::Vmid stored_vmid,
+absl::StatusOr<VmLookup> LookUpVm(pve::Client& pve, const std::vector<pve::ClusterResource>& vms, const Scope& scope,
+                                  std::string_view request_id, pve::Vmid stored_vmid,
                                   const std::optional<LegacyIdentity>& legacy) {
-  auto marked = FindMarkedVm(vms, provider_id, request_id);
+  auto marked = FindMarkedVm(vms, scope, request_id);
   if (!marked.ok()) return marked.status();
   if (*marked) return VmLookup{.kind = VmLookup::Kind::kMarked, .vm = **marked};
   if (stored_vmid == 0) return VmLookup{};

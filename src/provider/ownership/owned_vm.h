@@ -14,6 +14,7 @@
 
 #include "absl/status/statusor.h"
 
+#include "provider/ownership/markers.h"
 #include "pve/client.h"
 #include "pve/types.h"
 
@@ -45,21 +46,20 @@ struct VmLookup {
   std::optional<pve::ClusterResource> vm;
 };
 
-// VMs of the listing that carry the markers of `request_id` of `provider_id`. Pure.
-std::vector<pve::ClusterResource> MarkedVms(const std::vector<pve::ClusterResource>& vms, std::string_view provider_id,
+// VMs of the listing that carry the markers of `request_id` of `scope` (IsOwnedBy). Pure.
+std::vector<pve::ClusterResource> MarkedVms(const std::vector<pve::ClusterResource>& vms, const Scope& scope,
                                             std::string_view request_id);
 
 // The request's VM by its markers; nullopt when none; FailedPrecondition when two VMs carry them
 // (only something outside the provider can make that: never guess which one to keep). Pure.
 absl::StatusOr<std::optional<pve::ClusterResource>> FindMarkedVm(const std::vector<pve::ClusterResource>& vms,
-                                                                 std::string_view provider_id,
-                                                                 std::string_view request_id);
+                                                                 const Scope& scope, std::string_view request_id);
 
 // Looks the request's VM up in `vms` (one GET /cluster/resources): by markers first, then, with a
 // legacy identity, at its VMID, reading that VM's config to compare the SMBIOS uuid. `stored_vmid`
 // (0: none) is where our own create may be in progress.
-absl::StatusOr<VmLookup> LookUpVm(pve::Client& pve, const std::vector<pve::ClusterResource>& vms,
-                                  std::string_view provider_id, std::string_view request_id, pve::Vmid stored_vmid,
+absl::StatusOr<VmLookup> LookUpVm(pve::Client& pve, const std::vector<pve::ClusterResource>& vms, const Scope& scope,
+                                  std::string_view request_id, pve::Vmid stored_vmid,
                                   const std::optional<LegacyIdentity>& legacy);
 
 // True when `vm` is the Go provider's VM `legacy` describes: same VMID and the stored SMBIOS uuid

@@ -7,6 +7,7 @@
 #include <fmt/format.h>
 
 #include "omni/join_config.h"
+#include "provider/ownership/iso_names.h"
 #include "provider/ownership/markers.h"
 #include "provider/steps/steps_internal.h"
 #include "provider/steps/task_wait.h"
@@ -45,7 +46,9 @@ class Cidata final : public Step {
       return iso.status().code() == absl::StatusCode::kInternal ? StepResult::Failed(Msg(iso.status()))
                                                                 : StepResult::Retry(Msg(iso.status()));
     }
-    const std::string file = CidataIsoFileName(ctx.request_id, *iso);
+    auto scope = services_.join.OurScope();
+    if (!scope.ok()) return StepResult::Retry(Msg(scope.status()));
+    const std::string file = ScopedIsoName(CidataIsoFileName(ctx.request_id, *iso), *scope);
     const std::string volid = fmt::format("{}:iso/{}", where.storage, file);
     auto present = services_.fleet.IsoPresent(where, volid, /*fresh=*/uploaded);
     if (!present.ok()) return StepResult::Retry(Msg(present.status()));

@@ -52,26 +52,28 @@ class CreateVm final : public Step {
     std::optional<pve::SlotClaim> slot = services_.fleet.ClaimSlot(machine.node(), ctx.request_id);
     if (!slot) return StepResult::Wait(services_.options.slot_recheck);
 
+    auto scope = services_.join.OurScope();
+    if (!scope.ok())
+      return StepResult::Retry(fmt::format("cannot read Omni's join configuration: {}", Msg(scope.status())));
     auto vms = services_.pve.ClusterResources(pve::ResourceType::kVm);
     if (!vms.ok()) return StepResult::Retry(fmt::format("cannot list VMs: {}", Msg(vms.status())));
-    if (auto settled = Adopt(ctx, *vms)) return *settled;
+    if (auto settled = Adopt(ctx, *vms, *scope)) return *settled;
     if (machine.vmid() == 0) {
       if (auto none = ChooseVmid(ctx, *vms)) return *none;
     } else if (!ledger.HoldVmid(ctx.request_id, machine.vmid())) {
       machine.set_vmid(0);  // another request holds it: a fresh one next pass
       return StepResult::Again();
     }
-    return Create(ctx);
+    return Create(ctx, *scope);
   }
 
  private:
   // Our VM, wherever it is now: adopted rather than created twice. A result when the step ends
   // here; nullopt to go on creating.
-  std::optional<StepResult> Adopt(StepContext& ctx, const std::vector<pve::ClusterResource>& vms) {
+  std::optional<StepResult> Adopt(StepContext& ctx, const std::vector<pve::ClusterResource>& vms, const Scope& scope) {
     MachineSpec& machine = *ctx.machine;
     Ledger& ledger = services_.fleet.ledger();
-    auto found = LookUpVm(services_.pve, vms, services_.options.provider_id, ctx.request_id, machine.vmid(),
-                          LegacyIdentityOf(machine));
+    auto found = LookUpVm(services_.pve, vms, scope, ctx.request_id, machine.vmid(), LegacyIdentityOf(machine));
     if (!found.ok()) {
       // Two VMs with our markers: only the operator can tell which one to keep.
       if (found.status().code() == absl::StatusCode::kFailedPrecondition) {
@@ -132,7 +134,7 @@ class CreateVm final : public Step {
     return std::nullopt;
   }
 
-  StepResult Create(StepContext& ctx) {
+  StepResult Create(StepContext& ctx, const Scope& scope) {
     MachineSpec& machine = *ctx.machine;
     // The intent, before the call: after a crash the next pass waits for this VMID's lock or finds
     // the VM by its markers.
@@ -144,6 +146,7 @@ class CreateVm final : public Step {
     const VmIdentity identity{.request_id = ctx.request_id,
                               .provider_id = services_.options.provider_id,
                               .request_set_id = ctx.request_set,
+                              .omni_instance = scope.instance,
                               .vmid = machine.vmid(),
                               .smbios_uuid = machine.uuid()};
     const DiskPlacement placement{

@@ -4,6 +4,7 @@
 
 #include <fmt/format.h>
 
+#include "provider/ownership/iso_names.h"
 #include "provider/steps/steps_internal.h"
 #include "provider/steps/task_wait.h"
 #include "pve/errors.h"
@@ -40,6 +41,7 @@ class RemoveCidata final : public Step {
       machine.clear_cidata_upload_volume();
     }
     if (!machine.cidata_delete_task().empty()) return AwaitDelete(ctx);
+    if (machine.cidata_volume().empty()) HandOverGoCidata(machine);
     if (machine.cidata_volume().empty() || CidataLocation(machine).node.empty()) return StepResult::Next();
     const IsoLocation where = CidataLocation(machine);
     const std::string volid = machine.cidata_volume();
@@ -57,10 +59,33 @@ class RemoveCidata final : public Step {
                     volid);
     }
     machine.clear_cidata_volume();
-    return StepResult::Next();
+    return Finished(machine);
   }
 
  private:
+  // Once ours is gone, the Go provider's cloud-init ISO of Go provider state: the one removeVm saw
+  // attached, or, when its VM was already gone, where the Go provider puts it (beside the Talos ISO
+  // it stored). Deleting a file that is not there is fine.
+  // Ours is gone: next step, or again for the Go provider's.
+  static StepResult Finished(MachineSpec& machine) {
+    HandOverGoCidata(machine);
+    return machine.cidata_volume().empty() ? StepResult::Next() : StepResult::Again();
+  }
+
+  static void HandOverGoCidata(MachineSpec& machine) {
+    if (machine.go_cidata_handled()) return;
+    std::string volid = machine.go_cidata_volume();
+    if (volid.empty() && !machine.markers() && machine.vmid() != 0 && !machine.volume_id().empty()) {
+      const std::string& talos = machine.volume_id();
+      volid = fmt::format("{}:iso/{}", talos.substr(0, talos.find(':')), GoCidataIsoFileName(machine.vmid()));
+    }
+    if (volid.empty() || machine.node().empty()) return;
+    machine.set_go_cidata_handled(true);
+    machine.clear_go_cidata_volume();
+    machine.set_cidata_volume(volid);
+    machine.set_cidata_node(machine.node());
+  }
+
   StepResult AwaitDelete(StepContext& ctx) {
     MachineSpec& machine = *ctx.machine;
     const TaskPoll poll =
@@ -79,7 +104,7 @@ class RemoveCidata final : public Step {
       if (!present.ok() || *present) return StepResult::Retry(poll.error);
     }
     machine.clear_cidata_volume();
-    return StepResult::Next();
+    return Finished(machine);
   }
 
   StepServices& services_;

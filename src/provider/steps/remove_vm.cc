@@ -5,6 +5,7 @@
 
 #include <fmt/format.h>
 
+#include "provider/ownership/iso_names.h"
 #include "provider/ownership/owned_vm.h"
 #include "provider/steps/steps_internal.h"
 #include "provider/steps/task_wait.h"
@@ -28,25 +29,31 @@ class RemoveVm final : public Step {
       machine.clear_vm_delete_task();
       if (poll.kind == TaskPoll::Kind::kFailed) return StepResult::Retry(poll.error);
     }
+    auto scope = services_.join.OurScope();
+    if (!scope.ok())
+      return StepResult::Retry(fmt::format("cannot read Omni's join configuration: {}", Msg(scope.status())));
     auto vms = services_.pve.ClusterResources(pve::ResourceType::kVm);
     if (!vms.ok()) return StepResult::Retry(fmt::format("cannot list VMs: {}", Msg(vms.status())));
-    auto target = Target(ctx, *vms);
+    auto target = Target(ctx, *vms, *scope);
     if (!target.ok()) return StepResult::Retry(Msg(target.status()));
     if (!*target) return StepResult::Next();
     if (!(*target)->vm) return StepResult::Wait(services_.options.lock_recheck);  // our create still holds it
+    if ((*target)->kind == VmLookup::Kind::kLegacy) {
+      if (auto s = RecordGoCidata(ctx, *(*target)->vm); !s.ok()) return StepResult::Retry(Msg(s));
+    }
     return Remove(ctx, *(*target)->vm);
   }
 
  private:
   // The VM to remove: nullopt when there is none of ours; a lookup without a VM while our own
   // create of it is still running.
-  absl::StatusOr<std::optional<VmLookup>> Target(StepContext& ctx, const std::vector<pve::ClusterResource>& vms) {
+  absl::StatusOr<std::optional<VmLookup>> Target(StepContext& ctx, const std::vector<pve::ClusterResource>& vms,
+                                                 const Scope& scope) {
     MachineSpec& machine = *ctx.machine;
     // Every VM with the request's markers is ours to remove, one per pass.
-    auto marked = MarkedVms(vms, services_.options.provider_id, ctx.request_id);
+    auto marked = MarkedVms(vms, scope, ctx.request_id);
     if (!marked.empty()) return VmLookup{.kind = VmLookup::Kind::kMarked, .vm = marked.front()};
-    auto found = LookUpVm(services_.pve, vms, services_.options.provider_id, ctx.request_id, machine.vmid(),
-                          LegacyIdentityOf(machine));
+    auto found = LookUpVm(services_.pve, vms, scope, ctx.request_id, machine.vmid(), LegacyIdentityOf(machine));
     if (!found.ok()) return found.status();
     switch (found->kind) {
       case VmLookup::Kind::kNone:
@@ -62,6 +69,25 @@ class RemoveVm final : public Step {
         break;
     }
     return *found;
+  }
+
+  // The Go provider's VM boots with its own cloud-init ISO ("user-data-<vmid>.iso"): recorded as
+  // this request's, so removeCidata deletes it with the VM, as the Go provider itself would. Ours
+  // (cidata_volume) may be there too when we finished what the Go provider had started.
+  absl::Status RecordGoCidata(StepContext& ctx, const pve::ClusterResource& vm) {
+    MachineSpec& machine = *ctx.machine;
+    if (!machine.go_cidata_volume().empty() || machine.go_cidata_handled()) return absl::OkStatus();
+    auto config = services_.pve.GetVmConfig(vm.node, *vm.vmid);
+    if (!config.ok()) return config.status();
+    const std::string file = GoCidataIsoFileName(*vm.vmid);
+    for (const auto& [key, value] : config->values) {
+      const std::string volume = value.substr(0, value.find(','));
+      if (volume.ends_with(":iso/" + file)) {
+        machine.set_go_cidata_volume(volume);
+        return absl::OkStatus();
+      }
+    }
+    return absl::OkStatus();
   }
 
   StepResult Remove(StepContext& ctx, const pve::ClusterResource& vm) {

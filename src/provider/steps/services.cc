@@ -27,4 +27,10 @@ absl::StatusOr<omni::ConnectionParams> JoinConfigCache::Get() {
   return *params_;
 }
 
+absl::StatusOr<Scope> JoinConfigCache::OurScope() {
+  auto params = Get();
+  if (!params.ok()) return params.status();
+  return Scope{.provider_id = provider_id_, .instance = omni::InstanceIdOf(*params)};
+}
+
 }  // namespace omni_proxmox::provider

@@ -19,6 +19,7 @@
 #include "omni/schematic.h"
 #include "omni/state_client.h"
 #include "provider/fleet/fleet_view.h"
+#include "provider/ownership/markers.h"
 #include "pve/client.h"
 #include "util/clock.h"
 #include "util/random.h"
@@ -58,6 +59,8 @@ class JoinConfigCache {
                   const util::Clock& clock)
       : state_(state), provider_id_(std::move(provider_id)), ttl_(ttl), clock_(clock) {}
   absl::StatusOr<omni::ConnectionParams> Get();
+  // This provider of this Omni (markers.h): what every VM and ISO we make is marked with.
+  absl::StatusOr<Scope> OurScope();
 
  private:
   omni::StateClient& state_;

@@ -27,10 +27,13 @@ class StartVm final : public Step {
       machine.clear_vm_start_task();
       if (poll.kind == TaskPoll::Kind::kFailed) return StepResult::Retry(poll.error);
     }
+    auto scope = services_.join.OurScope();
+    if (!scope.ok())
+      return StepResult::Retry(fmt::format("cannot read Omni's join configuration: {}", Msg(scope.status())));
     auto status = services_.pve.GetVmStatus(machine.node(), machine.vmid());
-    const bool replaced = status.ok() && machine.markers() &&
-                          !IsOwnedBy(status->tags, status->name, services_.options.provider_id, ctx.request_id);
-    if (replaced || status.status().code() == absl::StatusCode::kNotFound) return Relocate(ctx);
+    const bool replaced =
+        status.ok() && machine.markers() && !IsOwnedBy(status->tags, status->name, *scope, ctx.request_id);
+    if (replaced || status.status().code() == absl::StatusCode::kNotFound) return Relocate(ctx, *scope);
     if (!status.ok()) {
       return StepResult::Retry(
           fmt::format("node {}: cannot read VM {}: {}", machine.node(), machine.vmid(), Msg(status.status())));
@@ -47,12 +50,12 @@ class StartVm final : public Step {
 
  private:
   // Moved or deleted behind our back: found again by its markers, or created again by createVm.
-  StepResult Relocate(StepContext& ctx) {
+  StepResult Relocate(StepContext& ctx, const Scope& scope) {
     MachineSpec& machine = *ctx.machine;
     services_.fleet.ledger().Unverify(ctx.request_id);
     auto vms = services_.pve.ClusterResources(pve::ResourceType::kVm);
     if (!vms.ok()) return StepResult::Retry(fmt::format("cannot list VMs: {}", Msg(vms.status())));
-    auto found = FindMarkedVm(*vms, services_.options.provider_id, ctx.request_id);
+    auto found = FindMarkedVm(*vms, scope, ctx.request_id);
     if (!found.ok()) return StepResult::Failed(Msg(found.status()));
     if (*found) {
       machine.set_node((*found)->node);

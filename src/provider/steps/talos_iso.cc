@@ -24,7 +24,10 @@ class TalosIso final : public Step {
   StepResult Run(StepContext& ctx) override {
     MachineSpec& machine = *ctx.machine;
     const std::string& node = machine.node();
-    const std::string file = TalosIsoFileName(machine.schematic(), machine.talos_version());
+    auto scope = services_.join.OurScope();
+    if (!scope.ok())
+      return StepResult::Retry(fmt::format("cannot read Omni's join configuration: {}", Msg(scope.status())));
+    const std::string file = TalosIsoFileName(machine.schematic(), machine.talos_version(), *scope);
     if (!machine.volume_id().empty() && machine.volume_id().ends_with("iso/" + file)) return StepResult::Next();
 
     auto storages = services_.fleet.NodeStorages(node);

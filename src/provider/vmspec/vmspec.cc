@@ -31,6 +31,7 @@ std::string TagsValue(const ProviderData& data, const VmIdentity& identity) {
   std::vector<std::string> tags = {std::string(kManagedTag), ProviderTag(identity.provider_id),
                                    RequestTag(identity.request_id)};
   if (!identity.request_set_id.empty()) tags.push_back(RequestSetTag(identity.request_set_id));
+  if (!identity.omni_instance.empty()) tags.push_back(InstanceTag(identity.omni_instance));
   for (const auto& tag : data.tags) tags.push_back(SanitizeTag(tag));
   return fmt::format("{}", fmt::join(tags, ";"));
 }

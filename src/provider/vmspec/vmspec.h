@@ -18,6 +18,7 @@ struct VmIdentity {
   std::string request_id;  // MachineRequest ID: the VM name and request tag
   std::string provider_id;
   std::string request_set_id;  // MachineRequestSet, for spreading; may be empty
+  std::string omni_instance;   // the Omni instance (markers.h Scope); empty only in tools that do not know it
   pve::Vmid vmid = 0;
   std::string smbios_uuid;  // the machine UUID reported to Omni
 };

@@ -10,6 +10,7 @@
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
 
+#include "provider/ownership/iso_names.h"
 #include "provider/ownership/markers.h"
 
 namespace omni_proxmox::provider {
@@ -20,14 +21,19 @@ using ::testing::IsEmpty;
 using ::testing::SizeIs;
 
 constexpr std::int64_t kNow = 1'800'000'000;
-constexpr const char* kTalosFile = "talos-376567988ad37013-v1.9.5-nocloud-amd64.iso";
-constexpr const char* kTalosFile2 = "talos-aaaabbbbccccdddd-v1.10.0-nocloud-amd64.iso";
+constexpr const char* kInstance = "0a1b2c3d4e5f";
+const Scope kOurs{.provider_id = "proxmox", .instance = kInstance};
+// Our names carry the scope: "<stem>.proxmox.<instance>.iso".
+std::string Scoped(const std::string& file) { return ScopedIsoName(file, kOurs); }
+const std::string kTalosFile = Scoped("talos-376567988ad37013-v1.9.5-nocloud-amd64.iso");
+const std::string kTalosFile2 = Scoped("talos-aaaabbbbccccdddd-v1.10.0-nocloud-amd64.iso");
 
-std::string Tags(const std::string& provider, const std::string& request) {
-  return fmt::format("{};{};{};{}", kManagedTag, ProviderTag(provider), RequestTag(request), RequestSetTag("workers"));
+std::string Tags(const std::string& provider, const std::string& request, const std::string& instance = kInstance) {
+  return fmt::format("{};{};{};{};{}", kManagedTag, ProviderTag(provider), InstanceTag(instance), RequestTag(request),
+                     RequestSetTag("workers"));
 }
 
-ObservedVm OurVm(std::int64_t vmid, const std::string& request, std::int64_t age_seconds,
+ObservedVm OurVm(pve::Vmid vmid, const std::string& request, std::int64_t age_seconds,
                  const std::string& provider = "proxmox") {
   return {.node = "pve1",
           .vmid = vmid,
@@ -36,7 +42,8 @@ ObservedVm OurVm(std::int64_t vmid, const std::string& request, std::int64_t age
           .lock = "",
           .config_read = true,
           .created_unix = kNow - age_seconds,
-          .media = {"local:iso/" + std::string(kTalosFile), "local:iso/omni-cidata-" + request + "-0123abcd.iso"}};
+          .media = {"local:iso/" + std::string(kTalosFile),
+                    "local:iso/" + Scoped("omni-cidata-" + request + "-0123abcd.iso")}};
 }
 
 ObservedIso Iso(const std::string& file, std::int64_t age_seconds, const std::string& node = "pve1",
@@ -50,7 +57,7 @@ ObservedIso Iso(const std::string& file, std::int64_t age_seconds, const std::st
 
 GarbageInputs Inputs() {
   GarbageInputs in;
-  in.provider_id = "proxmox";
+  in.scope = kOurs;
   in.now_unix = kNow;
   in.grace_period = std::chrono::seconds{600};
   return in;
@@ -138,21 +145,21 @@ TEST(GarbageTest, ReferencedIsosAreKeptAndUnreferencedOnesFound) {
   in.requests = {{.id = "workers-live", .volumes = {}, .iso_files = {}}};
   in.vms = {OurVm(101, "workers-live", 100'000)};
   in.isos = {
-      Iso(kTalosFile, 100'000),                               // attached to VM 101
-      Iso("omni-cidata-workers-live-0123abcd.iso", 100'000),  // attached to VM 101
-      Iso(kTalosFile2, 100'000),                              // nothing uses it
-      Iso("omni-cidata-workers-gone-89abcdef.iso", 100'000),  // nothing uses it
-      Iso("omni-cidata-workers-fresh-89abcdef.iso", 599),     // too young
-      Iso("debian-12.iso", 100'000),                          // not ours
-      Iso("talos-v1.9.5-metal-amd64.iso", 100'000),           // the Go provider's or a person's: not ours
-      Iso(kTalosFile, 100'000, "pve2"),                       // local file on pve2: VM 101 is on pve1
+      Iso(kTalosFile, 100'000),                                       // attached to VM 101
+      Iso(Scoped("omni-cidata-workers-live-0123abcd.iso"), 100'000),  // attached to VM 101
+      Iso(kTalosFile2, 100'000),                                      // nothing uses it
+      Iso(Scoped("omni-cidata-workers-gone-89abcdef.iso"), 100'000),  // nothing uses it
+      Iso(Scoped("omni-cidata-workers-fresh-89abcdef.iso"), 599),     // too young
+      Iso("debian-12.iso", 100'000),                                  // not ours
+      Iso("talos-v1.9.5-metal-amd64.iso", 100'000),                   // the Go provider's or a person's: not ours
+      Iso(kTalosFile, 100'000, "pve2"),                               // local file on pve2: VM 101 is on pve1
   };
   auto report = FindGarbage(in);
   ASSERT_THAT(report.found, SizeIs(3));
   EXPECT_EQ(report.found[0].kind, GarbageKind::kTalosIso);
-  EXPECT_EQ(report.found[0].volid, std::string("local:iso/") + kTalosFile2);
+  EXPECT_EQ(report.found[0].volid, "local:iso/" + kTalosFile2);
   EXPECT_EQ(report.found[1].kind, GarbageKind::kCidataIso);
-  EXPECT_EQ(report.found[1].volid, "local:iso/omni-cidata-workers-gone-89abcdef.iso");
+  EXPECT_EQ(report.found[1].volid, "local:iso/" + Scoped("omni-cidata-workers-gone-89abcdef.iso"));
   EXPECT_EQ(report.found[2].kind, GarbageKind::kTalosIso);
   EXPECT_EQ(report.found[2].node, "pve2");
 }
@@ -162,7 +169,7 @@ TEST(GarbageTest, UnusedTimeDecidesTheGraceWhateverTheNodesClocksSay) {
   // The nodes' clocks run an hour ahead of the provider's: by ctime everything looks unborn.
   const std::int64_t ahead = -3600;
   in.vms = {OurVm(101, "workers-gone", ahead), OurVm(102, "workers-new", ahead)};
-  const auto gone_iso = Iso("omni-cidata-workers-x-89abcdef.iso", ahead);
+  const auto gone_iso = Iso(Scoped("omni-cidata-workers-x-89abcdef.iso"), ahead);
   const auto new_iso = Iso(kTalosFile2, 10 * 3600);  // and one whose ctime says it is ancient
   in.isos = {gone_iso, new_iso};
 
@@ -198,9 +205,10 @@ TEST(GarbageTest, IsoKeysTellLocalCopiesApartAndSharedOnesNot) {
 TEST(GarbageTest, IsosNeededByALiveRequestAreKept) {
   auto in = Inputs();
   // The state names the cloud-init ISO; the Talos ISO is still downloading (file name only).
-  in.requests = {
-      {.id = "workers-new", .volumes = {"local:iso/omni-cidata-workers-new-0123abcd.iso"}, .iso_files = {kTalosFile2}}};
-  in.isos = {Iso("omni-cidata-workers-new-0123abcd.iso", 100'000), Iso(kTalosFile2, 100'000)};
+  in.requests = {{.id = "workers-new",
+                  .volumes = {"local:iso/" + Scoped("omni-cidata-workers-new-0123abcd.iso")},
+                  .iso_files = {kTalosFile2}}};
+  in.isos = {Iso(Scoped("omni-cidata-workers-new-0123abcd.iso"), 100'000), Iso(kTalosFile2, 100'000)};
   EXPECT_THAT(FindGarbage(in).found, IsEmpty());
 }
 
@@ -222,15 +230,76 @@ TEST(GarbageTest, SharedIsoIsReportedOnceAndKeptWhileAnyVmConfigIsUnreadable) {
 }
 
 TEST(GarbageTest, NamingPatternsAreStrict) {
-  EXPECT_TRUE(IsTalosIsoFile(kTalosFile2));
-  EXPECT_TRUE(IsTalosIsoFile("talos-0123456789abcdef-v1.9.0-beta.1-nocloud-amd64.iso"));
-  EXPECT_FALSE(IsTalosIsoFile("talos-0123456789ABCDEF-v1.9.0-nocloud-amd64.iso"));
-  EXPECT_FALSE(IsTalosIsoFile("talos-0123456789abcde-v1.9.0-nocloud-amd64.iso"));
-  EXPECT_FALSE(IsTalosIsoFile("talos-0123456789abcdef-v1.9.0-metal-amd64.iso"));
-  EXPECT_TRUE(IsCidataIsoFile("omni-cidata-workers-abc123-0123abcd.iso"));
-  EXPECT_FALSE(IsCidataIsoFile("omni-cidata-workers-abc123-0123abc.iso"));
-  EXPECT_FALSE(IsCidataIsoFile("omni-cidata-x y-0123abcd.iso"));
-  EXPECT_FALSE(IsCidataIsoFile("cidata.iso"));
+  EXPECT_TRUE(IsTalosIsoStem("talos-aaaabbbbccccdddd-v1.10.0-nocloud-amd64.iso"));
+  EXPECT_TRUE(IsTalosIsoStem("talos-0123456789abcdef-v1.9.0-beta.1-nocloud-amd64.iso"));
+  EXPECT_FALSE(IsTalosIsoStem("talos-0123456789ABCDEF-v1.9.0-nocloud-amd64.iso"));
+  EXPECT_FALSE(IsTalosIsoStem("talos-0123456789abcde-v1.9.0-nocloud-amd64.iso"));
+  EXPECT_FALSE(IsTalosIsoStem("talos-0123456789abcdef-v1.9.0-metal-amd64.iso"));
+  EXPECT_TRUE(IsCidataIsoStem("omni-cidata-workers-abc123-0123abcd.iso"));
+  EXPECT_FALSE(IsCidataIsoStem("omni-cidata-workers-abc123-0123abc.iso"));
+  EXPECT_FALSE(IsCidataIsoStem("omni-cidata-x y-0123abcd.iso"));
+  EXPECT_FALSE(IsCidataIsoStem("cidata.iso"));
+}
+
+TEST(GarbageTest, IsoNamesSayWhoseTheyAre) {
+  EXPECT_EQ(kTalosFile, "talos-376567988ad37013-v1.9.5-nocloud-amd64.proxmox.0a1b2c3d4e5f.iso");
+  EXPECT_EQ(TalosIsoFileName("376567988ad37013ffff", "v1.9.5", kOurs), kTalosFile);
+  const IsoName talos = ParseIsoName(kTalosFile);
+  EXPECT_EQ(talos.kind, IsoName::Kind::kTalos);
+  EXPECT_EQ(talos.provider, "proxmox");
+  EXPECT_EQ(talos.instance, kInstance);
+  EXPECT_TRUE(InScope(talos, kOurs));
+  EXPECT_FALSE(InScope(talos, {.provider_id = "proxmox", .instance = "ffffeeeedddd"}));
+  EXPECT_FALSE(InScope(talos, {.provider_id = "lab", .instance = kInstance}));
+  EXPECT_EQ(ScopedIsoName("omni-cidata-r1-0123abcd.iso", {.provider_id = "Lab.West", .instance = kInstance}),
+            "omni-cidata-r1-0123abcd.lab_west.0a1b2c3d4e5f.iso")
+      << "a provider ID with dots cannot be mistaken for the instance";
+  const IsoName cidata = ParseIsoName("omni-cidata-r1-0123abcd.lab_west.0a1b2c3d4e5f.iso");
+  EXPECT_EQ(cidata.kind, IsoName::Kind::kCidata);
+  EXPECT_EQ(cidata.provider, "lab_west");
+  const IsoName old = ParseIsoName("talos-376567988ad37013-v1.9.5-nocloud-amd64.iso");
+  EXPECT_EQ(old.kind, IsoName::Kind::kTalos);
+  EXPECT_TRUE(old.provider.empty()) << "a name from before the scope names nobody";
+  EXPECT_FALSE(InScope(old, kOurs));
+  const IsoName go = ParseIsoName("user-data-104.iso");
+  EXPECT_EQ(go.kind, IsoName::Kind::kGoCidata);
+  EXPECT_EQ(go.vmid, 104u);
+  EXPECT_EQ(GoCidataIsoFileName(104), "user-data-104.iso");
+  EXPECT_EQ(ParseIsoName("user-data-x.iso").kind, IsoName::Kind::kOther);
+  EXPECT_EQ(ParseIsoName("user-data-1.iso").kind, IsoName::Kind::kOther) << "below Proxmox's VMID range";
+}
+
+TEST(GarbageTest, AnotherOmnisVmsAndIsosAreNeverCandidates) {
+  auto in = Inputs();
+  ObservedVm theirs = OurVm(401, "workers-theirs", 100'000);
+  theirs.tags = Tags("proxmox", "workers-theirs", "ffffeeeedddd");
+  in.vms = {theirs};
+  const Scope other{.provider_id = "proxmox", .instance = "ffffeeeedddd"};
+  in.isos = {Iso(ScopedIsoName("omni-cidata-workers-theirs-89abcdef.iso", other), 100'000),
+             Iso(TalosIsoFileName("aaaabbbbccccdddd", "1.10.0", other), 100'000)};
+  for (bool include_unscoped : {false, true}) {
+    in.include_unscoped = include_unscoped;
+    const auto report = FindGarbage(in);
+    EXPECT_THAT(report.found, IsEmpty());
+    EXPECT_TRUE(report.candidates.empty());
+  }
+}
+
+TEST(GarbageTest, WhatNamesNoOmniIsKeptUnlessAskedFor) {
+  auto in = Inputs();
+  ObservedVm old = OurVm(402, "workers-old", 100'000);
+  old.tags = fmt::format("{};{};{}", kManagedTag, ProviderTag("proxmox"), RequestTag("workers-old"));
+  in.vms = {old};
+  in.isos = {Iso("talos-aaaabbbbccccdddd-v1.10.0-nocloud-amd64.iso", 100'000),
+             Iso("omni-cidata-workers-old-89abcdef.iso", 100'000), Iso("user-data-402.iso", 100'000)};
+  auto report = FindGarbage(in);
+  EXPECT_THAT(report.found, IsEmpty());
+  ASSERT_THAT(report.kept, SizeIs(4));
+  EXPECT_THAT(report.kept[0], HasSubstr("--include-unscoped"));
+  EXPECT_THAT(report.kept[3], HasSubstr("the Go provider's name"));
+  in.include_unscoped = true;
+  report = FindGarbage(in);
+  EXPECT_THAT(report.found, SizeIs(4));
 }
 
 TEST(GarbageTest, ConfigHelpers) {

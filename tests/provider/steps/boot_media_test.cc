@@ -52,7 +52,8 @@ TEST_F(BootMediaTest, OneDownloadServesEveryRequestOnTheNode) {
   EXPECT_EQ(RunToEnd(*iso, a->ctx).kind, StepResult::Kind::kNext);
   EXPECT_EQ(RunToEnd(*iso, b->ctx).kind, StepResult::Kind::kNext);
   EXPECT_EQ(sim_->RequestCount("POST /nodes/{node}/storage/{storage}/download-url"), 1u);
-  const std::string volid = "local:iso/" + TalosIsoFileName(a->machine.schematic(), "1.10.4");
+  const std::string volid =
+      "local:iso/" + TalosIsoFileName(a->machine.schematic(), "1.10.4", *services_->join.OurScope());
   EXPECT_EQ(a->machine.volume_id(), volid);
   EXPECT_EQ(b->machine.volume_id(), volid);
   EXPECT_TRUE(a->machine.volume_upload_task().empty());

@@ -44,8 +44,9 @@ class VmStepsTest : public StepWorld {
     clock_.Advance(std::chrono::seconds{3});
   }
 
-  static std::string Markers(const std::string& request) {
-    return fmt::format("{};{};{}", kManagedTag, ProviderTag("proxmox"), RequestTag(request));
+  std::string Markers(const std::string& request) {
+    return fmt::format("{};{};{};{}", kManagedTag, ProviderTag("proxmox"),
+                       InstanceTag(services_->join.OurScope()->instance), RequestTag(request));
   }
 };
 
@@ -62,7 +63,9 @@ TEST_F(VmStepsTest, CreatesTheVmOnceWithItsMarkersAfterSavingTheIntent) {
   ASSERT_TRUE(vm.has_value());
   EXPECT_EQ((*vm)["node"], "pve1");
   const std::string tags = (*vm)["config"]["tags"].get<std::string>();
-  EXPECT_TRUE(IsOwnedBy(tags, (*vm)["config"]["name"].get<std::string>(), "proxmox", "workers-aaaaaa")) << tags;
+  EXPECT_TRUE(
+      IsOwnedBy(tags, (*vm)["config"]["name"].get<std::string>(), *services_->join.OurScope(), "workers-aaaaaa"))
+      << tags;
   EXPECT_EQ(counters_.vms_created.load(), 1);
   // Done: later passes neither list nor create.
   const auto creates = sim_->RequestCount("POST /nodes/{node}/qemu");
@@ -169,6 +172,65 @@ TEST_F(VmStepsTest, TheGoProvidersVmIsRecognisedByItsVmidAndSmbiosUuid) {
   auto remove_vm = steps::MakeRemoveVm(*services_);
   EXPECT_EQ(RunToEnd(*remove_vm, request->ctx).kind, StepResult::Kind::kNext);
   EXPECT_FALSE(Vm(650).has_value());
+}
+
+TEST_F(VmStepsTest, AnotherOmnisVmWithTheSameRequestMarkersIsNeitherAdoptedNorRemoved) {
+  // A second Omni whose provider also has the ID "proxmox", on the same cluster: same provider tag,
+  // another instance tag.
+  const std::string theirs = fmt::format("{};{};{};{}", kManagedTag, ProviderTag("proxmox"),
+                                         InstanceTag("ffffeeeedddd"), RequestTag("workers-aaaaaa"));
+  PlantVm("pve2", 777, "workers-aaaaaa", theirs);
+  auto create = steps::MakeCreateVm(*services_);
+  auto request = ReadyToCreate("workers-aaaaaa", "pve1");
+  ASSERT_EQ(RunToEnd(*create, request->ctx).kind, StepResult::Kind::kNext);
+  EXPECT_NE(request->machine.vmid(), 777u) << "made its own VM";
+  EXPECT_EQ(counters_.vms_adopted.load(), 0);
+
+  auto remove_vm = steps::MakeRemoveVm(*services_);
+  ASSERT_EQ(RunToEnd(*remove_vm, request->ctx).kind, StepResult::Kind::kNext);
+  ASSERT_EQ(Vms().size(), 1u) << "only our own VM went";
+  auto other = Vm(777);
+  ASSERT_TRUE(other.has_value());
+  EXPECT_THAT((*other)["config"]["tags"].get<std::string>(), HasSubstr("omni-instance.ffffeeeedddd"));
+}
+
+TEST_F(VmStepsTest, TheGoProvidersVmGoesWithItsCloudInitIso) {
+  // As the Go provider leaves a VM: no markers, its SMBIOS uuid, and "user-data-<vmid>.iso" attached.
+  auto request = NewRequest("workers-aaaaaa");
+  auto upload = pve_http_->UploadIso("pve2", "local", "user-data-651.iso", std::string(2048, 'x'));
+  ASSERT_TRUE(upload.ok()) << upload.status();
+  clock_.Advance(std::chrono::seconds{3});
+  pve::FormFields fields = {{"name", "talos-go"},
+                            {"memory", "1024"},
+                            {"smbios1", "uuid=" + request->machine.uuid()},
+                            {"scsi0", "local-lvm:2"},
+                            {"ide2", "local:iso/user-data-651.iso,media=cdrom"}};
+  ASSERT_TRUE(pve_http_->CreateVm("pve2", 651, fields).ok());
+  clock_.Advance(std::chrono::seconds{3});
+  ASSERT_TRUE(HasVolume("local:iso/user-data-651.iso"));
+  request->machine.set_node("pve2");
+  request->machine.set_vmid(651);
+  auto remove_vm = steps::MakeRemoveVm(*services_);
+  auto remove_cidata = steps::MakeRemoveCidata(*services_);
+  ASSERT_EQ(RunToEnd(*remove_vm, request->ctx).kind, StepResult::Kind::kNext);
+  EXPECT_FALSE(Vm(651).has_value());
+  ASSERT_EQ(RunToEnd(*remove_cidata, request->ctx).kind, StepResult::Kind::kNext);
+  EXPECT_FALSE(HasVolume("local:iso/user-data-651.iso"));
+}
+
+TEST_F(VmStepsTest, TheGoProvidersCloudInitIsoGoesEvenWhenItsVmWasAlreadyGone) {
+  auto upload = pve_http_->UploadIso("pve2", "local", "user-data-652.iso", std::string(2048, 'x'));
+  ASSERT_TRUE(upload.ok()) << upload.status();
+  clock_.Advance(std::chrono::seconds{3});
+  auto request = NewRequest("workers-aaaaaa");
+  request->machine.set_node("pve2");
+  request->machine.set_vmid(652);
+  request->machine.set_volume_id("local:iso/talos-go.iso");
+  auto remove_vm = steps::MakeRemoveVm(*services_);
+  auto remove_cidata = steps::MakeRemoveCidata(*services_);
+  ASSERT_EQ(RunToEnd(*remove_vm, request->ctx).kind, StepResult::Kind::kNext);
+  ASSERT_EQ(RunToEnd(*remove_cidata, request->ctx).kind, StepResult::Kind::kNext);
+  EXPECT_FALSE(HasVolume("local:iso/user-data-652.iso"));
 }
 
 }  // namespace

@@ -178,14 +178,39 @@ TEST(OwnershipTest, ForeignAndPartialMarkersAreNotOurs) {
 }
 
 TEST(OwnershipTest, IsOwnedByNeedsProviderRequestAndName) {
-  const std::string tags = "omni-proxmox;omni-provider.proxmox;omni-request.workers-a1b2c3";
-  EXPECT_TRUE(IsOwnedBy(tags, "workers-a1b2c3", "proxmox", "workers-a1b2c3"));
-  EXPECT_TRUE(IsOwnedBy("OMNI-PROXMOX,omni-provider.proxmox omni-request.workers-a1b2c3", "workers-a1b2c3", "proxmox",
-                        "workers-a1b2c3"))
+  const Scope ours{.provider_id = "proxmox", .instance = "0a1b2c3d4e5f"};
+  const std::string tags = "omni-proxmox;omni-provider.proxmox;omni-instance.0a1b2c3d4e5f;omni-request.workers-a1b2c3";
+  EXPECT_TRUE(IsOwnedBy(tags, "workers-a1b2c3", ours, "workers-a1b2c3"));
+  EXPECT_TRUE(IsOwnedBy("OMNI-PROXMOX,omni-provider.proxmox omni-instance.0A1B2C3D4E5F omni-request.workers-a1b2c3",
+                        "workers-a1b2c3", ours, "workers-a1b2c3"))
       << "any separator, any case";
-  EXPECT_FALSE(IsOwnedBy(tags, "workers-a1b2c3", "other", "workers-a1b2c3"));
-  EXPECT_FALSE(IsOwnedBy(tags, "workers-zzzzzz", "proxmox", "workers-a1b2c3")) << "name must match";
-  EXPECT_FALSE(IsOwnedBy(tags, "workers-a1b2c3", "proxmox", "workers-zzzzzz"));
+  EXPECT_FALSE(
+      IsOwnedBy(tags, "workers-a1b2c3", {.provider_id = "other", .instance = ours.instance}, "workers-a1b2c3"));
+  EXPECT_FALSE(IsOwnedBy(tags, "workers-zzzzzz", ours, "workers-a1b2c3")) << "name must match";
+  EXPECT_FALSE(IsOwnedBy(tags, "workers-a1b2c3", ours, "workers-zzzzzz"));
+}
+
+TEST(OwnershipTest, AnotherOmnisVmIsNeverOursEvenUnderTheSameProviderId) {
+  const Scope ours{.provider_id = "proxmox", .instance = "0a1b2c3d4e5f"};
+  const std::string theirs =
+      "omni-proxmox;omni-provider.proxmox;omni-instance.ffffeeeedddd;omni-request.workers-a1b2c3";
+  EXPECT_FALSE(IsOwnedBy(theirs, "workers-a1b2c3", ours, "workers-a1b2c3"));
+  Ownership o;
+  ASSERT_TRUE(ParseOwnership(theirs, o));
+  EXPECT_EQ(o.instance, "ffffeeeedddd");
+  EXPECT_EQ(MatchScope(o, ours), ScopeMatch::kOtherInstance);
+  EXPECT_EQ(MatchScope(o, {.provider_id = "proxmox", .instance = "ffffeeeedddd"}), ScopeMatch::kOurs);
+  EXPECT_EQ(MatchScope(o, {.provider_id = "lab", .instance = "ffffeeeedddd"}), ScopeMatch::kNotOurs);
+}
+
+TEST(OwnershipTest, AVmFromBeforeTheInstanceMarkerCountsForItsRequestButIsUnscoped) {
+  // Request IDs carry a random suffix: a request of this Omni with this ID is this VM's request.
+  const std::string old = "omni-proxmox;omni-provider.proxmox;omni-request.workers-a1b2c3";
+  const Scope ours{.provider_id = "proxmox", .instance = "0a1b2c3d4e5f"};
+  EXPECT_TRUE(IsOwnedBy(old, "workers-a1b2c3", ours, "workers-a1b2c3"));
+  Ownership o;
+  ASSERT_TRUE(ParseOwnership(old, o));
+  EXPECT_EQ(MatchScope(o, ours), ScopeMatch::kUnscoped);
 }
 
 TEST(OwnershipTest, VmNamesAreDnsSafe) {
