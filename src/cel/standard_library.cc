@@ -17,6 +17,8 @@
 #include <fmt/format.h>
 #include <re2/re2.h>
 
+#include "util/utf8.h"
+
 namespace omni_proxmox::cel {
 namespace {
 
@@ -75,72 +77,25 @@ Value UintOverflow() { return Value::StaticError("unsigned integer overflow"); }
 
 // ---- UTF-8 helpers for the string extensions ----
 
+// The code points of `s`, as Go's []rune(s) gives them (cel-go's string extensions work on those): each byte
+// that is not valid UTF-8 becomes U+FFFD.
 std::u32string Decode(std::string_view s) {
   std::u32string out;
   out.reserve(s.size());
   for (std::size_t i = 0; i < s.size();) {
-    const auto c = static_cast<unsigned char>(s[i]);
-    std::size_t len = c < 0x80 ? 1 : (c & 0xE0) == 0xC0 ? 2 : (c & 0xF0) == 0xE0 ? 3 : 4;
-    char32_t cp = len == 1 ? c : len == 2 ? (c & 0x1F) : len == 3 ? (c & 0x0F) : (c & 0x07);
-    for (std::size_t k = 1; k < len && i + k < s.size(); ++k) {
-      cp = (cp << 6) | (static_cast<unsigned char>(s[i + k]) & 0x3F);
-    }
-    out.push_back(cp);
-    i += len;
+    char32_t cp = 0;
+    const std::size_t len = util::DecodeUtf8(s, i, cp);
+    out.push_back(len == 0 ? util::kReplacementCharacter : cp);
+    i += len == 0 ? 1 : len;
   }
   return out;
 }
 
 std::string Encode(std::u32string_view cps) {
   std::string out;
-  for (char32_t cp : cps) {
-    if (cp < 0x80) {
-      out.push_back(static_cast<char>(cp));
-    } else if (cp < 0x800) {
-      out.push_back(static_cast<char>(0xC0 | (cp >> 6)));
-      out.push_back(static_cast<char>(0x80 | (cp & 0x3F)));
-    } else if (cp < 0x10000) {
-      out.push_back(static_cast<char>(0xE0 | (cp >> 12)));
-      out.push_back(static_cast<char>(0x80 | ((cp >> 6) & 0x3F)));
-      out.push_back(static_cast<char>(0x80 | (cp & 0x3F)));
-    } else {
-      out.push_back(static_cast<char>(0xF0 | (cp >> 18)));
-      out.push_back(static_cast<char>(0x80 | ((cp >> 12) & 0x3F)));
-      out.push_back(static_cast<char>(0x80 | ((cp >> 6) & 0x3F)));
-      out.push_back(static_cast<char>(0x80 | (cp & 0x3F)));
-    }
-  }
+  out.reserve(cps.size());
+  for (char32_t cp : cps) util::AppendUtf8(out, cp);
   return out;
-}
-
-bool ValidUtf8(std::string_view s) {
-  for (std::size_t i = 0; i < s.size();) {
-    const auto c = static_cast<unsigned char>(s[i]);
-    std::size_t len;
-    char32_t cp;
-    if (c < 0x80) {
-      ++i;
-      continue;
-    } else if ((c & 0xE0) == 0xC0) {
-      len = 2, cp = c & 0x1F;
-    } else if ((c & 0xF0) == 0xE0) {
-      len = 3, cp = c & 0x0F;
-    } else if ((c & 0xF8) == 0xF0) {
-      len = 4, cp = c & 0x07;
-    } else {
-      return false;
-    }
-    if (i + len > s.size()) return false;
-    for (std::size_t k = 1; k < len; ++k) {
-      const auto cc = static_cast<unsigned char>(s[i + k]);
-      if ((cc & 0xC0) != 0x80) return false;
-      cp = (cp << 6) | (cc & 0x3F);
-    }
-    const char32_t min = len == 2 ? 0x80 : len == 3 ? 0x800 : 0x10000;
-    if (cp < min || cp > 0x10FFFF || (cp >= 0xD800 && cp <= 0xDFFF)) return false;
-    i += len;
-  }
-  return true;
 }
 
 // Go's unicode.IsSpace, which strings.TrimSpace (cel-go's trim) uses.
@@ -269,7 +224,7 @@ Value ToStringValue(const Value& v) {
     case Kind::kBool:
       return Value::StringView(v.bool_value() ? "true" : "false");
     case Kind::kBytes:
-      if (!ValidUtf8(v.text())) return Value::StaticError("invalid UTF-8 in bytes, cannot convert to string");
+      if (!util::IsValidUtf8(v.text())) return Value::StaticError("invalid UTF-8 in bytes, cannot convert to string");
       return v.WithTextKind(Kind::kString);
     default:
       return NoOverload("string", {&v});
