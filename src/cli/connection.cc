@@ -118,12 +118,14 @@ absl::StatusOr<pve::ClientOptions> ResolvePveOptions(const ConnectionFlags& flag
   return options;
 }
 
-absl::StatusOr<Connections> Connect(const ConnectionFlags& flags) {
+absl::StatusOr<Connections> Connect(const ConnectionFlags& flags, const ConnectOptions& extra) {
   Connections out;
   OP_ASSIGN_OR_RETURN(out.key, ResolveProviderKey(flags));
   OP_ASSIGN_OR_RETURN(out.provider_id, ResolveProviderId(flags, out.key));
   OP_ASSIGN_OR_RETURN(out.endpoint, ResolveOmniEndpoint(flags));
   OP_ASSIGN_OR_RETURN(out.pve_options, ResolvePveOptions(flags));
+  out.pve_options.replica = extra.replica;
+  out.pve_options.mutation_gate = extra.mutation_gate;
   OP_ASSIGN_OR_RETURN(out.pve, pve::MakeHttpClient(out.pve_options, util::RealClock()));
 
   out.random = std::make_unique<util::Random>(util::Random::SeedFromDevice());
@@ -133,6 +135,11 @@ absl::StatusOr<Connections> Connect(const ConnectionFlags& flags) {
   omni_options.key = out.key;
   omni_options.provider_id = out.provider_id;
   omni_options.random = out.random.get();
+  omni_options.replica = extra.replica;
+  if (extra.ungated_state) {
+    OP_ASSIGN_OR_RETURN(out.ungated_state, omni::MakeGrpcStateClient(omni_options));
+  }
+  omni_options.mutation_gate = extra.mutation_gate;
   OP_ASSIGN_OR_RETURN(out.state, omni::MakeGrpcStateClient(omni_options));
   OP_ASSIGN_OR_RETURN(out.management, omni::MakeGrpcManagementClient(omni_options));
   return out;

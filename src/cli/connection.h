@@ -63,8 +63,18 @@ struct Connections {
   std::unique_ptr<pve::Client> pve;
   std::unique_ptr<omni::StateClient> state;
   std::unique_ptr<omni::ManagementClient> management;
+  // Only with ConnectOptions::ungated_state: a State client the gate does not guard (the leader
+  // lease's own writes).
+  std::unique_ptr<omni::StateClient> ungated_state;
 };
 
-absl::StatusOr<Connections> Connect(const ConnectionFlags& flags);
+// What `run` adds to the clients: who this replica is, and the gate of its leader lease.
+struct ConnectOptions {
+  std::string replica;
+  const util::MutationGate* mutation_gate = nullptr;  // must outlive the clients
+  bool ungated_state = false;
+};
+
+absl::StatusOr<Connections> Connect(const ConnectionFlags& flags, const ConnectOptions& extra = {});
 
 }  // namespace omni_proxmox::cli

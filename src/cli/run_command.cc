@@ -14,10 +14,13 @@
 #include "cli/connection.h"
 #include "cli/status_server.h"
 #include "omni/schematic.h"
+#include "provider/leader/leader_elector.h"
 #include "provider/model/providerdata.h"
 #include "provider/provider.h"
+#include "util/duration.h"
 #include "util/log.h"
 #include "util/metrics.h"
+#include "util/mutation_gate.h"
 #include "util/random.h"
 #include "util/version.h"
 
@@ -65,6 +68,12 @@ struct RunFlags {
   std::string gc_mode = "report";
   std::string gc_grace_period = "10m";
   std::string gc_interval = "5m";
+  // Leader election between replicas (docs/operator-guide.md, "Two replicas").
+  bool leader_elect = true;
+  std::string leader_lease_duration = "15s";
+  std::string leader_renew_deadline = "10s";
+  std::string leader_retry_period = "2s";
+  bool leader_local_takeover = true;
 };
 
 // Waits for SIGINT or SIGTERM (blocked in every thread by RunProvider before any is started).
@@ -108,7 +117,26 @@ int RunProvider(RunFlags flags) {
                                  .requests_per_second = flags.pve_requests_per_second};
   if (auto valid = pve::ValidateLimitOptions(limits); !valid.ok()) return usage_error(std::string(valid.message()));
 
-  auto connections = Connect(flags.connection);
+  provider::LeaderOptions leader_options{.enabled = flags.leader_elect, .local_takeover = flags.leader_local_takeover};
+  for (auto [text, flag, out] :
+       {std::tuple{&flags.leader_lease_duration, "--leader-lease-duration", &leader_options.lease_duration},
+        std::tuple{&flags.leader_renew_deadline, "--leader-renew-deadline", &leader_options.renew_deadline},
+        std::tuple{&flags.leader_retry_period, "--leader-retry-period", &leader_options.retry_period}}) {
+    auto parsed = util::ParseDuration(*text, flag);
+    if (!parsed.ok()) return usage_error(std::string(parsed.status().message()));
+    *out = *parsed;
+  }
+  if (auto valid = provider::ValidateLeaderOptions(leader_options); !valid.ok()) {
+    return usage_error(std::string(valid.message()));
+  }
+  util::Random identity_random(util::Random::SeedFromDevice());
+  leader_options.identity = provider::LeaderIdentity(identity_random);
+
+  // Every mutation this replica sends, to Proxmox and to Omni, passes the lease's gate.
+  util::ForwardingGate gate;
+  auto connections = Connect(flags.connection, {.replica = leader_options.identity,
+                                                .mutation_gate = flags.leader_elect ? &gate : nullptr,
+                                                .ungated_state = flags.leader_elect});
   if (!connections.ok()) return usage_error(std::string(connections.status().message()));
   auto& state = connections->state;
   const std::string& provider_id = connections->provider_id;
@@ -135,15 +163,23 @@ int RunProvider(RunFlags flags) {
   options.gc_mode = *gc_mode;
   options.gc_grace_period = *gc_grace;
   options.gc_interval = *gc_interval;
+  std::unique_ptr<provider::LeaderElector> leader;
+  if (flags.leader_elect) {
+    leader = std::make_unique<provider::LeaderElector>(leader_options, provider_id, *connections->ungated_state,
+                                                       util::RealClock(), *connections->random);
+    gate.Bind(leader.get());
+    log->info("leader election on: this replica is {}", leader->identity());
+  }
   util::MetricsRegistry metrics;
   auto provider = provider::Provider::Assemble(options, *connections->pve, *state, *connections->management, metrics,
-                                               util::RealClock(), *connections->random);
+                                               util::RealClock(), *connections->random, leader.get());
   if (!provider.ok()) return usage_error(std::string(provider.status().message()));
 
   StatusServerOptions status_options;
   status_options.listen = flags.listen;
   status_options.metrics = &metrics;
   status_options.readiness = [&provider]() { return (*provider)->Readiness(); };
+  status_options.ready_text = [&provider]() { return (*provider)->ReadyText(); };
   auto status_server = StatusServer::Start(status_options);
   if (!status_server.ok()) return usage_error(std::string(status_server.status().message()));
   log->info("omni-proxmox {} running as provider '{}' against {}; /healthz /readyz /metrics on {}:{}", util::kVersion,
@@ -196,6 +232,23 @@ void RegisterRunCommand(CLI::App& root, CommandContext& ctx) {
                   "Collect only what has been seen unused this long (e.g. 10m)")
       ->capture_default_str();
   cmd->add_option("--gc-interval", flags->gc_interval, "Time between garbage collection cycles")->capture_default_str();
+  cmd->add_option("--leader-elect", flags->leader_elect,
+                  "Elect one leader among replicas with this key through a lease in Omni; only the leader works. "
+                  "false: run as the only replica")
+      ->capture_default_str();
+  cmd->add_option("--leader-lease-duration", flags->leader_lease_duration,
+                  "How long a standby waits, after it last saw the lease renewed, before taking over")
+      ->capture_default_str();
+  cmd->add_option("--leader-renew-deadline", flags->leader_renew_deadline,
+                  "How long a leader keeps working without renewing its lease (less than the lease duration)")
+      ->capture_default_str();
+  cmd->add_option("--leader-retry-period", flags->leader_retry_period,
+                  "Time between attempts to acquire or renew the lease")
+      ->capture_default_str();
+  // For tests of the expiry path with both replicas on one host.
+  cmd->add_option("--leader-local-takeover", flags->leader_local_takeover,
+                  "Take over at once from a leader whose process is gone on this host")
+      ->group("");
   cmd->add_option("--listen", flags->listen, "Address for /healthz, /readyz and /metrics")
       ->envname(std::string(kListenEnv))
       ->capture_default_str();

@@ -126,7 +126,8 @@ absl::StatusOr<std::unique_ptr<StatusServer>> StatusServer::Start(StatusServerOp
   http.Get("/readyz", [self](const httplib::Request&, httplib::Response& res) {
     absl::Status ready = self->options_.readiness ? self->options_.readiness() : absl::OkStatus();
     if (ready.ok()) {
-      res.set_content("ok", kTextContentType);
+      std::string text = self->options_.ready_text ? self->options_.ready_text() : "";
+      res.set_content(text.empty() ? "ok" : text, kTextContentType);
     } else {
       res.status = 503;
       res.set_content(std::string(ready.message()), kTextContentType);

@@ -2,7 +2,7 @@
 
 // The status HTTP server behind `omni-proxmox run --listen ADDR:PORT`:
 //   GET /healthz  200 "ok" while the process runs (liveness)
-//   GET /readyz   200 "ok" when the readiness callback returns OK, else 503 with its message
+//   GET /readyz   200 "ok" (or ready_text, e.g. "standby") when readiness returns OK, else 503 with its message
 //   GET /metrics  the metrics registry in the Prometheus text format 0.0.4
 //   anything else 404
 // It serves on its own std::jthread; the object owns the thread and stops and joins it on Stop()
@@ -48,6 +48,9 @@ struct StatusServerOptions {
   std::string listen = "127.0.0.1:0";  // the --listen value
   // Null means always ready.
   std::function<absl::Status()> readiness;
+  // The body of a ready answer (e.g. "standby" for a replica that does not hold the leader lease,
+  // which is healthy and ready to take over); null or empty: "ok".
+  std::function<std::string()> ready_text;
   // Borrowed; must outlive the server. Null serves an empty exposition.
   const util::MetricsRegistry* metrics = nullptr;
 };

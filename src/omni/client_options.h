@@ -5,6 +5,7 @@
 
 #include "omni/keys.h"
 #include "util/clock.h"
+#include "util/mutation_gate.h"
 #include "util/random.h"
 
 namespace omni_proxmox::omni {
@@ -36,6 +37,13 @@ struct ClientOptions {
   int conflict_attempts = 10;
   // gRPC client keepalive ping interval (the Go client pings every minute).
   std::chrono::milliseconds keepalive{60'000};
+  // Sent as x-omni-proxmox-replica metadata on every call when set, so a stand-in can tell two
+  // replicas apart (Omni ignores it).
+  std::string replica;
+  // Asked right before every mutating call (Create, Update, Destroy, Teardown, and the schematic
+  // create) goes out; a closed gate fails the call with Aborted and nothing is sent. May be null;
+  // must outlive the client.
+  const util::MutationGate* mutation_gate = nullptr;
 };
 
 }  // namespace omni_proxmox::omni

@@ -25,9 +25,10 @@ absl::StatusOr<std::unique_ptr<Provider>> Provider::Assemble(ProviderOptions opt
                                                              omni::StateClient& state,
                                                              omni::ManagementClient& management,
                                                              util::MetricsRegistry& metrics, const util::Clock& clock,
-                                                             util::Random& random) {
+                                                             util::Random& random, LeaderElector* leader) {
   if (auto s = ValidateProviderOptions(options); !s.ok()) return s;
-  return std::unique_ptr<Provider>(new Provider(std::move(options), pve, state, management, metrics, clock, random));
+  return std::unique_ptr<Provider>(
+      new Provider(std::move(options), pve, state, management, metrics, clock, random, leader));
 }
 
 namespace {
@@ -43,8 +44,12 @@ StepOptions WithId(StepOptions steps, const std::string& id) {
 
 Provider::Provider(ProviderOptions options, pve::Client& pve, omni::StateClient& state,
                    omni::ManagementClient& management, util::MetricsRegistry& metrics, const util::Clock& clock,
-                   util::Random& random)
+                   util::Random& random, LeaderElector* leader)
     : options_(std::move(options)),
+      own_leader_(leader != nullptr ? nullptr
+                                    : std::make_unique<LeaderElector>(LeaderOptions{.enabled = false}, options_.info.id,
+                                                                      state, clock, random)),
+      leader_(leader != nullptr ? leader : own_leader_.get()),
       metrics_(metrics),
       clock_(clock),
       limited_(std::make_unique<pve::LimitedClient>(pve, options_.limits, clock, &metrics)),
@@ -84,7 +89,8 @@ Provider::Provider(ProviderOptions options, pve::Client& pve, omni::StateClient&
   if (options_.gc_mode != GcMode::kOff) {
     controller.gc_cycle = [this, mode = options_.gc_mode] { gc_->RunCycle(mode); };
   }
-  controller_ = std::make_unique<ProviderController>(controller, *runner_, state, cache_, *limited_, clock, random);
+  controller_ =
+      std::make_unique<ProviderController>(controller, *runner_, state, cache_, *limited_, *leader_, clock, random);
   // A request that found its node's task slots taken comes back when its turn in the queue comes.
   limited_->SetSlotFreedListener([this](const std::string& request_id) { controller_->queue().Add(request_id); });
 }
@@ -95,6 +101,7 @@ Provider::~Provider() {
 }
 
 void Provider::Start() {
+  leader_->Start();
   controller_->Start();
   metrics_loop_ = std::jthread([this](std::stop_token stop) { MetricsLoop(stop); });
 }
@@ -106,12 +113,23 @@ void Provider::Stop() {
     metrics_loop_.join();
   }
   controller_->Stop();
+  if (auto s = leader_->Release(); !s.ok()) {
+    util::Logger("leader")->warn("cannot release the leader lease (a standby takes over when it expires): {}",
+                                 std::string(s.message()));
+  }
 }
 
 ControllerHealth Provider::Health() const { return controller_->Health(); }
 
+std::string Provider::ReadyText() const { return controller_->Health().leading ? "ok" : "standby"; }
+
 absl::Status Provider::Readiness() const {
   const auto health = controller_->Health();
+  if (!health.leading) {
+    // A standby is healthy while it follows Omni; it writes nothing, so Proxmox is the leader's.
+    if (!health.watching) return absl::UnavailableError("standby, but not in sync with Omni's resources yet");
+    return absl::OkStatus();
+  }
   if (!health.registered) return absl::UnavailableError("not registered with Omni yet: " + health.omni_error);
   if (!health.omni_ok) return absl::UnavailableError("Omni: " + health.omni_error);
   if (!health.proxmox_ok) return absl::UnavailableError("Proxmox: " + health.proxmox_error);
@@ -141,6 +159,11 @@ void Provider::UpdateMetrics(bool with_listings) {
   const auto health = controller_->Health();
   metrics_.GetGauge("omni_proxmox_omni_up", "1 when the last Omni heartbeat succeeded").Set(health.omni_ok);
   metrics_.GetGauge("omni_proxmox_proxmox_up", "1 when the last Proxmox check succeeded").Set(health.proxmox_ok);
+  const LeaderStatus leader = leader_->Status();
+  metrics_.GetGauge("omni_proxmox_leader", "1 on the replica that holds the leader lease, 0 on standbys")
+      .Set(leader.leading);
+  metrics_.GetGauge("omni_proxmox_leader_transitions", "Times the leader lease changed hands, as the lease records it")
+      .Set(static_cast<double>(leader.transitions));
 }
 
 void Provider::MetricsLoop(std::stop_token stop) {

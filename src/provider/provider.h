@@ -23,6 +23,7 @@
 #include "omni/state_client.h"
 #include "provider/fleet/fleet_view.h"
 #include "provider/gc/collector.h"
+#include "provider/leader/leader_elector.h"
 #include "provider/reconciler/controller.h"
 #include "provider/reconciler/request_records.h"
 #include "provider/reconciler/step_runner.h"
@@ -65,20 +66,28 @@ absl::Status ValidateProviderOptions(const ProviderOptions& options);
 class Provider {
  public:
   // `pve` is wrapped in the limits (pve::LimitedClient); every reference must outlive the provider.
+  // `leader` (optional) decides whether this replica may work; its gate should guard `pve`, `state`
+  // and `management` (ClientOptions::mutation_gate), so a replica that lost its lease sends
+  // nothing. Without one the provider is the only replica and always works.
   static absl::StatusOr<std::unique_ptr<Provider>> Assemble(ProviderOptions options, pve::Client& pve,
                                                             omni::StateClient& state,
                                                             omni::ManagementClient& management,
                                                             util::MetricsRegistry& metrics, const util::Clock& clock,
-                                                            util::Random& random);
+                                                            util::Random& random, LeaderElector* leader = nullptr);
   ~Provider();
 
   void Start();
-  // Stops taking work: callers waiting for a task slot give up, in-flight passes finish.
+  // Stops taking work: callers waiting for a task slot give up, in-flight passes finish; then a
+  // leader gives its lease up, so a standby takes over at once.
   void Stop();
 
   ControllerHealth Health() const;
-  // OK when registered and both Omni and Proxmox answered the last heartbeat; else why not.
+  // OK when registered and both Omni and Proxmox answered the last heartbeat, or when a healthy
+  // standby (its cache in sync); else why not.
   absl::Status Readiness() const;
+  // "ok" for the leader, "standby" for a replica waiting to take over.
+  std::string ReadyText() const;
+  LeaderElector& leader() { return *leader_; }
   const ProviderCounters& counters() const { return counters_; }
   WorkQueue& queue() { return controller_->queue(); }
   FleetView& fleet() { return *fleet_; }
@@ -90,10 +99,12 @@ class Provider {
 
  private:
   Provider(ProviderOptions options, pve::Client& pve, omni::StateClient& state, omni::ManagementClient& management,
-           util::MetricsRegistry& metrics, const util::Clock& clock, util::Random& random);
+           util::MetricsRegistry& metrics, const util::Clock& clock, util::Random& random, LeaderElector* leader);
   void MetricsLoop(std::stop_token stop);
 
   const ProviderOptions options_;
+  std::unique_ptr<LeaderElector> own_leader_;  // without leader election: always leading
+  LeaderElector* leader_;
   util::MetricsRegistry& metrics_;
   const util::Clock& clock_;
   std::unique_ptr<pve::LimitedClient> limited_;

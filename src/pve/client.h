@@ -21,6 +21,7 @@
 
 #include "pve/types.h"
 #include "util/clock.h"
+#include "util/mutation_gate.h"
 #include "util/random.h"
 #include "util/secret.h"
 
@@ -74,6 +75,12 @@ struct ClientOptions {
   std::shared_ptr<util::Random> random;
 
   std::string user_agent = "omni-proxmox";
+  // Sent as X-Omni-Proxmox-Replica on every request when set, so a simulator can tell two replicas
+  // apart (Proxmox ignores it).
+  std::string replica;
+  // Asked right before every mutating request (POST, PUT, DELETE) goes out; a closed gate fails
+  // the call with kFenced and nothing is sent. May be null; must outlive the client.
+  const util::MutationGate* mutation_gate = nullptr;
 };
 
 class Client {

@@ -9,6 +9,7 @@
 #include <yaml-cpp/yaml.h>
 
 #include "pve/errors.h"
+#include "util/duration.h"
 #include "util/status_macros.h"
 #include "util/text.h"
 
@@ -266,30 +267,11 @@ absl::StatusOr<std::string> NormalizeApiUrl(std::string_view url_in, std::string
 }
 
 absl::StatusOr<std::chrono::milliseconds> ParseDuration(std::string_view text_in, std::string_view key) {
-  std::string text = Trim(std::string(text_in));
-  std::size_t digits = 0;
-  while (digits < text.size() && std::isdigit(static_cast<unsigned char>(text[digits]))) ++digits;
-  std::int64_t value = 0;
-  auto [ptr, ec] = std::from_chars(text.data(), text.data() + digits, value);
-  if (digits == 0 || ec != std::errc() || value > 100'000'000) {
-    return ConfigError(fmt::format("{} '{}': not a duration; write e.g. 500ms, 30s, 5m or 1h", key, text));
-  }
-  (void)ptr;
-  std::string unit = text.substr(digits);
-  std::int64_t ms;
-  if (unit == "ms") {
-    ms = value;
-  } else if (unit == "s" || unit.empty()) {
-    ms = value * 1000;
-  } else if (unit == "m") {
-    ms = value * 60'000;
-  } else if (unit == "h") {
-    ms = value * 3'600'000;
-  } else {
-    return ConfigError(fmt::format("{} '{}': unknown unit '{}'; use ms, s, m or h", key, text, unit));
-  }
-  if (ms <= 0) return ConfigError(fmt::format("{} '{}': must be positive", key, text));
-  return std::chrono::milliseconds(ms);
+  const std::string text = Trim(std::string(text_in));
+  auto parsed = util::ParseDuration(text, key);
+  if (!parsed.ok()) return ConfigError(std::string(parsed.status().message()));
+  if (parsed->count() <= 0) return ConfigError(fmt::format("{} '{}': must be positive", key, text));
+  return *parsed;
 }
 
 absl::StatusOr<ClientOptions> ParseConfigYaml(std::string_view yaml, std::string_view source,

@@ -32,6 +32,7 @@ constexpr KindInfo kKinds[] = {
     {ErrorKind::kTimeout, "timeout", absl::StatusCode::kDeadlineExceeded},
     {ErrorKind::kTls, "tls", absl::StatusCode::kFailedPrecondition},
     {ErrorKind::kUnsupported, "unsupported", absl::StatusCode::kUnimplemented},
+    {ErrorKind::kFenced, "fenced", absl::StatusCode::kAborted},
     {ErrorKind::kOther, "other", absl::StatusCode::kUnknown},
 };
 

@@ -43,6 +43,9 @@ enum class ErrorKind {
   kTimeout,
   kTls,
   kUnsupported,
+  // Not sent: this replica may not change anything now (util::MutationGate). Never retried by the
+  // client: the lease decides, not time.
+  kFenced,
   kOther,
 };
 

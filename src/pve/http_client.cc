@@ -135,7 +135,17 @@ class HandlePool {
 struct CallbackState {
   Response* response;
   bool too_large = false;
+  const util::MutationGate* gate = nullptr;  // set for mutating requests
+  absl::Status fenced;                       // why the gate refused, when it did
 };
+
+// Called by libcurl once connected, right before the request is sent: the last moment a replica
+// that lost its lease can still keep a mutation from going out.
+int CheckGateBeforeSending(void* user, char*, char*, int, int) {
+  auto* state = static_cast<CallbackState*>(user);
+  state->fenced = state->gate->Check();
+  return state->fenced.ok() ? CURL_PREREQFUNC_OK : CURL_PREREQFUNC_ABORT;
+}
 
 size_t WriteBody(char* data, size_t size, size_t count, void* user) {
   auto* state = static_cast<CallbackState*>(user);
@@ -606,6 +616,18 @@ class HttpClient final : public Client {
     std::string url = options_.base_url + request.path;
     if (!request.query.empty()) url += "?" + parse::FormEncode(request.query);
     CallbackState state{&result.response};
+    if (request.method != "GET" && options_.mutation_gate != nullptr) {
+      if (auto open = options_.mutation_gate->Check(); !open.ok()) {
+        pool_.Release(h, /*reuse=*/true);
+        result.status = MakeError(ErrorKind::kFenced,
+                                  fmt::format("{}: not sent: {}", Describe(request), std::string(open.message())));
+        result.reached_server = false;
+        return result;
+      }
+      state.gate = options_.mutation_gate;
+      curl_easy_setopt(h, CURLOPT_PREREQFUNCTION, &CheckGateBeforeSending);
+      curl_easy_setopt(h, CURLOPT_PREREQDATA, &state);
+    }
     struct curl_slist* headers = nullptr;
     curl_mime* mime = nullptr;
     UploadCursor upload{request.upload_bytes};
@@ -646,6 +668,11 @@ class HttpClient final : public Client {
 
     headers = curl_slist_append(headers, "Accept: application/json");
     headers = curl_slist_append(headers, "Expect:");
+    std::string replica;
+    if (!options_.replica.empty()) {
+      replica = "X-Omni-Proxmox-Replica: " + options_.replica;
+      headers = curl_slist_append(headers, replica.c_str());
+    }
     // Auth headers and cookies are built here only and never logged.
     std::string auth;
     if (request.authenticate) {
@@ -715,6 +742,12 @@ class HttpClient final : public Client {
                      elapsed.count(), new_connections > 0 ? "new" : "reused");
     }
 
+    if (code == CURLE_ABORTED_BY_CALLBACK && !state.fenced.ok()) {
+      result.status =
+          MakeError(ErrorKind::kFenced, fmt::format("{}: not sent: {}", what, std::string(state.fenced.message())));
+      result.reached_server = false;
+      return result;
+    }
     if (code != CURLE_OK) {
       result.status = TransportError(code, what, state.too_large, timeout);
       result.reached_server =

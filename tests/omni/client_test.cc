@@ -3,6 +3,7 @@
 #include <mutex>
 #include <set>
 
+#include <gmock/gmock.h>
 #include <gtest/gtest.h>
 
 #include "omni/join_config.h"
@@ -446,6 +447,43 @@ TEST_F(ClientTest, MachineRequestWatchFollowsTheRequestSet) {
     for (const auto& event : e) destroyed += event.type == EventType::kDestroyed;
     return destroyed == 2;
   }));
+}
+
+}  // namespace
+}  // namespace omni_proxmox::omni
+
+namespace omni_proxmox::omni {
+namespace {
+
+class TestGate final : public util::MutationGate {
+ public:
+  absl::Status Check() const override {
+    return open ? absl::OkStatus() : absl::AbortedError("this replica is a standby");
+  }
+  std::atomic<bool> open{true};
+};
+
+// With the gate closed, no write reaches Omni (the stand-in accepts no signed Create or Update);
+// reads and watches go on.
+TEST_F(ClientTest, AClosedMutationGateSendsNoWrite) {
+  TestGate gate;
+  ClientOptions options = options_;
+  options.mutation_gate = &gate;
+  options.replica = "host-a_1_aaaaaaaa";
+  auto state = MakeGrpcStateClient(options);
+  ASSERT_TRUE(state.ok()) << state.status();
+  gate.open = false;
+  const std::string owner = ProvisionControllerName("proxmox");
+  const auto before = standin_->SignedCalls();
+  auto refused = (*state)->Create(MachineState("req-f", "pve1"), owner);
+  EXPECT_EQ(refused.status().code(), absl::StatusCode::kAborted);
+  EXPECT_THAT(std::string(refused.status().message()), ::testing::HasSubstr("this replica is a standby"));
+  auto after = standin_->SignedCalls();
+  EXPECT_EQ(after["/cosi.resource.State/Create"],
+            before.count("/cosi.resource.State/Create") ? before.at("/cosi.resource.State/Create") : 0u);
+  EXPECT_TRUE((*state)->List({ProviderNamespace("proxmox"), ProviderMachineType("proxmox"), {}}).ok());
+  gate.open = true;
+  EXPECT_TRUE((*state)->Create(MachineState("req-f", "pve1"), owner).ok());
 }
 
 }  // namespace

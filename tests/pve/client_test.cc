@@ -14,6 +14,7 @@
 #include <thread>
 
 #include <fmt/format.h>
+#include <gmock/gmock.h>
 #include <gtest/gtest.h>
 #include <spdlog/sinks/ostream_sink.h>
 #include <spdlog/spdlog.h>
@@ -747,6 +748,44 @@ TEST_F(ClientTest, DebugLogsRedactSecrets) {
   EXPECT_EQ(text.find(sim_->default_token_secret()), std::string::npos) << text;
   EXPECT_EQ(text.find("PVE:root@pam"), std::string::npos) << text;  // no ticket either
   EXPECT_EQ(text.find("PVEAPIToken"), std::string::npos) << text;
+}
+
+}  // namespace
+}  // namespace omni_proxmox::pve
+
+namespace omni_proxmox::pve {
+namespace {
+
+// A gate the test opens and closes.
+class TestGate final : public util::MutationGate {
+ public:
+  absl::Status Check() const override {
+    return open ? absl::OkStatus() : absl::AbortedError("this replica is a standby");
+  }
+  std::atomic<bool> open{true};
+};
+
+// A closed gate keeps every mutation from going out (the simulator sees none), says why, and is
+// never retried; reads go on.
+TEST_F(ClientTest, AClosedMutationGateSendsNoMutation) {
+  TestGate gate;
+  ClientOptions options = TokenOptions();
+  options.mutation_gate = &gate;
+  options.replica = "host-a_1_aaaaaaaa";
+  auto client = MakeHttpClient(options, clock_);
+  ASSERT_TRUE(client.ok()) << client.status();
+  gate.open = false;
+  const auto creates = sim_->RequestCount("POST /nodes/{node}/qemu");
+  auto refused = (*client)->CreateVm("pve1", 900, {{"name", "fenced"}, {"memory", "1024"}});
+  ASSERT_FALSE(refused.ok());
+  EXPECT_EQ(ClassifyError(refused.status()), ErrorKind::kFenced);
+  EXPECT_THAT(std::string(refused.status().message()), ::testing::HasSubstr("this replica is a standby"));
+  EXPECT_EQ(sim_->RequestCount("POST /nodes/{node}/qemu"), creates);
+  EXPECT_EQ(sleeps_, 0) << "not retried";
+  EXPECT_TRUE((*client)->ListNodes().ok()) << "reads are not gated";
+  gate.open = true;
+  EXPECT_TRUE((*client)->CreateVm("pve1", 901, {{"name", "allowed"}, {"memory", "1024"}}).ok());
+  EXPECT_EQ(sim_->RequestCount("POST /nodes/{node}/qemu"), creates + 1);
 }
 
 }  // namespace

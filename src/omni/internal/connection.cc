@@ -79,13 +79,32 @@ absl::StatusOr<std::shared_ptr<Connection>> Connection::Create(const ClientOptio
   return std::shared_ptr<Connection>(new Connection(std::move(copy), std::move(channel), std::move(signer)));
 }
 
+namespace {
+bool Mutating(std::string_view method) {
+  for (std::string_view m :
+       {"/cosi.resource.State/Create", "/cosi.resource.State/Update", "/cosi.resource.State/Destroy",
+        "/cosi.resource.State/Teardown", "/management.ManagementService/CreateSchematicFromRaw"}) {
+    if (method == m) return true;
+  }
+  return false;
+}
+}  // namespace
+
 absl::Status Connection::Prepare(grpc::ClientContext& context, std::string_view method, bool state_call,
                                  bool streaming) const {
   GrpcMetadata metadata;
   // "providerID" in Go; gRPC lowercases metadata keys.
   if (state_call && !options_.provider_id.empty()) metadata.emplace_back("providerid", options_.provider_id);
   OP_ASSIGN_OR_RETURN(metadata, signer_->Sign(method, std::move(metadata)));
+  // After the signature, the last thing before the caller sends: a replica paused in between
+  // loses nothing but the microseconds to the stub call.
+  if (options_.mutation_gate != nullptr && Mutating(method)) {
+    if (auto open = options_.mutation_gate->Check(); !open.ok()) {
+      return absl::AbortedError(fmt::format("{}: not sent: {}", method, std::string(open.message())));
+    }
+  }
   for (const auto& [key, value] : metadata) context.AddMetadata(key, value);
+  if (!options_.replica.empty()) context.AddMetadata("x-omni-proxmox-replica", options_.replica);
   if (!streaming) context.set_deadline(std::chrono::system_clock::now() + options_.call_timeout);
   return absl::OkStatus();
 }

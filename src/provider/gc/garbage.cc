@@ -7,6 +7,7 @@
 #include <fmt/format.h>
 
 #include "provider/ownership/markers.h"
+#include "util/duration.h"
 
 namespace omni_proxmox::provider {
 namespace {
@@ -64,35 +65,12 @@ std::string_view GcModeName(GcMode mode) {
 }
 
 absl::StatusOr<std::chrono::seconds> ParseGcDuration(std::string_view text, std::string_view flag) {
-  const auto invalid = [&] {
-    return absl::InvalidArgumentError(
-        fmt::format("{} '{}' is not a duration; use e.g. 90s, 10m or 1h (a plain number is seconds)", flag, text));
-  };
-  if (text.empty()) return invalid();
-  std::int64_t multiplier = 1;
-  std::string_view digits = text;
-  switch (text.back()) {
-    case 's':
-      digits.remove_suffix(1);
-      break;
-    case 'm':
-      multiplier = 60;
-      digits.remove_suffix(1);
-      break;
-    case 'h':
-      multiplier = 3600;
-      digits.remove_suffix(1);
-      break;
-    default:
-      break;
+  auto parsed = util::ParseDuration(text, flag);
+  if (!parsed.ok()) return parsed.status();
+  if (*parsed % std::chrono::seconds{1} != std::chrono::milliseconds::zero()) {
+    return absl::InvalidArgumentError(fmt::format("{} '{}': use whole seconds, e.g. 90s or 10m", flag, text));
   }
-  std::int64_t value = 0;
-  const auto [end, error] = std::from_chars(digits.data(), digits.data() + digits.size(), value);
-  if (digits.empty() || error != std::errc{} || end != digits.data() + digits.size() || value < 0 ||
-      value > 10'000'000) {
-    return invalid();
-  }
-  return std::chrono::seconds{value * multiplier};
+  return std::chrono::duration_cast<std::chrono::seconds>(*parsed);
 }
 
 std::string_view GarbageKindName(GarbageKind kind) {

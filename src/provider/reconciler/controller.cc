@@ -21,13 +21,14 @@ std::string RequestOf(const omni::Resource& r) {
 }  // namespace
 
 ProviderController::ProviderController(ControllerOptions options, StepRunner& runner, omni::StateClient& state,
-                                       omni::ResourceCache& cache, pve::Client& pve, const util::Clock& clock,
-                                       util::Random& random)
+                                       omni::ResourceCache& cache, pve::Client& pve, LeaderElector& leader,
+                                       const util::Clock& clock, util::Random& random)
     : options_(std::move(options)),
       runner_(runner),
       state_(state),
       cache_(cache),
       pve_(pve),
+      leader_(leader),
       clock_(clock),
       queue_(
           {.workers = options_.concurrency},
@@ -44,6 +45,7 @@ ProviderController::ProviderController(ControllerOptions options, StepRunner& ru
 ProviderController::~ProviderController() { Stop(); }
 
 void ProviderController::Start() {
+  working_ = false;
   housekeeping_ = std::jthread([this](std::stop_token stop) { HousekeepingLoop(stop); });
   if (options_.gc_cycle) garbage_ = std::jthread([this](std::stop_token stop) { GarbageLoop(stop); });
 }
@@ -62,9 +64,12 @@ void ProviderController::Stop() {
 }
 
 ControllerHealth ProviderController::Health() const {
+  const LeaderStatus leader = leader_.Status();
   std::lock_guard lock(mutex_);
   ControllerHealth h = health_;
   h.watching = watching_ && cache_.Synced();
+  h.leading = leader.leading;
+  h.leader = leader.holder;
   return h;
 }
 
@@ -147,17 +152,25 @@ void ProviderController::Resync() {
   for (const auto& r : *requests) queue_.Add(r.metadata.id);
 }
 
+void ProviderController::FollowLeadership(bool leading) {
+  if (leading == working_) return;
+  working_ = leading;
+  if (leading) {
+    // Everything the cache holds, at once: the previous leader may have left work half done.
+    Resync();
+    queue_.Start();
+    return;
+  }
+  // In-flight passes finish (their mutations are refused by the closed gate); nothing new starts.
+  queue_.Stop();
+  std::lock_guard lock(mutex_);
+  health_.registered = false;
+  health_.omni_ok = health_.proxmox_ok = false;
+}
+
 void ProviderController::HousekeepingLoop(std::stop_token stop) {
   auto log = util::Logger("provider");
-  // Registration first; retried until Omni answers (never fatal).
-  std::chrono::milliseconds retry{500};
-  while (!stop.stop_requested() && !Register()) {
-    log->warn("{}", Health().omni_error);
-    clock_.SleepFor(retry, stop);
-    retry = std::min(retry * 2, std::chrono::milliseconds{30'000});
-  }
-  if (stop.stop_requested()) return;
-  log->info("registered as infra provider '{}'", options_.info.id);
+  // The watches run on every replica, so a standby's cache is warm when it takes over.
   StartWatches();
   // Workers start once the cache holds what Omni has (or after the timeout, reading Omni meanwhile),
   // so the first passes do not each make signed reads.
@@ -165,21 +178,38 @@ void ProviderController::HousekeepingLoop(std::stop_token stop) {
     log->warn("Omni's resources are not all listed after {} s; starting anyway",
               std::chrono::duration_cast<std::chrono::seconds>(options_.cache_sync_timeout).count());
   }
-  if (stop.stop_requested()) return;
-  queue_.Start();
+  std::chrono::milliseconds retry{500};
+  auto next_register = clock_.Monotonic();
   auto next_heartbeat = clock_.Monotonic();
   auto next_resync = clock_.Monotonic() + options_.resync_interval;
   while (!stop.stop_requested()) {
+    const bool leading = leader_.Leading();
+    FollowLeadership(leading);
     const auto now = clock_.Monotonic();
-    if (now >= next_heartbeat) {
+    if (leading && !Health().registered && now >= next_register) {
+      // Registration first; retried until Omni answers (never fatal).
+      if (Register()) {
+        log->info("registered as infra provider '{}'", options_.info.id);
+        retry = std::chrono::milliseconds{500};
+        next_heartbeat = now;
+      } else {
+        log->warn("{}", Health().omni_error);
+        next_register = now + retry;
+        retry = std::min(retry * 2, std::chrono::milliseconds{30'000});
+      }
+    }
+    if (leading && Health().registered && now >= next_heartbeat) {
       Heartbeat();
       next_heartbeat = now + options_.heartbeat_interval;
     }
-    if (now >= next_resync) {
+    if (leading && now >= next_resync) {
       Resync();
       next_resync = now + options_.resync_interval;
     }
-    clock_.SleepUntil(std::min(next_heartbeat, next_resync), stop);
+    // Leadership is looked at often, so a takeover starts working within a fraction of a second.
+    auto wake = std::min(next_resync, now + std::chrono::milliseconds{200});
+    if (leading) wake = std::min(wake, Health().registered ? next_heartbeat : next_register);
+    clock_.SleepUntil(wake, stop);
   }
 }
 
@@ -187,7 +217,8 @@ void ProviderController::GarbageLoop(std::stop_token stop) {
   // The first cycle waits one interval, so the watches have fed the provider what it owns.
   while (!stop.stop_requested()) {
     clock_.SleepFor(options_.gc_interval, stop);
-    if (stop.stop_requested() || !Health().registered) continue;
+    // Only the leader collects: a standby's view may be right, but it must not delete.
+    if (stop.stop_requested() || !leader_.Leading() || !Health().registered) continue;
     options_.gc_cycle();
   }
 }

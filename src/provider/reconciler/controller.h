@@ -1,11 +1,13 @@
 #pragma once
 
-// The provider's outer loop, where Omni's events enter the data path: it registers with Omni,
-// keeps the heartbeat fresh, runs the watches that feed the resource cache, maps each event to
-// the MachineRequest it concerns and queues that ID (the work queue's workers hand it to the step
-// runner), and re-queues every known request now and then, so a missed event costs at most
-// resync_interval. Omni being unreachable is reported in health and retried forever; it never
-// stops the process. Start()/Stop() from one thread; Health() is thread-safe.
+// The provider's outer loop, where Omni's events enter the data path: it runs the watches that
+// feed the resource cache, maps each event to the MachineRequest it concerns and queues that ID
+// (the work queue's workers hand it to the step runner), and re-queues every known request now
+// and then, so a missed event costs at most resync_interval. Only the leader (leader_elector.h)
+// works the queue, registers with Omni, keeps the heartbeat fresh and collects garbage; a standby
+// keeps its cache warm, so a takeover starts without a cold listing. Omni being unreachable is
+// reported in health and retried forever; it never stops the process. Start()/Stop() from one
+// thread; Health() is thread-safe.
 
 #include <chrono>
 #include <functional>
@@ -17,6 +19,7 @@
 #include "omni/provider_status.h"
 #include "omni/resource_cache.h"
 #include "omni/state_client.h"
+#include "provider/leader/leader_elector.h"
 #include "provider/reconciler/step_runner.h"
 #include "provider/reconciler/work_queue.h"
 #include "pve/client.h"
@@ -46,13 +49,16 @@ struct ControllerHealth {
   std::string omni_error;
   std::string proxmox_error;
   bool watching = false;  // the cache's watches are connected and bootstrapped
+  bool leading = true;    // this replica holds the leader lease (always, without leader election)
+  std::string leader;     // who holds it, as last seen
 };
 
 class ProviderController {
  public:
   // Every reference must outlive the controller.
   ProviderController(ControllerOptions options, StepRunner& runner, omni::StateClient& state,
-                     omni::ResourceCache& cache, pve::Client& pve, const util::Clock& clock, util::Random& random);
+                     omni::ResourceCache& cache, pve::Client& pve, LeaderElector& leader, const util::Clock& clock,
+                     util::Random& random);
   ~ProviderController();
 
   void Start();
@@ -63,6 +69,8 @@ class ProviderController {
 
  private:
   void HousekeepingLoop(std::stop_token stop);
+  // Starts or stops working the queue as leadership comes and goes.
+  void FollowLeadership(bool leading);
   void StartWatches();
   bool Register();
   void Heartbeat();
@@ -74,8 +82,10 @@ class ProviderController {
   omni::StateClient& state_;
   omni::ResourceCache& cache_;
   pve::Client& pve_;
+  LeaderElector& leader_;
   const util::Clock& clock_;
   WorkQueue queue_;
+  bool working_ = false;  // the queue runs (housekeeping thread only)
 
   mutable std::mutex mutex_;
   ControllerHealth health_;
