@@ -6,13 +6,13 @@
 
 #include <benchmark/benchmark.h>
 
-#include "cel/selector.h"
+#include "provider/placement/storage_selector.h"
 
 namespace {
 
-using omni_proxmox::cel::SelectFirst;
-using omni_proxmox::cel::StorageFacts;
-using omni_proxmox::cel::StorageSelector;
+using omni_proxmox::provider::SelectFirst;
+using omni_proxmox::provider::StorageFacts;
+using omni_proxmox::provider::StorageSelector;
 
 constexpr std::uint64_t kGiB = 1ull << 30;
 

@@ -1,4 +1,5 @@
-// Fuzzes the CEL parser, checker, planner and evaluator with arbitrary selector text.
+// Fuzzes the CEL parser, checker, planner and evaluator with arbitrary selector text, in the provider's storage
+// environment (provider/placement/storage_selector.h).
 //
 // Invariants checked beyond "no crash, no sanitizer report, no hang":
 //  - every input either compiles or fails with InvalidArgument whose message starts with "ERROR: <input>:";
@@ -11,15 +12,16 @@
 #include <string_view>
 
 #include "cel/cel.h"
-#include "cel/selector.h"
+#include "provider/placement/storage_selector.h"
 
 namespace {
 
 namespace cel = omni_proxmox::cel;
+namespace provider = omni_proxmox::provider;
 
-const cel::StorageFacts& Facts() {
-  static const cel::StorageFacts facts = [] {
-    cel::StorageFacts s;
+const provider::StorageFacts& Facts() {
+  static const provider::StorageFacts facts = [] {
+    provider::StorageFacts s;
     s.name = "local-lvm";
     s.node = "pve1";
     s.type = "lvmthin";
@@ -41,18 +43,18 @@ void Require(bool condition) {
 
 extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size) {
   const std::string_view source(reinterpret_cast<const char*>(data), size);
-  auto program = cel::CompileStorageExpression(source);
+  auto program = provider::CompileStorageExpression(source);
   if (!program.ok()) {
     Require(program.status().code() == absl::StatusCode::kInvalidArgument);
     Require(program.status().message().substr(0, 15) == "ERROR: <input>:");
   } else {
-    cel::StorageActivation activation(Facts());
+    provider::StorageActivation activation(Facts());
     const cel::Value first = program->Evaluate(activation);
     const cel::Value second = program->Evaluate(activation);
     Require(first.DebugString() == second.DebugString());
     (void)first.Own().DebugString();
     // The selector wrapper agrees with the raw program on bool results.
-    auto selector = cel::StorageSelector::Compile(source);
+    auto selector = provider::StorageSelector::Compile(source);
     if (selector.ok()) {
       auto match = selector->Matches(Facts());
       Require(match.ok() == (first.kind() == cel::Kind::kBool));

@@ -12,6 +12,9 @@
 // Compile = parse (macros expanded) + type check (unless disabled) + plan: identifiers are resolved to slots,
 // functions to built-ins, constant subexpressions are folded and constant `matches` patterns are compiled to RE2
 // once. A Program is immutable after Compile, thread-safe, and cheap to copy (it shares the plan).
+//
+// The engine knows nothing of what it is embedded in: an embedder declares its variables in an Env and binds them
+// per evaluation with an Activation (the provider's storage binding is provider/placement/storage_selector.h).
 
 #include <memory>
 #include <optional>

@@ -11,6 +11,8 @@
 
 #include <fmt/format.h>
 
+#include "util/utf8.h"
+
 namespace omni_proxmox::cel {
 namespace {
 
@@ -75,24 +77,6 @@ bool IsReserved(std::string_view word) {
                                                    "function",  "if",     "import", "let",      "loop", "package",
                                                    "namespace", "return", "var",    "void",     "while"};
   return std::find(std::begin(kReserved), std::end(kReserved), word) != std::end(kReserved);
-}
-
-void AppendUtf8(std::string& out, std::uint32_t cp) {
-  if (cp < 0x80) {
-    out.push_back(static_cast<char>(cp));
-  } else if (cp < 0x800) {
-    out.push_back(static_cast<char>(0xC0 | (cp >> 6)));
-    out.push_back(static_cast<char>(0x80 | (cp & 0x3F)));
-  } else if (cp < 0x10000) {
-    out.push_back(static_cast<char>(0xE0 | (cp >> 12)));
-    out.push_back(static_cast<char>(0x80 | ((cp >> 6) & 0x3F)));
-    out.push_back(static_cast<char>(0x80 | (cp & 0x3F)));
-  } else {
-    out.push_back(static_cast<char>(0xF0 | (cp >> 18)));
-    out.push_back(static_cast<char>(0x80 | ((cp >> 12) & 0x3F)));
-    out.push_back(static_cast<char>(0x80 | ((cp >> 6) & 0x3F)));
-    out.push_back(static_cast<char>(0x80 | (cp & 0x3F)));
-  }
 }
 
 int HexDigit(char c) {
@@ -448,7 +432,7 @@ class Lexer {
         if (bytes) {
           out.push_back(static_cast<char>(v));
         } else {
-          AppendUtf8(out, v);
+          util::AppendUtf8(out, v);
         }
         Advance(4);
         return;
@@ -465,7 +449,7 @@ class Lexer {
         if ((v >= 0xD800 && v <= 0xDFFF) || v > 0x10FFFF) {
           Fail(pos, fmt::format("Syntax error: invalid unicode code point in escape: {:#x}", v));
         }
-        AppendUtf8(out, v);
+        util::AppendUtf8(out, v);
         Advance(2 + n);
         return;
       }
@@ -475,7 +459,7 @@ class Lexer {
           if (bytes) {
             out.push_back(static_cast<char>(v));
           } else {
-            AppendUtf8(out, v);
+            util::AppendUtf8(out, v);
           }
           Advance(4);
           return;

@@ -7,6 +7,8 @@
 
 #include <fmt/format.h>
 
+#include "util/escape.h"
+
 namespace omni_proxmox::cel {
 namespace {
 
@@ -84,33 +86,10 @@ int CompareNumbers(const Value& a, const Value& b) {
   }
 }
 
+// CEL literal syntax: \\ \n \r \t, the quote, other control characters and DEL as \xXX.
 void AppendQuoted(std::string& out, std::string_view s, char quote) {
   out.push_back(quote);
-  for (unsigned char c : s) {
-    switch (c) {
-      case '\\':
-        out += "\\\\";
-        break;
-      case '\n':
-        out += "\\n";
-        break;
-      case '\r':
-        out += "\\r";
-        break;
-      case '\t':
-        out += "\\t";
-        break;
-      default:
-        if (c == static_cast<unsigned char>(quote)) {
-          out.push_back('\\');
-          out.push_back(quote);
-        } else if (c < 0x20 || c == 0x7f) {
-          out += fmt::format("\\x{:02x}", c);
-        } else {
-          out.push_back(static_cast<char>(c));
-        }
-    }
-  }
+  util::AppendEscaped(out, s, util::EscapeRules{quote, true, util::EscapeRules::Controls::kHexByte, false});
   out.push_back(quote);
 }
 

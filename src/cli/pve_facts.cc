@@ -59,7 +59,7 @@ absl::StatusOr<std::vector<NodeFacts>> ReadClusterFacts(pve::Client& client, boo
   return out;
 }
 
-bool UsableForDisks(const cel::StorageFacts& storage) {
+bool UsableForDisks(const provider::StorageFacts& storage) {
   return storage.enabled && storage.active &&
          std::find(storage.content.begin(), storage.content.end(), "images") != storage.content.end();
 }

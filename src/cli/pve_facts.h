@@ -9,9 +9,9 @@
 
 #include "absl/status/statusor.h"
 
-#include "cel/selector.h"
 #include "cli/connection.h"
 #include "provider/placement/placement.h"
+#include "provider/placement/storage_selector.h"
 #include "pve/client.h"
 
 namespace omni_proxmox::cli {
@@ -38,6 +38,6 @@ struct NodeFacts {
 absl::StatusOr<std::vector<NodeFacts>> ReadClusterFacts(pve::Client& client, bool bridges = false);
 
 // Placement's storage rule: a disk may go to an enabled, active storage with 'images' content.
-bool UsableForDisks(const cel::StorageFacts& storage);
+bool UsableForDisks(const provider::StorageFacts& storage);
 
 }  // namespace omni_proxmox::cli

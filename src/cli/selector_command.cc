@@ -22,12 +22,12 @@
 #include <nlohmann/json.hpp>
 #include <yaml-cpp/yaml.h>
 
-#include "cel/selector.h"
 #include "cli/command.h"
 #include "cli/connection.h"
 #include "cli/pve_facts.h"
 #include "cli/text_table.h"
 #include "provider/placement/placement.h"
+#include "provider/placement/storage_selector.h"
 #include "pve/config.h"
 #include "util/status_macros.h"
 
@@ -142,12 +142,12 @@ absl::Status ReadString(const json& entry, const std::string& field, std::string
 }
 
 // A PVE storage entry (GET /nodes/{node}/storage) plus "node".
-absl::StatusOr<cel::StorageFacts> ParseStorage(const json& entry) {
+absl::StatusOr<provider::StorageFacts> ParseStorage(const json& entry) {
   if (!entry.is_object()) {
     return absl::InvalidArgumentError(
         "storage must be a JSON object such as {\"storage\":\"local-lvm\",\"type\":\"lvmthin\",\"avail\":1024}");
   }
-  cel::StorageFacts facts;
+  provider::StorageFacts facts;
   OP_RETURN_IF_ERROR(ReadString(entry, "storage", facts.name));
   OP_RETURN_IF_ERROR(ReadString(entry, "node", facts.node));
   OP_RETURN_IF_ERROR(ReadString(entry, "type", facts.type));
@@ -176,9 +176,9 @@ json ErrorLine(std::string message, const char* kind) { return json{{"error", st
 std::pair<json, bool> EvalOne(const std::string& expr, const json& storage) {
   auto facts = ParseStorage(storage);
   if (!facts.ok()) return {ErrorLine(std::string(facts.status().message()), "input"), false};
-  auto program = cel::CompileStorageExpression(expr);
+  auto program = provider::CompileStorageExpression(expr);
   if (!program.ok()) return {ErrorLine(std::string(program.status().message()), "compile"), false};
-  cel::StorageActivation activation(*facts);
+  provider::StorageActivation activation(*facts);
   const cel::Value result = program->Evaluate(activation);
   if (result.IsError()) return {ErrorLine(std::string(result.text()), "eval"), false};
   return {json{{"type", std::string(result.TypeNameOf())}, {"value", ToJson(result)}}, true};
@@ -288,7 +288,7 @@ json YamlToJson(const YAML::Node& node) {
 }
 
 // The --storages file: a list of PVE storage entries, each with "node".
-absl::StatusOr<std::vector<cel::StorageFacts>> LoadStoragesFile(const std::string& path) {
+absl::StatusOr<std::vector<provider::StorageFacts>> LoadStoragesFile(const std::string& path) {
   OP_ASSIGN_OR_RETURN(const std::string text, pve::ReadFileToString(path));
   json list;
   try {
@@ -303,7 +303,7 @@ absl::StatusOr<std::vector<cel::StorageFacts>> LoadStoragesFile(const std::strin
         "active: 1}}]",
         path));
   }
-  std::vector<cel::StorageFacts> out;
+  std::vector<provider::StorageFacts> out;
   for (std::size_t i = 0; i < list.size(); ++i) {
     json entry = list[i];
     if (entry.is_object() && entry.contains("content") && entry["content"].is_array()) {
@@ -330,7 +330,7 @@ absl::StatusOr<std::vector<cel::StorageFacts>> LoadStoragesFile(const std::strin
 }
 
 struct SelectorRow {
-  cel::StorageFacts storage;
+  provider::StorageFacts storage;
   bool node_offline = false;
   std::string node_error;
   bool matched = false;
@@ -367,7 +367,7 @@ void RegisterTestSubcommand(CLI::App& selector, CommandContext& ctx) {
       "Exit code: 0 when some node has a chosen storage, 1 when the selector matches no usable storage\n"
       "or fails to evaluate, 2 for bad flags or a selector that does not compile.\n");
   cmd->callback([&ctx, flags] {
-    auto compiled = cel::StorageSelector::Compile(flags->selector);
+    auto compiled = provider::StorageSelector::Compile(flags->selector);
     if (!compiled.ok()) {
       std::cerr << "selector test: --selector does not compile:\n" << compiled.status().message() << "\n";
       ctx.exit_code = kExitUsage;
@@ -443,7 +443,7 @@ void RegisterTestSubcommand(CLI::App& selector, CommandContext& ctx) {
     }
     for (auto& [node, row] : chosen_by_node) row->chosen = true;
 
-    const auto usability = [](const cel::StorageFacts& s) -> std::string {
+    const auto usability = [](const provider::StorageFacts& s) -> std::string {
       if (!s.enabled) return "disabled";
       if (!s.active) return "inactive";
       if (!UsableForDisks(s)) return "no 'images' content";

@@ -5,6 +5,8 @@
 #include <openssl/hmac.h>
 #include <openssl/sha.h>
 
+#include "util/escape.h"
+
 namespace omni_proxmox::omni {
 namespace {
 
@@ -13,34 +15,6 @@ constexpr std::string_view kBase64Alphabet = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefgh
 int Base64Value(char c) {
   auto pos = kBase64Alphabet.find(c);
   return pos == std::string_view::npos ? -1 : static_cast<int>(pos);
-}
-
-// Decodes one UTF-8 sequence at text[i]; returns its length, or 0 if invalid. Mirrors Go's
-// utf8.DecodeRuneInString acceptance (no overlongs, no surrogates, max U+10FFFF).
-size_t Utf8Sequence(std::string_view text, size_t i, uint32_t& rune) {
-  auto byte = [&](size_t k) { return static_cast<unsigned char>(text[k]); };
-  unsigned char c = byte(i);
-  size_t len;
-  uint32_t min;
-  if (c < 0x80) {
-    rune = c;
-    return 1;
-  } else if ((c & 0xE0) == 0xC0) {
-    len = 2, rune = c & 0x1F, min = 0x80;
-  } else if ((c & 0xF0) == 0xE0) {
-    len = 3, rune = c & 0x0F, min = 0x800;
-  } else if ((c & 0xF8) == 0xF0) {
-    len = 4, rune = c & 0x07, min = 0x10000;
-  } else {
-    return 0;
-  }
-  if (i + len > text.size()) return 0;
-  for (size_t k = 1; k < len; ++k) {
-    if ((byte(i + k) & 0xC0) != 0x80) return 0;
-    rune = (rune << 6) | (byte(i + k) & 0x3F);
-  }
-  if (rune < min || rune > 0x10FFFF || (rune >= 0xD800 && rune <= 0xDFFF)) return 0;
-  return len;
 }
 
 }  // namespace
@@ -104,65 +78,6 @@ absl::StatusOr<std::string> Base64Decode(std::string_view text) {
   return out;
 }
 
-std::string GoJsonString(std::string_view text) {
-  static constexpr char kHex[] = "0123456789abcdef";
-  std::string out = "\"";
-  for (size_t i = 0; i < text.size();) {
-    unsigned char c = static_cast<unsigned char>(text[i]);
-    if (c < 0x80) {
-      switch (c) {
-        case '"':
-          out += "\\\"";
-          break;
-        case '\\':
-          out += "\\\\";
-          break;
-        case '\n':
-          out += "\\n";
-          break;
-        case '\r':
-          out += "\\r";
-          break;
-        case '\t':
-          out += "\\t";
-          break;
-        case '<':
-        case '>':
-        case '&':
-          out += "\\u00";
-          out += kHex[c >> 4];
-          out += kHex[c & 0xF];
-          break;
-        default:
-          if (c < 0x20) {
-            out += "\\u00";
-            out += kHex[c >> 4];
-            out += kHex[c & 0xF];
-          } else {
-            out += static_cast<char>(c);
-          }
-      }
-      ++i;
-      continue;
-    }
-    uint32_t rune = 0;
-    size_t len = Utf8Sequence(text, i, rune);
-    if (len == 0) {
-      out += "\\ufffd";
-      ++i;
-      continue;
-    }
-    if (rune == 0x2028 || rune == 0x2029) {
-      out += rune == 0x2028 ? "\\u2028" : "\\u2029";
-    } else {
-      out.append(text.substr(i, len));
-    }
-    i += len;
-  }
-  out += '"';
-  return out;
-}
-
 std::string GoJsonStringMap(const std::map<std::string, std::string>& values) {
   // std::map orders keys bytewise, as Go's encoding/json sorts map keys.
   std::string out = "{";
@@ -170,9 +85,9 @@ std::string GoJsonStringMap(const std::map<std::string, std::string>& values) {
   for (const auto& [key, value] : values) {
     if (!first) out += ',';
     first = false;
-    out += GoJsonString(key);
+    out += util::GoJsonQuote(key);
     out += ':';
-    out += GoJsonString(value);
+    out += util::GoJsonQuote(value);
   }
   out += '}';
   return out;

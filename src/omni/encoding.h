@@ -7,9 +7,10 @@
 
 #include "absl/status/statusor.h"
 
-// Byte-exact encodings shared by the Omni client: base64, Go encoding/json string escaping, Go
+// Byte-exact encodings shared by the Omni client: base64, Go encoding/json of a string map, Go
 // url.QueryEscape, HMAC-SHA256. These exist because Omni recomputes HMACs and compares headers over its own
-// Go re-encodings, so "equivalent" output is not good enough. Pure functions, thread-safe.
+// Go re-encodings, so "equivalent" output is not good enough (a single Go JSON string is util::GoJsonQuote).
+// Pure functions, thread-safe.
 namespace omni_proxmox::omni {
 
 // Standard base64 with padding (RFC 4648 §4).
@@ -17,10 +18,6 @@ std::string Base64Encode(std::string_view data);
 // Standard base64 with padding; rejects anything else (whitespace, URL alphabet, bad padding).
 absl::StatusOr<std::string> Base64Decode(std::string_view text);
 
-// `text` as a JSON string literal (with quotes), escaped exactly as Go's encoding/json does by default:
-// \" \\ \n \r \t, other controls as \u00XX, HTML-sensitive < > & as \u003c \u003e \u0026, U+2028/U+2029
-// escaped, invalid UTF-8 replaced by \ufffd.
-std::string GoJsonString(std::string_view text);
 // Go json.Marshal of a map[string]string: compact, keys sorted bytewise.
 std::string GoJsonStringMap(const std::map<std::string, std::string>& values);
 

@@ -7,6 +7,7 @@
 #include "omni/specs.h"
 #include "omni/specs/omni.pb.h"
 #include "omni/state_client.h"
+#include "util/escape.h"
 #include "util/status_macros.h"
 
 namespace omni_proxmox::omni {
@@ -75,7 +76,8 @@ absl::StatusOr<std::string> EncodeJoinToken(std::string_view base, const std::ma
   }
   std::string extra_json = GoJsonStringMap(extra);
   std::string signature = Base64Encode(HmacSha256(base, extra_json));
-  std::string token_json = fmt::format("{{\"extra_data\":{},\"signature\":{}}}", extra_json, GoJsonString(signature));
+  std::string token_json =
+      fmt::format("{{\"extra_data\":{},\"signature\":{}}}", extra_json, util::GoJsonQuote(signature));
   return fmt::format("v{}:{}", version, Base64Encode(token_json));
 }
 

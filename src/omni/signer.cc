@@ -7,6 +7,7 @@
 
 #include "omni/encoding.h"
 #include "omni/signing.h"
+#include "util/escape.h"
 #include "util/status_macros.h"
 
 namespace omni_proxmox::omni {
@@ -17,19 +18,19 @@ std::string BuildSignaturePayload(std::string_view method, const GrpcMetadata& m
   for (std::string_view name : kSignedHeaderNames) {
     if (!first) out += ',';
     first = false;
-    out += GoJsonString(name);
+    out += util::GoJsonQuote(name);
     out += ':';
     std::string values;
     for (const auto& [key, value] : metadata) {
       if (key != name) continue;
       values += values.empty() ? "[" : ",";
-      values += GoJsonString(value);
+      values += util::GoJsonQuote(value);
     }
     // Go compares with reflect.DeepEqual: nil (absent) is `null`, and `[]` would not match it.
     out += values.empty() ? "null" : values + "]";
   }
   out += "},\"method\":";
-  out += GoJsonString(method);
+  out += util::GoJsonQuote(method);
   out += '}';
   return out;
 }

@@ -16,6 +16,8 @@
 #include <spdlog/sinks/stdout_color_sinks.h>
 #include <spdlog/spdlog.h>
 
+#include "util/escape.h"
+
 namespace omni_proxmox::util {
 namespace {
 
@@ -135,39 +137,6 @@ LogFields LogContext::Current() {
 }
 
 std::unique_ptr<spdlog::formatter> MakeLogFormatter(LogFormat format) { return FormatterFor(Resolve(format, true)); }
-
-std::string JsonEscape(std::string_view text) {
-  std::string out;
-  out.reserve(text.size() + 8);
-  for (unsigned char c : text) {
-    switch (c) {
-      case '"':
-        out += "\\\"";
-        break;
-      case '\\':
-        out += "\\\\";
-        break;
-      case '\n':
-        out += "\\n";
-        break;
-      case '\r':
-        out += "\\r";
-        break;
-      case '\t':
-        out += "\\t";
-        break;
-      default:
-        if (c < 0x20) {
-          char buf[8];
-          std::snprintf(buf, sizeof(buf), "\\u%04x", c);
-          out += buf;
-        } else {
-          out += static_cast<char>(c);
-        }
-    }
-  }
-  return out;
-}
 
 absl::Status ParseLogFormat(std::string_view text, LogFormat& out) {
   if (text == "auto") {

@@ -67,7 +67,4 @@ std::shared_ptr<spdlog::logger> Logger(std::string_view name);
 // Parses "console" / "json" / "auto".
 absl::Status ParseLogFormat(std::string_view text, LogFormat& out);
 
-// Escapes `text` for inclusion inside a JSON string literal.
-std::string JsonEscape(std::string_view text);
-
 }  // namespace omni_proxmox::util

@@ -8,6 +8,8 @@
 
 #include <fmt/format.h>
 
+#include "util/escape.h"
+
 namespace omni_proxmox::util {
 namespace {
 
@@ -47,40 +49,13 @@ std::string FormatValue(double value) {
 
 std::string EscapeLabelValue(std::string_view value) {
   std::string out;
-  out.reserve(value.size());
-  for (char c : value) {
-    switch (c) {
-      case '\\':
-        out += "\\\\";
-        break;
-      case '"':
-        out += "\\\"";
-        break;
-      case '\n':
-        out += "\\n";
-        break;
-      default:
-        out += c;
-    }
-  }
+  AppendEscaped(out, value, kPrometheusLabelRules);
   return out;
 }
 
 std::string EscapeHelp(std::string_view help) {
   std::string out;
-  out.reserve(help.size());
-  for (char c : help) {
-    switch (c) {
-      case '\\':
-        out += "\\\\";
-        break;
-      case '\n':
-        out += "\\n";
-        break;
-      default:
-        out += c;
-    }
-  }
+  AppendEscaped(out, help, kPrometheusHelpRules);
   return out;
 }
 

@@ -175,6 +175,29 @@ TEST(EvalTest, StringExtensions) {
   EXPECT_EQ(Eval("'abc'.reverse()"), "\"cba\"");
 }
 
+// A bound string need not be valid UTF-8 (it comes from the embedder): the extensions see each invalid byte as
+// U+FFFD, as cel-go's do (Go's []rune conversion), and size() still counts it as one code point.
+TEST(EvalTest, StringExtensionsReadInvalidBytesAsReplacementCharacters) {
+  Env env;
+  const int s = env.AddVariable("s", Type::String());
+  env.check.string_extensions = true;
+  VectorActivation act(env);
+  const std::string bad =
+      "a\xff\xc3"
+      "b";  // a stray byte, then a lead byte whose continuation is missing
+  act.Set(s, Value::StringView(bad));
+  auto eval = [&](std::string_view src) {
+    auto program = Compile(env, src);
+    return program.ok() ? program->Evaluate(act).DebugString() : std::string(program.status().message());
+  };
+  EXPECT_EQ(eval("s.charAt(1)"), "\"\xef\xbf\xbd\"");
+  EXPECT_EQ(eval("s.reverse()"),
+            "\"b\xef\xbf\xbd\xef\xbf\xbd"
+            "a\"");
+  EXPECT_EQ(eval("s.indexOf('b')"), "3");
+  EXPECT_EQ(eval("size(s)"), "4");
+}
+
 TEST(EvalTest, ConstantsAreFoldedButErrorsStayRuntime) {
   Env env;
   env.AddConstant("GiB", Value::Uint(1ull << 30));

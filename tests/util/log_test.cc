@@ -13,12 +13,6 @@
 namespace omni_proxmox::util {
 namespace {
 
-TEST(JsonEscapeTest, EscapesQuotesBackslashesAndControlCharacters) {
-  EXPECT_EQ(JsonEscape(R"(say "hi" \ bye)"), R"(say \"hi\" \\ bye)");
-  EXPECT_EQ(JsonEscape("a\nb\tc\x01"), "a\\nb\\tc\\u0001");
-  EXPECT_EQ(JsonEscape("grüße"), "grüße");
-}
-
 TEST(ParseLogFormatTest, AcceptsKnownFormatsAndNamesTheFlagOtherwise) {
   LogFormat format = LogFormat::kAuto;
   EXPECT_TRUE(ParseLogFormat("json", format).ok());

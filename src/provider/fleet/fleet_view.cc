@@ -88,7 +88,7 @@ void FleetView::InvalidatePlacement() {
   snapshot_.reset();
 }
 
-absl::StatusOr<std::vector<cel::StorageFacts>> FleetView::NodeStorages(const std::string& node) {
+absl::StatusOr<std::vector<StorageFacts>> FleetView::NodeStorages(const std::string& node) {
   // From the listing (a few seconds old at most) rather than a listing per pass: requests waiting
   // for their node's download ask here on every pass.
   if (auto snapshot = Placement(); snapshot.ok()) {
@@ -101,7 +101,7 @@ absl::StatusOr<std::vector<cel::StorageFacts>> FleetView::NodeStorages(const std
     return absl::Status(listed.status().code(),
                         fmt::format("node {}: cannot list storages: {}", node, Msg(listed.status())));
   }
-  std::vector<cel::StorageFacts> storages;
+  std::vector<StorageFacts> storages;
   for (const auto& s : *listed) storages.push_back(ToStorageFacts(node, s));
   return storages;
 }

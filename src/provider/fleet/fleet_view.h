@@ -22,11 +22,11 @@
 #include "absl/status/statusor.h"
 #include "absl/synchronization/mutex.h"
 
-#include "cel/selector.h"
 #include "provider/fleet/iso_cache.h"
 #include "provider/fleet/ledger.h"
 #include "provider/fleet/task_poll.h"
 #include "provider/placement/placement.h"
+#include "provider/placement/storage_selector.h"
 #include "pve/client.h"
 #include "pve/limited_client.h"
 #include "util/clock.h"
@@ -87,7 +87,7 @@ class FleetView {
   void InvalidatePlacement();
   // `node`'s storages from the current listing, or from a listing of its own when the node is not
   // online in it.
-  absl::StatusOr<std::vector<cel::StorageFacts>> NodeStorages(const std::string& node);
+  absl::StatusOr<std::vector<StorageFacts>> NodeStorages(const std::string& node);
 
   // Whether `volid` ("storage:iso/file") is in `where`, from the ISO cache when it knows; `fresh`
   // skips the cache (the listing still refreshes it).

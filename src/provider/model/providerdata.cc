@@ -1,4 +1,5 @@
 #include "provider/model/providerdata.h"
+
 #include <algorithm>
 #include <functional>
 #include <limits>
@@ -9,8 +10,8 @@
 #include <nlohmann/json.hpp>
 #include <yaml-cpp/yaml.h>
 
-#include "cel/selector.h"
 #include "provider/model/yaml_kind.h"
+#include "provider/placement/storage_selector.h"
 #include "util/text.h"
 
 namespace omni_proxmox::provider {
@@ -194,7 +195,7 @@ FieldSpec<T> Selector(std::string name, std::string T::*member, std::string desc
   f.read = [member, name](const YAML::Node& node, T& out, Context& ctx, const std::string& path) {
     auto v = ReadString(node, ctx, path);
     if (!v) return;
-    auto compiled = cel::StorageSelector::Compile(*v);
+    auto compiled = StorageSelector::Compile(*v);
     if (!compiled.ok()) {
       ctx.Error(path, node.Mark(),
                 fmt::format("is not a valid selector:\n{}", std::string(compiled.status().message())));

@@ -11,19 +11,19 @@ namespace {
 constexpr std::uint64_t kMiB = 1024ull * 1024;
 constexpr std::uint64_t kGiB = 1024ull * kMiB;
 
-bool HasContent(const cel::StorageFacts& storage, std::string_view content) {
+bool HasContent(const StorageFacts& storage, std::string_view content) {
   return std::find(storage.content.begin(), storage.content.end(), content) != storage.content.end();
 }
 
 // Space is keyed by storage name for shared storages (one pool seen from every node) and by
 // node/storage for local ones.
-std::string SpaceKey(const cel::StorageFacts& storage) {
+std::string SpaceKey(const StorageFacts& storage) {
   return storage.shared ? storage.name : storage.node + "/" + storage.name;
 }
 
 struct DiskNeed {
   std::uint64_t bytes;
-  const cel::StorageSelector* selector;
+  const StorageSelector* selector;
   std::string label;         // "boot disk", "additional_disks[0]"
   std::string selector_key;  // "storage_selector", "additional_disks[0].storage_selector"
 };
@@ -46,7 +46,7 @@ std::string HumanBytes(std::uint64_t bytes) {
 }
 
 absl::StatusOr<CompiledSelectors> CompiledSelectors::Compile(const ProviderData& data) {
-  auto boot = cel::StorageSelector::Compile(data.storage_selector);
+  auto boot = StorageSelector::Compile(data.storage_selector);
   if (!boot.ok()) {
     return absl::InvalidArgumentError(fmt::format("storage_selector: {}", std::string(boot.status().message())));
   }
@@ -57,7 +57,7 @@ absl::StatusOr<CompiledSelectors> CompiledSelectors::Compile(const ProviderData&
       out.additional.emplace_back(std::nullopt);
       continue;
     }
-    auto compiled = cel::StorageSelector::Compile(source);
+    auto compiled = StorageSelector::Compile(source);
     if (!compiled.ok()) {
       return absl::InvalidArgumentError(
           fmt::format("additional_disks[{}].storage_selector: {}", i, std::string(compiled.status().message())));
@@ -65,7 +65,7 @@ absl::StatusOr<CompiledSelectors> CompiledSelectors::Compile(const ProviderData&
     out.additional.emplace_back(*compiled);
   }
   if (!data.iso_storage_selector.empty()) {
-    auto iso = cel::StorageSelector::Compile(data.iso_storage_selector);
+    auto iso = StorageSelector::Compile(data.iso_storage_selector);
     if (!iso.ok()) {
       return absl::InvalidArgumentError(fmt::format("iso_storage_selector: {}", std::string(iso.status().message())));
     }
@@ -98,10 +98,9 @@ PlacedVm PlacementDecision::AsReservation(const PlacementInput& input) const {
   return vm;
 }
 
-absl::StatusOr<cel::StorageFacts> ChooseIsoStorage(const std::string& node,
-                                                   const std::vector<cel::StorageFacts>& storages,
-                                                   const std::optional<cel::StorageSelector>& iso_selector) {
-  std::vector<const cel::StorageFacts*> candidates;
+absl::StatusOr<StorageFacts> ChooseIsoStorage(const std::string& node, const std::vector<StorageFacts>& storages,
+                                              const std::optional<StorageSelector>& iso_selector) {
+  std::vector<const StorageFacts*> candidates;
   for (const auto& s : storages) {
     if (s.enabled && s.active && std::binary_search(s.content.begin(), s.content.end(), std::string("iso"))) {
       candidates.push_back(&s);
@@ -162,7 +161,7 @@ std::vector<DiskNeed> DisksOf(const ProviderData& data, const CompiledSelectors&
 // "local (dir), local-lvm (lvmthin, inactive)": every storage of the node by name, with why it is
 // not usable for disks.
 std::string StorageListing(const NodeSnapshot& node) {
-  std::vector<const cel::StorageFacts*> by_name;
+  std::vector<const StorageFacts*> by_name;
   for (const auto& s : node.storages) by_name.push_back(&s);
   std::sort(by_name.begin(), by_name.end(), [](const auto* a, const auto* b) { return a->name < b->name; });
   std::vector<std::string> seen;
@@ -194,19 +193,19 @@ std::vector<std::string> MissingBridges(const NodeSnapshot& node, const Provider
 // matches with the most space free, then by name. InvalidArgument when a selector fails to evaluate.
 absl::StatusOr<NodeEvaluation> ChooseStorages(const NodeSnapshot& node, const std::vector<DiskNeed>& disks,
                                               std::map<std::string, std::uint64_t>& reserved_space) {
-  std::vector<const cel::StorageFacts*> usable;
+  std::vector<const StorageFacts*> usable;
   for (const auto& s : node.storages) {
     if (s.enabled && s.active && HasContent(s, "images")) usable.push_back(&s);
   }
   std::map<std::string, std::uint64_t> taken;  // space this VM's earlier disks take, by key
-  const auto free_of = [&](const cel::StorageFacts* s) {
+  const auto free_of = [&](const StorageFacts* s) {
     const std::uint64_t used = reserved_space[SpaceKey(*s)] + taken[SpaceKey(*s)];
     return s->avail_bytes > used ? s->avail_bytes - used : 0;
   };
   NodeEvaluation eval;
   for (std::size_t d = 0; d < disks.size(); ++d) {
     const DiskNeed& need = disks[d];
-    std::vector<const cel::StorageFacts*> matched;
+    std::vector<const StorageFacts*> matched;
     for (const auto* s : usable) {
       auto m = need.selector->Matches(*s);
       if (!m.ok()) {
@@ -225,7 +224,7 @@ absl::StatusOr<NodeEvaluation> ChooseStorages(const NodeSnapshot& node, const st
       const auto fa = free_of(a), fb = free_of(b);
       return fa != fb ? fa > fb : a->name < b->name;
     });
-    const cel::StorageFacts* chosen = matched.front();
+    const StorageFacts* chosen = matched.front();
     if (free_of(chosen) < need.bytes) {
       eval.rejection = fmt::format("{}: storage '{}' has {} free, the {} needs {}", node.name, chosen->name,
                                    HumanBytes(free_of(chosen)), need.label, HumanBytes(need.bytes));
@@ -366,8 +365,8 @@ absl::StatusOr<PlacementDecision> Place(const PlacementInput& input) {
   return Decide(data, candidates, committed, rejections);
 }
 
-cel::StorageFacts ToStorageFacts(const std::string& node, const pve::NodeStorage& storage) {
-  cel::StorageFacts facts;
+StorageFacts ToStorageFacts(const std::string& node, const pve::NodeStorage& storage) {
+  StorageFacts facts;
   facts.name = storage.storage;
   facts.node = node;
   facts.type = storage.type;

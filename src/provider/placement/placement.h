@@ -11,8 +11,8 @@
 
 #include "absl/status/statusor.h"
 
-#include "cel/selector.h"
 #include "provider/model/providerdata.h"
+#include "provider/placement/storage_selector.h"
 #include "pve/types.h"
 
 namespace omni_proxmox::provider {
@@ -20,12 +20,12 @@ namespace omni_proxmox::provider {
 // The selectors of one providerdata, compiled once. Immutable, thread-safe.
 // A storage as Proxmox lists it for a node, in the form selectors and placement read (content
 // sorted: Proxmox shuffles it, and a stable order keeps choices and tables deterministic).
-cel::StorageFacts ToStorageFacts(const std::string& node, const pve::NodeStorage& storage);
+StorageFacts ToStorageFacts(const std::string& node, const pve::NodeStorage& storage);
 
 struct CompiledSelectors {
-  cel::StorageSelector boot;
-  std::vector<std::optional<cel::StorageSelector>> additional;  // nullopt: same storage as the boot disk
-  std::optional<cel::StorageSelector> iso;
+  StorageSelector boot;
+  std::vector<std::optional<StorageSelector>> additional;  // nullopt: same storage as the boot disk
+  std::optional<StorageSelector> iso;
 
   static absl::StatusOr<CompiledSelectors> Compile(const ProviderData& data);
 };
@@ -35,8 +35,8 @@ struct NodeSnapshot {
   bool online = false;
   std::uint64_t max_memory_bytes = 0;
   std::uint64_t used_memory_bytes = 0;
-  std::vector<cel::StorageFacts> storages;  // GET /nodes/{node}/storage
-  std::vector<std::string> bridges;         // empty when unknown (not checked)
+  std::vector<StorageFacts> storages;  // GET /nodes/{node}/storage
+  std::vector<std::string> bridges;    // empty when unknown (not checked)
 };
 
 // A VM that already exists (ours) or is being created right now (a reservation), counted
@@ -81,9 +81,8 @@ absl::StatusOr<PlacementDecision> Place(const PlacementInput& input);
 // first by name of the node's enabled, active storages with "iso" content that `iso_selector`
 // (when set) matches. FailedPrecondition naming the node and the fix when none qualifies, or when
 // the selector cannot be evaluated on a storage.
-absl::StatusOr<cel::StorageFacts> ChooseIsoStorage(const std::string& node,
-                                                   const std::vector<cel::StorageFacts>& storages,
-                                                   const std::optional<cel::StorageSelector>& iso_selector);
+absl::StatusOr<StorageFacts> ChooseIsoStorage(const std::string& node, const std::vector<StorageFacts>& storages,
+                                              const std::optional<StorageSelector>& iso_selector);
 
 // "16 GiB", "512 MiB": for messages.
 std::string HumanBytes(std::uint64_t bytes);

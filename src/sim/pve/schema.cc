@@ -448,6 +448,160 @@ std::optional<std::string> Schema::CheckPropertyString(const json& format, const
   return message + "\n";
 }
 
+// The named formats whose check is longer than a line, for Schema::CheckNamedFormat.
+namespace {
+
+std::optional<std::string> CheckTagList(const std::string& value) {
+  std::size_t start = 0;
+  bool any = false;
+  while (start < value.size()) {
+    std::size_t end = value.find_first_of(",; \t", start);
+    std::string tag = value.substr(start, end == std::string::npos ? std::string::npos : end - start);
+    if (!tag.empty()) {
+      any = true;
+      if (!MatchesRegex(tag, R"([a-z0-9_][a-z0-9_\-\+\.]*)", true)) return "invalid characters in tag";
+    }
+    if (end == std::string::npos) break;
+    start = end + 1;
+  }
+  if (!any && !value.empty()) return "invalid characters in tag";
+  return std::nullopt;
+}
+
+std::optional<std::string> CheckContentList(const std::string& value) {
+  static const std::vector<std::string> kinds = {"images", "rootdir",  "iso",    "vztmpl",
+                                                 "backup", "snippets", "import", "none"};
+  std::size_t start = 0;
+  while (start <= value.size()) {
+    std::size_t end = value.find_first_of(",;", start);
+    std::string kind = value.substr(start, end == std::string::npos ? std::string::npos : end - start);
+    if (std::find(kinds.begin(), kinds.end(), kind) == kinds.end()) {
+      return fmt::format("invalid content type '{}'", kind);
+    }
+    if (end == std::string::npos) break;
+    start = end + 1;
+  }
+  return std::nullopt;
+}
+
+std::optional<std::string> CheckConfigIdList(const std::string& value) {
+  std::size_t start = 0;
+  while (start <= value.size()) {
+    std::size_t end = value.find_first_of(",; ", start);
+    std::string id = value.substr(start, end == std::string::npos ? std::string::npos : end - start);
+    if (!MatchesRegex(id, R"([a-z][a-z_\-]*\d*)")) return fmt::format("invalid configuration ID '{}'", id);
+    if (end == std::string::npos) break;
+    start = end + 1;
+  }
+  return std::nullopt;
+}
+
+std::optional<std::string> CheckBoot(const std::string& value) {
+  for (const auto& [key, sub_value] : SplitPropertyString(value)) {
+    if (key == "order") {
+      std::size_t start = 0;
+      while (start <= sub_value.size()) {
+        std::size_t end = sub_value.find(';', start);
+        std::string device = sub_value.substr(start, end == std::string::npos ? std::string::npos : end - start);
+        bool ok = IsDriveName(device) || MatchesRegex(device, R"((net\d+|hostpci\d+|usb\d+))");
+        if (!ok) return fmt::format("format error\nboot.order: invalid boot device '{}'", device);
+        if (end == std::string::npos) break;
+        start = end + 1;
+      }
+    } else if (key == "legacy" || key.empty()) {
+      if (!MatchesRegex(sub_value, "[acdn]{1,4}"))
+        return "format error\nboot.legacy: value does not match the regex pattern";
+    } else {
+      return fmt::format(
+          "format error\nboot.{}: property is not defined in schema and the schema does not allow "
+          "additional properties",
+          key);
+    }
+  }
+  return std::nullopt;
+}
+
+std::optional<std::string> CheckSmbios1(const std::string& value) {
+  static const std::vector<std::string> keys = {"base64", "family", "manufacturer", "product",
+                                                "serial", "sku",    "uuid",         "version"};
+  for (const auto& [key, sub_value] : SplitPropertyString(value)) {
+    if (std::find(keys.begin(), keys.end(), key) == keys.end()) {
+      return fmt::format(
+          "format error\nsmbios1.{}: property is not defined in schema and the schema does not allow "
+          "additional properties",
+          key.empty() ? sub_value : key);
+    }
+    if (key == "uuid" && !MatchesRegex(sub_value, "[a-fA-F0-9]{8}(-[a-fA-F0-9]{4}){3}-[a-fA-F0-9]{12}")) {
+      return "format error\nsmbios1.uuid: value does not match the regex pattern";
+    }
+    if (key == "base64" && sub_value != "0" && sub_value != "1") {
+      return fmt::format("format error\nsmbios1.base64: type check ('boolean') failed - got '{}'", sub_value);
+    }
+  }
+  return std::nullopt;
+}
+
+std::optional<std::string> CheckHostpci(const std::string& value) {
+  static const std::vector<std::string> keys = {"host",  "device-id", "driver",       "legacy-igd", "mapping",
+                                                "mdev",  "pcie",      "rombar",       "romfile",    "sub-device-id",
+                                                "x-vga", "vendor-id", "sub-vendor-id"};
+  bool has_host = false, has_mapping = false;
+  for (auto [key, sub_value] : SplitPropertyString(value)) {
+    if (key.empty()) key = "host";
+    if (std::find(keys.begin(), keys.end(), key) == keys.end()) {
+      return fmt::format(
+          "format error\nhostpci.{}: property is not defined in schema and the schema does not allow "
+          "additional properties",
+          key);
+    }
+    if (key == "host") {
+      has_host = true;
+      if (!MatchesRegex(
+              sub_value,
+              R"(((?:[a-f0-9]{4,}:)?[a-f0-9]{2}:[a-f0-9]{2}(?:\.[a-f0-9])?)(;((?:[a-f0-9]{4,}:)?[a-f0-9]{2}:[a-f0-9]{2}(?:\.[a-f0-9])?))*)",
+              true)) {
+        return "format error\nhostpci.host: value does not match the regex pattern";
+      }
+    }
+    if (key == "mapping") {
+      has_mapping = true;
+      if (!MatchesRegex(sub_value, R"([a-z][a-z0-9_-]+)", true)) {
+        return "format error\nhostpci.mapping: value does not look like a valid mapping ID";
+      }
+    }
+    if ((key == "pcie" || key == "x-vga" || key == "rombar" || key == "legacy-igd") && sub_value != "0" &&
+        sub_value != "1") {
+      return fmt::format("format error\nhostpci.{}: type check ('boolean') failed - got '{}'", key, sub_value);
+    }
+  }
+  if (has_host == has_mapping) return "either 'host' or 'mapping' must be set.";
+  return std::nullopt;
+}
+
+std::optional<std::string> CheckCpu(const std::string& value) {
+  static const std::vector<std::string> keys = {"cputype",      "flags", "guest-phys-bits", "hidden",
+                                                "hv-vendor-id", "level", "phys-bits",       "reported-model"};
+  for (auto [key, sub_value] : SplitPropertyString(value)) {
+    if (key.empty()) key = "cputype";
+    if (std::find(keys.begin(), keys.end(), key) == keys.end()) {
+      return fmt::format(
+          "format error\ncpu.{}: property is not defined in schema and the schema does not allow "
+          "additional properties",
+          key);
+    }
+    if (key == "cputype" && sub_value.rfind("custom-", 0) != 0 &&
+        std::find(CpuModels().begin(), CpuModels().end(), sub_value) == CpuModels().end()) {
+      return fmt::format("Built-in cputype '{}' is not defined (missing 'custom-' prefix?)", sub_value);
+    }
+    if (key == "flags" && !MatchesRegex(sub_value, R"([+-][a-zA-Z0-9\-_\.]+(;[+-][a-zA-Z0-9\-_\.]+)*)")) {
+      return "format error\ncpu.flags: value does not match the regex pattern";
+    }
+  }
+  return std::nullopt;
+}
+
+}  // namespace
+
 std::optional<std::string> Schema::CheckNamedFormat(const std::string& format, const std::string& value) const {
   if (format == "pve-vmid") {
     bool ok = value.size() >= 3 && value.size() <= 9 && value[0] != '0' && IsInteger(value) &&
@@ -471,135 +625,21 @@ std::optional<std::string> Schema::CheckNamedFormat(const std::string& format, c
       return "value does not look like a valid pool name";
     }
   } else if (format == "pve-tag-list") {
-    std::size_t start = 0;
-    bool any = false;
-    while (start < value.size()) {
-      std::size_t end = value.find_first_of(",; \t", start);
-      std::string tag = value.substr(start, end == std::string::npos ? std::string::npos : end - start);
-      if (!tag.empty()) {
-        any = true;
-        if (!MatchesRegex(tag, R"([a-z0-9_][a-z0-9_\-\+\.]*)", true)) return "invalid characters in tag";
-      }
-      if (end == std::string::npos) break;
-      start = end + 1;
-    }
-    if (!any && !value.empty()) return "invalid characters in tag";
+    return CheckTagList(value);
   } else if (format == "pve-storage-content" || format == "pve-storage-content-list") {
-    static const std::vector<std::string> kinds = {"images", "rootdir",  "iso",    "vztmpl",
-                                                   "backup", "snippets", "import", "none"};
-    std::size_t start = 0;
-    while (start <= value.size()) {
-      std::size_t end = value.find_first_of(",;", start);
-      std::string kind = value.substr(start, end == std::string::npos ? std::string::npos : end - start);
-      if (std::find(kinds.begin(), kinds.end(), kind) == kinds.end()) {
-        return fmt::format("invalid content type '{}'", kind);
-      }
-      if (end == std::string::npos) break;
-      start = end + 1;
-    }
+    return CheckContentList(value);
   } else if (format == "pve-volume-id") {
     if (!MatchesRegex(value, R"([^:\s]+:\S+)")) return fmt::format("unable to parse volume ID '{}'", value);
   } else if (format == "pve-configid-list") {
-    std::size_t start = 0;
-    while (start <= value.size()) {
-      std::size_t end = value.find_first_of(",; ", start);
-      std::string id = value.substr(start, end == std::string::npos ? std::string::npos : end - start);
-      if (!MatchesRegex(id, R"([a-z][a-z_\-]*\d*)")) return fmt::format("invalid configuration ID '{}'", id);
-      if (end == std::string::npos) break;
-      start = end + 1;
-    }
+    return CheckConfigIdList(value);
   } else if (format == "pve-qm-boot") {
-    for (const auto& [key, sub_value] : SplitPropertyString(value)) {
-      if (key == "order") {
-        std::size_t start = 0;
-        while (start <= sub_value.size()) {
-          std::size_t end = sub_value.find(';', start);
-          std::string device = sub_value.substr(start, end == std::string::npos ? std::string::npos : end - start);
-          bool ok = IsDriveName(device) || MatchesRegex(device, R"((net\d+|hostpci\d+|usb\d+))");
-          if (!ok) return fmt::format("format error\nboot.order: invalid boot device '{}'", device);
-          if (end == std::string::npos) break;
-          start = end + 1;
-        }
-      } else if (key == "legacy" || key.empty()) {
-        if (!MatchesRegex(sub_value, "[acdn]{1,4}"))
-          return "format error\nboot.legacy: value does not match the regex pattern";
-      } else {
-        return fmt::format(
-            "format error\nboot.{}: property is not defined in schema and the schema does not allow "
-            "additional properties",
-            key);
-      }
-    }
+    return CheckBoot(value);
   } else if (format == "pve-qm-smbios1") {
-    static const std::vector<std::string> keys = {"base64", "family", "manufacturer", "product",
-                                                  "serial", "sku",    "uuid",         "version"};
-    for (const auto& [key, sub_value] : SplitPropertyString(value)) {
-      if (std::find(keys.begin(), keys.end(), key) == keys.end()) {
-        return fmt::format(
-            "format error\nsmbios1.{}: property is not defined in schema and the schema does not allow "
-            "additional properties",
-            key.empty() ? sub_value : key);
-      }
-      if (key == "uuid" && !MatchesRegex(sub_value, "[a-fA-F0-9]{8}(-[a-fA-F0-9]{4}){3}-[a-fA-F0-9]{12}")) {
-        return "format error\nsmbios1.uuid: value does not match the regex pattern";
-      }
-      if (key == "base64" && sub_value != "0" && sub_value != "1") {
-        return fmt::format("format error\nsmbios1.base64: type check ('boolean') failed - got '{}'", sub_value);
-      }
-    }
+    return CheckSmbios1(value);
   } else if (format == "pve-qm-hostpci") {
-    static const std::vector<std::string> keys = {"host",  "device-id", "driver",       "legacy-igd", "mapping",
-                                                  "mdev",  "pcie",      "rombar",       "romfile",    "sub-device-id",
-                                                  "x-vga", "vendor-id", "sub-vendor-id"};
-    bool has_host = false, has_mapping = false;
-    for (auto [key, sub_value] : SplitPropertyString(value)) {
-      if (key.empty()) key = "host";
-      if (std::find(keys.begin(), keys.end(), key) == keys.end()) {
-        return fmt::format(
-            "format error\nhostpci.{}: property is not defined in schema and the schema does not allow "
-            "additional properties",
-            key);
-      }
-      if (key == "host") {
-        has_host = true;
-        if (!MatchesRegex(
-                sub_value,
-                R"(((?:[a-f0-9]{4,}:)?[a-f0-9]{2}:[a-f0-9]{2}(?:\.[a-f0-9])?)(;((?:[a-f0-9]{4,}:)?[a-f0-9]{2}:[a-f0-9]{2}(?:\.[a-f0-9])?))*)",
-                true)) {
-          return "format error\nhostpci.host: value does not match the regex pattern";
-        }
-      }
-      if (key == "mapping") {
-        has_mapping = true;
-        if (!MatchesRegex(sub_value, R"([a-z][a-z0-9_-]+)", true)) {
-          return "format error\nhostpci.mapping: value does not look like a valid mapping ID";
-        }
-      }
-      if ((key == "pcie" || key == "x-vga" || key == "rombar" || key == "legacy-igd") && sub_value != "0" &&
-          sub_value != "1") {
-        return fmt::format("format error\nhostpci.{}: type check ('boolean') failed - got '{}'", key, sub_value);
-      }
-    }
-    if (has_host == has_mapping) return "either 'host' or 'mapping' must be set.";
+    return CheckHostpci(value);
   } else if (format == "pve-vm-cpu-conf") {
-    static const std::vector<std::string> keys = {"cputype",      "flags", "guest-phys-bits", "hidden",
-                                                  "hv-vendor-id", "level", "phys-bits",       "reported-model"};
-    for (auto [key, sub_value] : SplitPropertyString(value)) {
-      if (key.empty()) key = "cputype";
-      if (std::find(keys.begin(), keys.end(), key) == keys.end()) {
-        return fmt::format(
-            "format error\ncpu.{}: property is not defined in schema and the schema does not allow "
-            "additional properties",
-            key);
-      }
-      if (key == "cputype" && sub_value.rfind("custom-", 0) != 0 &&
-          std::find(CpuModels().begin(), CpuModels().end(), sub_value) == CpuModels().end()) {
-        return fmt::format("Built-in cputype '{}' is not defined (missing 'custom-' prefix?)", sub_value);
-      }
-      if (key == "flags" && !MatchesRegex(sub_value, R"([+-][a-zA-Z0-9\-_\.]+(;[+-][a-zA-Z0-9\-_\.]+)*)")) {
-        return "format error\ncpu.flags: value does not match the regex pattern";
-      }
-    }
+    return CheckCpu(value);
   } else if (format == "pve-qm-ide") {
     // cdrom: a volume ID, "none" or "cdrom", optionally with drive options.
     auto pairs = SplitPropertyString(value);

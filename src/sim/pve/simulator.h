@@ -18,6 +18,7 @@
 #include "absl/status/statusor.h"
 #include "nlohmann/json.hpp"
 
+#include "sim/pve/fault.h"
 #include "util/clock.h"
 
 namespace omni_proxmox::sim::pve {
@@ -31,18 +32,6 @@ struct VmBootInfo {
   std::string user_data;    // the user-data file of the attached cidata ISO
   std::string meta_data;    // the meta-data file of the attached cidata ISO
   std::string iso_volid;    // the volume the data was read from, e.g. "local:iso/user-data-105.iso"
-};
-
-// Fault injected into requests whose "<METHOD> <path>" matches a pattern (see SetFault).
-struct FaultSpec {
-  double error_rate = 1.0;                  // probability in [0, 1] that a matching request is affected
-  int status_code = 500;                    // answered status; 595/596 get an empty body like PVE's forwarder
-  std::string message = "simulated fault";  // the reason phrase
-  std::chrono::milliseconds latency{0};     // added before answering (real time, not simulated)
-  bool drop_connection = false;             // close the socket without answering
-  // Carry the request out first, then add the latency and drop or replace the answer: the client
-  // cannot tell whether its create or delete happened (a proxy timeout, a connection lost mid-reply).
-  bool after_effect = false;
 };
 
 struct SimulatorOptions {

@@ -7,6 +7,8 @@
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
 
+#include "provider/placement/storage_selector.h"
+
 namespace omni_proxmox::provider {
 namespace {
 
@@ -14,9 +16,9 @@ using ::testing::HasSubstr;
 
 constexpr std::uint64_t kGiB = 1024ull * 1024 * 1024;
 
-cel::StorageFacts Storage(std::string node, std::string name, std::string type, std::uint64_t avail_gib,
-                          bool shared = false, std::vector<std::string> content = {"images", "rootdir"}) {
-  cel::StorageFacts s;
+StorageFacts Storage(std::string node, std::string name, std::string type, std::uint64_t avail_gib, bool shared = false,
+                     std::vector<std::string> content = {"images", "rootdir"}) {
+  StorageFacts s;
   s.node = std::move(node);
   s.name = std::move(name);
   s.type = std::move(type);

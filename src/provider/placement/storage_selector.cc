@@ -1,8 +1,10 @@
-#include "cel/selector.h"
+// The storage-selector environment, its activation and the operator hints (see storage_selector.h).
+
+#include "provider/placement/storage_selector.h"
 
 #include <algorithm>
-#include <array>
 #include <cctype>
+#include <cstdlib>
 #include <string>
 
 #include "absl/status/status.h"
@@ -11,10 +13,18 @@
 #include "util/status_macros.h"
 #include "util/text.h"
 
-namespace omni_proxmox::cel {
+namespace omni_proxmox::provider {
 namespace {
 
-// Slots, in declaration order.
+using cel::Activation;
+using cel::Env;
+using cel::Kind;
+using cel::ListRep;
+using cel::Program;
+using cel::Type;
+using cel::Value;
+
+// The variables' activation slots (BuildStorageEnv checks that they are the ones Env assigns).
 enum Slot : int {
   kName,
   kNode,
@@ -29,19 +39,24 @@ enum Slot : int {
   kContent
 };
 
+// Declares a variable at the slot StorageActivation::Get reads it from.
+void Declare(Env& env, Slot slot, std::string name, Type type) {
+  if (env.AddVariable(std::move(name), std::move(type)) != slot) std::abort();  // declaration order broke the slots
+}
+
 Env BuildStorageEnv() {
   Env env;
-  env.AddVariable("name", Type::String());
-  env.AddVariable("node", Type::String());
-  env.AddVariable("type", Type::String());
-  env.AddVariable("storageType", Type::String());
-  env.AddVariable("availableSpace", Type::Uint());
-  env.AddVariable("total", Type::Uint());
-  env.AddVariable("used", Type::Uint());
-  env.AddVariable("enabled", Type::Bool());
-  env.AddVariable("active", Type::Bool());
-  env.AddVariable("shared", Type::Bool());
-  env.AddVariable("content", Type::List(Type::String()));
+  Declare(env, kName, "name", Type::String());
+  Declare(env, kNode, "node", Type::String());
+  Declare(env, kType, "type", Type::String());
+  Declare(env, kStorageType, "storageType", Type::String());
+  Declare(env, kAvailableSpace, "availableSpace", Type::Uint());
+  Declare(env, kTotal, "total", Type::Uint());
+  Declare(env, kUsed, "used", Type::Uint());
+  Declare(env, kEnabled, "enabled", Type::Bool());
+  Declare(env, kActive, "active", Type::Bool());
+  Declare(env, kShared, "shared", Type::Bool());
+  Declare(env, kContent, "content", Type::List(Type::String()));
   env.AddConstant("KiB", Value::Uint(1ull << 10));
   env.AddConstant("MiB", Value::Uint(1ull << 20));
   env.AddConstant("GiB", Value::Uint(1ull << 30));
@@ -210,4 +225,4 @@ absl::StatusOr<std::optional<std::size_t>> SelectFirst(const StorageSelector& se
   return std::optional<std::size_t>();
 }
 
-}  // namespace omni_proxmox::cel
+}  // namespace omni_proxmox::provider

@@ -1,4 +1,4 @@
-#include "cel/selector.h"
+#include "provider/placement/storage_selector.h"
 
 #include <cstdlib>
 #include <new>
@@ -29,8 +29,15 @@ void* operator new(std::size_t n) {
 void operator delete(void* p) noexcept { std::free(p); }
 void operator delete(void* p, std::size_t) noexcept { std::free(p); }
 
-namespace omni_proxmox::cel {
+namespace omni_proxmox::provider {
 namespace {
+
+using cel::Compile;
+using cel::Env;
+using cel::Kind;
+using cel::Type;
+using cel::Value;
+using cel::VectorActivation;
 
 constexpr std::uint64_t kGiB = 1ull << 30;
 
@@ -271,4 +278,4 @@ TEST(SelectorTest, CopiesShareTheProgramAndAreThreadSafe) {
 }
 
 }  // namespace
-}  // namespace omni_proxmox::cel
+}  // namespace omni_proxmox::provider
