@@ -253,7 +253,13 @@ class GrpcStateClient final : public StateClient {
 
   absl::StatusOr<Resource> Create(const Resource& resource, std::string_view owner) override {
     pb::CreateRequest req;
-    *req.mutable_resource() = internal::ToProto(resource);
+    // Omni keeps the timestamps a Create sends (omni-protocol.md section 8): stamp what the caller
+    // left unset with the time of creation, as the Go client's resource.NewMetadata does.
+    Resource stamped = resource;
+    const auto now = connection_->options().clock->Now();
+    if (stamped.metadata.created == util::Clock::SystemTime{}) stamped.metadata.created = now;
+    if (stamped.metadata.updated == util::Clock::SystemTime{}) stamped.metadata.updated = now;
+    *req.mutable_resource() = internal::ToProto(stamped);
     auto* md = req.mutable_resource()->mutable_metadata();
     md->set_version(std::string(kVersionUndefined));
     md->set_owner(std::string(owner));

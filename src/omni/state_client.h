@@ -83,7 +83,9 @@ class StateClient {
 
   virtual absl::StatusOr<Resource> Get(const ResourcePointer& pointer) = 0;
   virtual absl::StatusOr<std::vector<Resource>> List(const ListRequest& request) = 0;
-  // Sends version "undefined" and metadata.owner = options.owner = `owner`; returns the stored resource.
+  // Sends version "undefined" and metadata.owner = options.owner = `owner`, and `created`/`updated`
+  // set to now (ClientOptions::clock) where the resource leaves them unset, as the Go client does:
+  // Omni keeps what a Create sends. Returns the stored resource.
   virtual absl::StatusOr<Resource> Create(const Resource& resource, std::string_view owner) = 0;
   // REQUIRES: resource.metadata.version is the current version. Sends owner in options and metadata;
   // expected_phase unset means "any phase". Returns the stored resource (new version).

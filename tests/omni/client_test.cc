@@ -175,6 +175,38 @@ TEST_F(ClientTest, CreateGetUpdateListDestroyPrivateState) {
   EXPECT_EQ(state_->Get(modified->pointer()).status().code(), absl::StatusCode::kNotFound);
 }
 
+// Omni keeps a Create's timestamps (omni-protocol.md section 8): unset ones must not reach it as
+// 1970-01-01, and the next Update moves `updated` on while `created` stays.
+TEST_F(ClientTest, CreateStampsCreatedAndUpdatedAsTheGoClientDoes) {
+  const std::string owner = ProvisionControllerName("proxmox");
+  const auto before = std::chrono::system_clock::now() - 1s;
+  auto created = state_->Create(MachineState("req-t", "pve1"), owner);
+  ASSERT_TRUE(created.ok()) << created.status();
+  const auto after = std::chrono::system_clock::now() + 1s;
+  auto stored = standin_->state().Get(ProviderNamespace("proxmox"), ProviderMachineType("proxmox"), "req-t");
+  ASSERT_TRUE(stored.ok()) << stored.status();
+  EXPECT_GE(stored->created, before);
+  EXPECT_LE(stored->created, after);
+  EXPECT_EQ(stored->updated, stored->created);
+  EXPECT_EQ(created->metadata.created, stored->created);
+
+  // A caller's own timestamps are sent as they are.
+  Resource dated = MachineState("req-dated", "pve1");
+  dated.metadata.created = dated.metadata.updated = util::Clock::SystemTime{std::chrono::seconds{1'750'000'000}};
+  ASSERT_TRUE(state_->Create(dated, owner).ok());
+  auto stored_dated = standin_->state().Get(ProviderNamespace("proxmox"), ProviderMachineType("proxmox"), "req-dated");
+  ASSERT_TRUE(stored_dated.ok());
+  EXPECT_EQ(stored_dated->created, dated.metadata.created);
+
+  auto modified = state_->Modify(created->pointer(), owner, [](Resource& r) {
+    r.metadata.annotations["touched"] = "yes";
+    return absl::OkStatus();
+  });
+  ASSERT_TRUE(modified.ok()) << modified.status();
+  EXPECT_EQ(modified->metadata.created, stored->created);
+  EXPECT_GE(modified->metadata.updated, stored->updated);
+}
+
 TEST_F(ClientTest, CreateOrUpdateConverges) {
   std::string owner = ProvisionControllerName("proxmox");
   auto first = state_->CreateOrUpdate(MachineState("req-9", "pve1"), owner);
