@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: Apache-2.0
 # The single entry point. `make test` and `make demo` install what is missing first.
 BUILD_TYPE ?= Release
 BUILD_DIR ?= build

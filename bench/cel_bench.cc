@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // CEL storage selectors: compile cost, per-entry evaluation, and picking a storage among 10 entries.
 // Figures and the command that produced them: docs/benchmarks.md ("CEL").
 

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // providerdata parsing: what the provider pays per MachineRequest (it parses the class's providerdata
 // on every reconcile pass). Figures and the command that produced them: docs/benchmarks.md
 // ("providerdata parsing").

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // The scale benchmark of issue #9: the real provider binary (`omni-proxmox run`, a separate process
 // so its CPU time and memory are its own) against the Proxmox simulator and the Omni stand-in hosted
 // here, on a simulated 8-node cluster with fixed task durations.

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // Fuzzes the CEL parser, checker, planner and evaluator with arbitrary selector text, in the provider's storage
 // environment (provider/placement/storage_selector.h).
 //

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // Fuzzes the cloud-init (NoCloud cidata) ISO builder: user-data, meta-data fields and
 // network-config are drawn from the input with FuzzedDataProvider, and every image built is read
 // back with the simulator's own ISO 9660 reader (the one that checks what a VM would boot with).

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // Fuzzes what the Omni client decodes from the network: a COSI Watch stream message
 // (cosi.resource.WatchResponse, whose events carry resources) and a bare resource, their conversion
 // into omni::Resource (internal::FromProto), and the typed spec decoding (omni::DecodeSpec) of every

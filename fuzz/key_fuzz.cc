@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // Fuzzes the service-account key decoder (omni::DecodeServiceAccountKey): the value an operator
 // pastes into OMNI_SERVICE_ACCOUNT_KEY or a key file.
 //

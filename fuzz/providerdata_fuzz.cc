@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // Fuzzes the providerdata parser (provider::ParseProviderData) with arbitrary YAML text.
 //
 // Invariants checked beyond "no crash, no sanitizer report, no hang":

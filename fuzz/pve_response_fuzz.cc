@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // Fuzzes the Proxmox VE reply decoders (src/pve/parse) with arbitrary bytes as the body the client
 // would receive: every response parser, the UPID decoder, and the error-reply classifier.
 //

@@ -1,4 +1,5 @@
 #!/usr/bin/env bash
+# SPDX-License-Identifier: Apache-2.0
 # Runs clang's thread-safety analysis (-Wthread-safety) over the files whose locks are annotated
 # (ABSL_GUARDED_BY and friends), with the flags CMake compiles them with (compile_commands.json).
 # g++ ignores the annotations, so this is what makes them checked. Usage: check-thread-safety.sh BUILD_DIR

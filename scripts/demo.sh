@@ -1,4 +1,5 @@
 #!/usr/bin/env bash
+# SPDX-License-Identifier: Apache-2.0
 # `make demo`: the embedded demo end to end (a simulated Proxmox cluster, an Omni stand-in
 # and the provider in one process). DEMO_ARGS=--fast shortens the simulated task times.
 set -euo pipefail

@@ -1,4 +1,5 @@
 #!/usr/bin/env bash
+# SPDX-License-Identifier: Apache-2.0
 # The container image's checks (`make image-test`, CI), on the image scripts/image.sh built:
 #   1. labels, user, entrypoint and HEALTHCHECK are what the docs promise;
 #   2. `omni-proxmox --format json demo --fast` inside it provisions and joins 6 machines and

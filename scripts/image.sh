@@ -1,4 +1,5 @@
 #!/usr/bin/env bash
+# SPDX-License-Identifier: Apache-2.0
 # Builds the container image omni-proxmox:dev from the root Dockerfile (`make image`).
 #
 # With podman (the default; CONTAINER_ENGINE=docker uses a Docker engine instead), configured only

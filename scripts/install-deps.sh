@@ -1,4 +1,5 @@
 #!/usr/bin/env bash
+# SPDX-License-Identifier: Apache-2.0
 # Installs the Debian packages omni-proxmox needs. Idempotent and non-interactive: it asks apt only
 # for what is missing, and runs `apt-get update` only when something is missing. Works as root, or
 # through sudo.

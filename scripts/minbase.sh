@@ -1,4 +1,5 @@
 #!/usr/bin/env bash
+# SPDX-License-Identifier: Apache-2.0
 # Makes a Debian 12 minbase root filesystem as a tarball with mmdebstrap, once per checkout: the
 # local stand-in for the public debian:bookworm images (scripts/image.sh) and the fresh chroot of
 # the package test (scripts/package-test.sh). Merged /usr like the official images, from the

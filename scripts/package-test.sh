@@ -1,4 +1,5 @@
 #!/usr/bin/env bash
+# SPDX-License-Identifier: Apache-2.0
 # The Debian package's test (`make package-test`, CI): in a fresh Debian 12 minbase chroot (the
 # untouched tarball of scripts/minbase.sh), `apt-get install ./omni-proxmox_*.deb` must resolve
 # every dependency from Debian, the files must land where the docs say, and the demo must pass

@@ -1,4 +1,5 @@
 #!/usr/bin/env bash
+# SPDX-License-Identifier: Apache-2.0
 # Runs every Google Benchmark binary under <build>/bench, then the scale benchmark (scale_bench, which runs
 # the provider binary against the simulators). Figures go to docs/benchmarks.md.
 set -euo pipefail

@@ -1,4 +1,5 @@
 #!/usr/bin/env bash
+# SPDX-License-Identifier: Apache-2.0
 # Runs the whole suite through ctest and ends with one line "N passed, M failed".
 # Exits non-zero when any test fails or when no test ran.
 set -uo pipefail

@@ -1,4 +1,5 @@
 #!/usr/bin/env bash
+# SPDX-License-Identifier: Apache-2.0
 # Prints the Debian packages that provide the shared libraries a binary names in its dynamic
 # section (NEEDED), one per line, sorted. The container image's runtime stage installs exactly
 # these (apt pulls in their own dependencies), so the list follows the binary instead of being

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 #pragma once
 
 // The CEL abstract syntax tree shared by the parser, the checker and the planner.

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 #pragma once
 
 // The CEL engine's entry point: declare an environment, compile an expression once, evaluate it many times.

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 #pragma once
 
 // CEL type checker: declared variables, the standard overloads, comprehension typing, and the type of the result.

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // The evaluator (see internal/evaluator.h): a recursive walk of the plan with CEL's error absorption for
 // `&&`, `||` and the comprehension macros, the comprehension locals kept on the caller's stack, and calls
 // handed to the standard library.

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 #pragma once
 
 // CEL parser: source text to AST, with the standard macros expanded.

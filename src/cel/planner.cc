@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // The planner (see internal/planner.h): from the AST to the plan, with constant folding.
 
 #include "cel/internal/planner.h"

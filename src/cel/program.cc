@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // The compiler's entry points (cel.h): Env declarations, and Compile = parse + check + plan into a Program.
 
 #include <memory>

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // CEL's standard library (see internal/standard_library.h): the built-in functions, operators, conversions
 // and string extensions applied to evaluated values, with cel-go's semantics and error texts.
 

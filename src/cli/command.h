@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 #pragma once
 
 // The contract between the root command and each subcommand. Internal to cli/.

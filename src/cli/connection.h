@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 #pragma once
 
 // How every command that talks to Omni and Proxmox gets its settings: the Go provider's flags and

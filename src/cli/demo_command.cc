@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // `omni-proxmox demo`: the whole system in one process. A simulated 3-node Proxmox VE
 // cluster and an Omni stand-in run on loopback; the real provider (the same reconciler
 // `run` uses, over real sockets and signed gRPC) provisions a MachineRequestSet up to six

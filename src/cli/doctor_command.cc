@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // `omni-proxmox doctor`: checks everything `run` needs, one line each with a fix, so an operator
 // finds out what is wrong before the provider does. Takes the same flags and environment as `run`
 // (cli/connection.h). A check whose prerequisite failed is shown as skipped with the reason,

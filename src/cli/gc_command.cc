@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // `omni-proxmox gc [--delete]`: lists what garbage collection would collect (orphan VMs carrying
 // this provider's markers whose MachineRequest is gone, and unused Talos and cloud-init ISOs of
 // our naming, all older than the grace period) and, with --delete, removes it with the same

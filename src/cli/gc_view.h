@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 #pragma once
 
 // How `gc` and `status` show garbage (provider/gc): one table row or one JSON object per finding,

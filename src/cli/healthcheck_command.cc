@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // `omni-proxmox healthcheck`: asks a running provider's status server for /healthz (or /readyz
 // with --ready) and exits 0 when it answers 200, 1 when it answers anything else or nothing. It
 // is the container image's HEALTHCHECK and a probe for compose and scripts, so the image needs no

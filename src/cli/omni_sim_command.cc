@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // `omni-proxmox omni-sim`: runs the Omni stand-in (docs/omni-sim.md) until SIGINT/SIGTERM, or,
 // with --stdin, until stdin closes while reading control lines from it:
 //

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // `omni-proxmox plan MACHINECLASS [--count N]`: a dry run against the live Proxmox cluster. It
 // places N machines the way `run` would (the same placement, one after another with reservations,
 // so spread and capacity show), renders the exact create parameters `run` would POST, checks them

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // `omni-proxmox pve-check`: preflight of the Proxmox connection the provider will use.
 //
 //   pve-check [--config-file config.yaml]   (without it: the PROXMOX_* environment, like the Go provider)

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 #pragma once
 
 // Live Proxmox facts for the operator commands (plan, selector test, doctor), read with the same

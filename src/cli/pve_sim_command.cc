@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // `omni-proxmox pve-sim`: runs the strict Proxmox VE simulator until interrupted.
 
 #include <signal.h>

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // `omni-proxmox run`: the provider itself. Flags and environment variables are the Go
 // provider's (so its compose files work unchanged) plus ours.
 

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // `omni-proxmox selector ...`: tools for writing storage selectors.
 //
 //   selector eval --selector EXPR --storage JSON   evaluate one expression against one storage entry

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // `omni-proxmox status`: the provider as Omni and Proxmox see it together. Registration
 // (InfraProviderStatus) and health (the heartbeat in InfraProviderHealthStatus, which Omni calls
 // connected while younger than 31 s), every MachineRequest with its stage, step, error, node, VMID

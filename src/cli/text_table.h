@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 #pragma once
 
 // Plain text tables for the operator commands (plan, selector test, doctor): every column padded

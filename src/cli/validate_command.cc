@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // `omni-proxmox validate FILE...`: checks MachineClasses, cluster templates, config.yaml and
 // .env files before they are applied (the checks live in cli/validate/). Exit code 0 when there
 // is no error (warnings allowed), 1 when there is one, 2 when a file cannot be read or the flags

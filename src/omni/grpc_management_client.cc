@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // management.ManagementService over gRPC: MakeGrpcManagementClient.
 #include <fmt/format.h>
 

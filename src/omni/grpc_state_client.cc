@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // cosi.resource.State over gRPC: MakeGrpcStateClient.
 #include <atomic>
 #include <condition_variable>

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 #pragma once
 
 // A watch-fed cache of COSI resources, as controller-runtime's informer-backed reader: each

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 #pragma once
 
 // One provider, assembled one way for `omni-proxmox run`, the demo, the scale benchmark and the

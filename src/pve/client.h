@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 #pragma once
 
 // The Proxmox VE API client: an abstract interface with typed calls (types.h) and an HTTPS

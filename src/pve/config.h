@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 #pragma once
 
 // Loads the Proxmox connection settings from config.yaml, in the Go provider's format

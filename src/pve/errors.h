@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 #pragma once
 
 // Classification of Proxmox VE errors. Every error the client returns carries an ErrorKind in a

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // The libcurl implementation of pve::Client.
 //
 // Connection reuse: a pool of curl easy handles (each keeps its connections across

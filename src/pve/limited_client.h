@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 #pragma once
 
 // A pve::Client decorator that keeps the provider from overwhelming Proxmox and measures every

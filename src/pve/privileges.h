@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 #pragma once
 
 // Preflight check of the privileges a provisioning provider needs (reference §2.5), evaluated

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 #pragma once
 
 // Typed values exchanged with the Proxmox VE API. Plain structs with no transport or JSON types, so

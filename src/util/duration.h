@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 #pragma once
 
 // Durations as operators write them on the command line and in configs: "500ms", "90s", "10m",

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 #include "util/escape.h"
 
 #include "util/utf8.h"

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 #pragma once
 
 // Backslash escaping for the text formats we write: JSON (our log lines, and Go's encoding/json byte for byte,

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 #pragma once
 
 // A small, dependency-free Prometheus metrics registry: counters, gauges and histograms with label

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 #pragma once
 
 // Whether this process may change the world (Proxmox VMs and storage, Omni resources) right now.

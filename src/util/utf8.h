@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 #pragma once
 
 // UTF-8 encoding and decoding, with Go's rules for what is valid (no overlong forms, no surrogates, nothing

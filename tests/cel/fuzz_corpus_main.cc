@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // Replays the CEL fuzzer's seed corpus (fuzz/corpus/cel) through the fuzz target as a plain test, so the
 // target's invariants are checked by every `make test`, not only under libFuzzer.
 

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // `omni-proxmox selector eval`, run as a real process.
 
 #include <string>

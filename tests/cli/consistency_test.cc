@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // One CLI, tried as a new user would (issue 18): root flags after the subcommand, the same flag
 // names everywhere (old spellings still accepted), examples in every --help, exit code 2 for an
 // unreadable --config-file in every command, and messages that explain common mistakes.

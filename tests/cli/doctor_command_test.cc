@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // `omni-proxmox doctor` as a separate process against the TLS simulator and the Omni stand-in.
 
 #include <gmock/gmock.h>

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // `omni-proxmox gc` as a process against the simulator and the stand-in: orphans and unused ISOs
 // are listed, --delete removes exactly those, foreign and other providers' VMs are never touched,
 // an offline node's VM is left alone, and exit codes tell scripts what happened.

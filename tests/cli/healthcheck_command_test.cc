@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // `omni-proxmox healthcheck` as a separate process against a status server hosted by the test.
 
 #include <atomic>

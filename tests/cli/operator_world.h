@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 #pragma once
 
 // A TLS Proxmox simulator (from a scenario) and an Omni stand-in for running `plan`,

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // `omni-proxmox plan` as a separate process against the TLS simulator: placement of N machines,
 // the create parameters, and the findings that would make `run` fail.
 

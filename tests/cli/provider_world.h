@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 #pragma once
 
 // A Proxmox simulator and an Omni stand-in for running operator commands (`gc`, `status`) as

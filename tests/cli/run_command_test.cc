@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // `omni-proxmox run` as a separate process against the simulators hosted by the test.
 
 #include <httplib.h>

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // `omni-proxmox selector test` as a separate process against the TLS simulator, and offline
 // with --storages.
 

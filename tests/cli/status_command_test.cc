@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // `omni-proxmox status` as a process: an unregistered provider, a healthy provider with a
 // provisioned request (table and JSON), an orphan VM, and a request whose VM was deleted behind
 // the provider's back.

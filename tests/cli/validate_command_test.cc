@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // `omni-proxmox validate` as operators run it: the built binary on real files in a per-test
 // directory. The individual checks are covered by validate_test.cc.
 

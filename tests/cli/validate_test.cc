@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // The checks behind `omni-proxmox validate`, called directly: each kind of finding, where it
 // points, and the cross-checks between files. tests/cli/validate_command_test.cc runs the binary.
 

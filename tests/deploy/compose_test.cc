@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // deploy/compose/: the stack parses, has the operator document's layout, passes secrets as files,
 // and its proxmox-provider service (command, environment, secrets, healthcheck) is what `run`
 // accepts: the test starts the binary exactly as the service would, against the simulators.

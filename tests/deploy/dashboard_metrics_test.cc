@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // Every query of deploy/grafana/omni-proxmox.json and deploy/prometheus/alerts.yaml names metrics
 // (and label names) that a running provider really exports at /metrics: the test runs
 // `omni-proxmox run` against the simulators, provisions and tears down a machine so every code path

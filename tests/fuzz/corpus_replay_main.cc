@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // Replays a fuzz target's seed corpus (fuzz/corpus/<name>/, OP_CORPUS_DIR) through the target as a plain
 // program, so the target's invariants are checked by every `make test` with the regular compiler and
 // sanitizers, not only under libFuzzer. A target aborts on a broken invariant, which fails the test.

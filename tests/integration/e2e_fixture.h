@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 #pragma once
 
 // The provider end to end over real sockets, assembled as `omni-proxmox run` assembles it

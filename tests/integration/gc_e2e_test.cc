@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // Garbage collection end to end: the provider's controller runs GC cycles against the Proxmox
 // simulator and the Omni stand-in over real sockets. A MachineRequest destroyed behind the
 // provider's back leaves an orphan VM that report mode only reports and delete mode deletes after

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // The provider end to end over real sockets: the Proxmox simulator, the Omni stand-in, and
 // the reconciler with its controller, as `omni-proxmox run` wires them (the Proxmox client
 // behind the limiting, metering decorator).

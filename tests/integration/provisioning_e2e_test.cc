@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // The provisioning guarantees of issue #7 end to end over real sockets: one Talos ISO download per
 // shared storage (or per node for local storage) however many requests ask at once, a VMID taken
 // between the provider's choice and its create retried with a fresh VMID, and no hostname config

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // The interop suite (issue #6): the reference Go implementations against our code, over loopback.
 //  1. ReferenceServer: our C++ StateClient against cosi-project/runtime's in-memory state served over
 //     gRPC, where go-api-signature verifies every call's signature (and refuses tampered ones).

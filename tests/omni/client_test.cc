@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // The gRPC State/Management clients against the Omni stand-in (src/sim/omni), over loopback.
 #include <condition_variable>
 #include <mutex>

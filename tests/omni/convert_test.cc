@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // Conversions between wire resources and omni::Resource (src/omni/internal/convert.h).
 #include "omni/internal/convert.h"
 

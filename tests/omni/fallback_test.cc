@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // Version-skew fallbacks and watch recovery against small in-test gRPC servers. These play servers
 // the stand-in deliberately does not imitate: an Omni without the Teardown / management RPCs, and a
 // server that loses bookmarks between reconnects.

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // EncodeSpec's readable yaml_spec (src/omni/specs.h): it must read back, with any YAML parser, as
 // exactly the JSON rendering of the spec, whatever the strings hold.
 #include "omni/specs.h"

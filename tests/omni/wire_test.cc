@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // Field numbers of the hand-written protos, checked against bytes built by hand from the documented numbers
 // (protocol notes §3), so a typo in proto/ cannot go unnoticed. The Go provider's MachineSpec numbers are
 // what keeps state compatible across a switch of providers.

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // The HTTP client against the strict Proxmox simulator over real loopback sockets (TLS on).
 // Time is a ManualClock shared by the client and the simulator: the client's injected sleep
 // advances it, so task durations and ticket lifetimes pass without real waiting.

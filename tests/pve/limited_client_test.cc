@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // The limiting, metering decorator around the real HTTP client, against the Proxmox simulator over
 // TLS on loopback. Simulated time is a ManualClock only the test advances, so a Proxmox task runs
 // until the test lets it finish, and the rate limiter's waits are measured on that clock.

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // `omni-proxmox pve-check` end to end: the real binary reads a config.yaml and checks a
 // simulator over TLS (caFile), with the exit codes the command promises.
 

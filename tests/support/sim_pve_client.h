@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 #pragma once
 
 // A Proxmox API client for a simulator under test, authenticated with the scenario's default

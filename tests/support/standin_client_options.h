@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 #pragma once
 
 // Omni client options for a stand-in under test: its endpoint and the infra-provider key it

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // The long crash torture and fault soak behind `make torture` (not part of the suite): 30
 // machines, several cycles, at least 25 kills; the soak with every fault and two stand-in
 // restarts. The figures printed at the end go to docs/reliability.md.

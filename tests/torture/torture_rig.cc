@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 #include "torture/torture_rig.h"
 
 #include <signal.h>

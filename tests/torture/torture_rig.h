@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 #pragma once
 
 // Crash torture and fault soak (issue #9): the provider runs as a child process (`omni-proxmox

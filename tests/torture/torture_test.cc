@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // The short crash torture and fault soak, part of the suite: a few kills and the soak's faults on
 // a small set. The long runs are in torture_long_test.cc (`make torture`).
 

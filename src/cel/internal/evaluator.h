@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 #pragma once
 
 // The evaluator: runs a plan against one activation. Internal to cel/ (Program::Evaluate and the planner's

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 #pragma once
 
 // The planned form of a compiled CEL expression: a tree of Nodes with identifiers resolved to activation or

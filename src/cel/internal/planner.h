@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 #pragma once
 
 // The planner: lowers a parsed (and checked) expression to the plan the evaluator runs. Internal to cel/.

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 #pragma once
 
 // CEL's standard library: the built-in functions and operators (arithmetic with overflow checks, equality and

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 #pragma once
 
 // Internal to validate/: the per-kind checkers and what they share. Each checker reports into a

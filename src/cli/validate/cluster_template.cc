@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // Cluster templates as `omnictl cluster template sync` reads them: one YAML stream of documents,
 // exactly one `kind: Cluster`, exactly one `kind: ControlPlane`, any number of uniquely named
 // `kind: Workers`, and `kind: Machine` documents for machines the sets list. Omni decodes each

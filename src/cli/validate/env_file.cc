@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // The compose .env of the operator document: NAME=value lines read by docker compose and passed
 // to the provider. Checks that the provider finds an Omni address and a usable infra provider
 // key (decoded, never shown), and that Proxmox settings given as PROXMOX_* variables parse.

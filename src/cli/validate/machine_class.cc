@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // MachineClass documents. The COSI form is what `omnictl apply -f` takes:
 //
 //   metadata: {namespace: default, type: MachineClasses.omni.sidero.dev, id: worker}

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // The provider's config.yaml, checked by the parser the provider itself uses
 // (pve::ParseConfigYaml). That parser stops at the first problem, so unknown keys are reported
 // one by one and removed before parsing again; the first other problem ends the check. Each

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 #pragma once
 
 // `omni-proxmox validate`: checks the files an operator writes (MachineClasses, cluster

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 #pragma once
 
 // Builds the NoCloud "cidata" ISO that carries the Omni join config to a Talos VM (issue #7).

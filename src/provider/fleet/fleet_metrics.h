@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 #pragma once
 
 // Gauges about the whole fleet, computed from listings rather than from events, so they stay

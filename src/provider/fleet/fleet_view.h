@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 #pragma once
 
 // The provider's shared views of Proxmox, each with its freshness rule, so the steps of many

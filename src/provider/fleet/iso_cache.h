@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 #pragma once
 
 // Part of the fleet's shared views of Proxmox (fleet_view.h): which ISO volumes each storage holds.

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 #pragma once
 
 // Process-wide bookkeeping shared by the workers: placements not yet visible in Proxmox (so

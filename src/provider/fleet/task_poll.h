@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 #pragma once
 
 // Part of the fleet's shared views of Proxmox (fleet_view.h): how often to poll each task in

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 #pragma once
 
 // Garbage collection against the real world (issue #7): observes Omni (our MachineRequests and

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 #pragma once
 
 // What is garbage (issue #7): VMs carrying the markers of this provider of this Omni (markers.h

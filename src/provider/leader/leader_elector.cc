@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 #include "provider/leader/leader_elector.h"
 
 #include <signal.h>

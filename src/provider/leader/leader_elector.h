@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 #pragma once
 
 // Leader election among the provider's replicas, with the semantics of client-go's leaderelection

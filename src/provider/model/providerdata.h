@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 #pragma once
 
 // The providerdata of a MachineClass: what one VM should look like. A superset of the Go

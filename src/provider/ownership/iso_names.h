@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 #pragma once
 
 // The names of the ISO files the provider puts on Proxmox storage. A name is how garbage

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 #pragma once
 
 // The markers that tie a Proxmox VM to one MachineRequest of one provider of one Omni. Every VM

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 #include "provider/ownership/owned_vm.h"
 
 #include <fmt/format.h>

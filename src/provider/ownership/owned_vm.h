@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 #pragma once
 
 // Which Proxmox VM is a request's, and how one is removed: the one place that decides what

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 #pragma once
 
 // Chooses a node and storages for one VM. Pure: it sees a snapshot of the cluster plus

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // The storage-selector environment, its activation and the operator hints (see storage_selector.h).
 
 #include "provider/placement/storage_selector.h"

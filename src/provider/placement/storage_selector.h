@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 #pragma once
 
 // Storage selectors: the CEL binding of a Proxmox storage, with which a MachineClass picks the storage of a VM disk.

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 #pragma once
 
 // The provider's outer loop, where Omni's events enter the data path: it runs the watches that

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 #include "provider/reconciler/request_records.h"
 
 #include "omni/join_config.h"

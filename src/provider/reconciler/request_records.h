@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 #pragma once
 
 // A MachineRequest's records in Omni, as the step runner keeps them: our finalizer on the

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 #pragma once
 
 // How long a request waits before its next attempt after a step failed: one policy for every

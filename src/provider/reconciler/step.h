@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 #pragma once
 
 // The contract between the step runner (step_runner.h), which owns a request's finalizer, its

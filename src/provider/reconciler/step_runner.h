@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 #pragma once
 
 // The step runner: what Omni's infra library calls the provision controller. Handed a

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 #pragma once
 
 // The queue between the watches and the step runner: a keyed, deduplicating work queue with

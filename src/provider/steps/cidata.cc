@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // Step "cloudInit": the request's cloud-init (nocloud) ISO, carrying Omni's join config as
 // user-data and the VM's hostname as meta-data, uploaded to the ISO storage of the VM's node.
 // Its name is derived from its content, so a changed join config gets a new file.

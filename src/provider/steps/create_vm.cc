@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // Step "createVm": the VM itself, exactly once. The node's task slot is claimed before any of the
 // create's work; the VM is looked for by its markers cluster-wide first (adopted, never created
 // twice); the intent (VMID, markers) is saved before the create call, so after a crash the next

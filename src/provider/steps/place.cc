@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // Step "place": a node and the storages for the VM's disks (placement.h decides; the ledger keeps
 // concurrent placements from piling onto one node before their VMs show in Proxmox).
 

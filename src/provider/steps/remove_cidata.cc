@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // Teardown step "removeCidata": the request's cloud-init ISO (the Talos ISO is shared and left to
 // garbage collection). An upload still in flight is waited for first, since the volume it creates
 // is ours to remove; the delete's task is waited for, so nothing is left once the request is gone.

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // Teardown step "removeVm": the request's VM, located cluster-wide (a migrated VM is found on its
 // new node) and removed only when its markers, or for the Go provider's state its SMBIOS uuid,
 // prove it is this request's: a graceful shutdown (force-stopped by Proxmox after the timeout),

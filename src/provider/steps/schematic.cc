@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // Step "schematic": the Talos image factory schematic for the request's extensions, kernel
 // arguments, META values and overlay (through Omni, which forwards it to its image factory).
 

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 #pragma once
 
 // What the steps work with: the Proxmox client, the fleet's shared views of Proxmox, Omni's boot

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // Step "startVm": the VM running. A VM at our VMID that lacks our markers (ours was deleted and
 // the VMID reused) is never started; a VM that moved or vanished is looked for by its markers.
 

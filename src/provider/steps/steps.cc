@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 #include "provider/steps/steps.h"
 
 #include "provider/steps/steps_internal.h"

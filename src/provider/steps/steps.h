@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 #pragma once
 
 // The provider's steps, in the order the step runner runs them (src/provider/steps/<name>.cc):

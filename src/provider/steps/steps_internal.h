@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 #pragma once
 
 // The factories of the individual steps (one file each); steps.cc lists them in order.

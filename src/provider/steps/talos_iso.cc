@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // Step "talosIso": the Talos ISO the VM boots from, on the node's ISO storage (placement's
 // ChooseIsoStorage). One download per storage serves every request that needs the same file: a
 // request finding a download in flight (its own, another request's, or one a previous process

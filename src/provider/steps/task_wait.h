@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 #pragma once
 
 // How a step turns a look at its Proxmox task into its result while the task has not finished.

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 #pragma once
 
 // Renders the exact Proxmox create parameters for one VM from its providerdata, its

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 #pragma once
 
 // JSON helpers for the response parsers (internal to pve/parse). Tolerant of Proxmox's types:

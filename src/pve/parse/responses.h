@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 #pragma once
 
 // Decoders for the bodies of successful Proxmox VE replies ({"data": ...}). Pure, bounded (body

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 #pragma once
 
 // Omni's authorization rules for COSI calls (omni-protocol.md section 2.5; Omni's

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 #pragma once
 
 // Omni's accounts as the stand-in sees them: service-account keys (Ed25519 OpenPGP keys made

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // The stand-in's HTTP control endpoint: StandIn's controls for shells (curl) and demos
 // (docs/omni-sim.md). Unauthenticated by design, so it should listen on loopback only.
 

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // The Omni controllers a provider observes: MachineRequestSets becoming MachineRequests (and
 // torn down on scale-down), and the MachineRequestStatus cleanup finalizer.
 

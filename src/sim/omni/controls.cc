@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // The controls tests, the demo and `omni-sim` use to play Omni's users and machines: machine
 // classes and request sets (with Omni's providerdata admission), machines joining, service
 // accounts and infra providers created and deleted.

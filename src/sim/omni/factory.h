@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 #pragma once
 
 // A fake Talos Image Factory over plain HTTP (cpp-httplib), answering the routes a provider uses

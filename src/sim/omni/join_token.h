@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 #pragma once
 
 // Omni's side of SideroLink join tokens (omni-protocol.md section 5.2): the token a machine

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // The stand-in's --state-dir: what Omni keeps in etcd across restarts (resources outside
 // infra-provider-ephemeral, the service-account keys), plus what the stand-in itself must keep for
 // a restart to look like Omni's (schematics of the fake factory, a self-signed TLS certificate,

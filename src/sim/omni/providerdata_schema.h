@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 #pragma once
 
 // Omni's check of MachineClass / MachineRequestSet providerdata against the JSON schema the

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // The gRPC side of the stand-in: cosi.resource.State with Omni's admission rules, and the two
 // management.ManagementService calls an infra provider makes.
 

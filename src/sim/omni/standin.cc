@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // Start-up and shutdown of the stand-in (keys, seeded resources, servers, controllers, the
 // optional --state-dir snapshot) and StandIn's accessors. The controls tests and shells use are
 // in controls.cc.

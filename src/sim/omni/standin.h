@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 #pragma once
 
 // The Omni stand-in: a loopback gRPC server (plaintext h2c) serving cosi.resource.State and the

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 #pragma once
 
 // Internal to sim/omni: the stand-in's implementation object and the resource codec its parts

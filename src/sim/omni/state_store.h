@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 #pragma once
 
 // In-memory COSI state with the semantics of cosi-project/runtime's inmem state

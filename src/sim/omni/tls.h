@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 #pragma once
 
 // A self-signed certificate for the stand-in's optional TLS (OpenSSL).

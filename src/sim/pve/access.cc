@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // Access: authentication of every API request (PVEAuthCookie tickets with their CSRF token, PVEAPIToken
 // secrets), the ACL model (roles, propagation, privilege-separated tokens) and the schema's permission specs.
 // Endpoints: POST /access/ticket, GET /access/permissions.

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // Cluster-wide endpoints: GET /version, GET /cluster/status, GET /cluster/resources (VMs, nodes and
 // storages, with the configured status lag), GET /cluster/nextid and GET /cluster/mapping/{pci,usb}.
 

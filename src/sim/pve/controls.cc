@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // The simulator's own controls and inspection, outside the PVE API: GET /_sim/state, POST /_sim/node/<n>/
 // {offline,online}, POST /_sim/vm/<id>/{migrate,delete}, POST /_sim/fault, DELETE /_sim/faults,
 // POST /_sim/fail-next-task and POST /_sim/quorum (docs/pve-sim.md), and their Simulator methods.

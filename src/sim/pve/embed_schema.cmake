@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: Apache-2.0
 # Writes INPUT (the PVE schema JSON) into OUTPUT as a C++ function returning it, split into raw
 # string chunks below compilers' literal limits, so the installed binary needs no data files.
 file(READ "${INPUT}" content)

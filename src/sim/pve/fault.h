@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 #pragma once
 
 // The fault the Proxmox simulator injects into matching requests (Simulator::SetFault, the scenario's

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // Fault injection: requests whose "<METHOD> <path>" matches a pattern are delayed, dropped or answered with an
 // error (optionally after being carried out), and the next task of a type can be made to fail or warn.
 // Set through Simulator::SetFault / FailNextTask, the scenario's `faults:` and POST /_sim/fault. Serves no

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 #pragma once
 
 // A small HTTP/1.1 server (plain or TLS) used by the PVE simulator. cpp-httplib cannot set the

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 #pragma once
 
 // Reads the root directory of an ISO 9660 image (with Rock Ridge names when present), enough to

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // Node endpoints: GET /nodes, GET /nodes/{node}/status and GET /nodes/{node}/network (the scenario's
 // bridges). An offline node keeps showing its capacity for kOfflineStatsExpiry after it went down.
 

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // QEMU VM endpoints under /nodes/{node}/qemu: the VM list, POST (create, optionally started), the config
 // (GET, POST as a task, PUT synchronously), status/current, the power actions (start, stop, shutdown, reboot,
 // reset), DELETE (destroy) and agent/network-get-interfaces. Starting a VM with a cidata ISO attached reads

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // VM configuration changes for the qemu endpoints: which privilege each option needs, which storages new
 // disks may use, disk allocation (thin and thick, cloud-init drives), option normalisation (MAC addresses,
 // tags, drive sizes), the config PVE writes on create, and the config-string helpers of qemu_config.h.

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // The scenario document (YAML) that describes the simulated cluster: cluster settings, nodes, storages,
 // hardware mappings, users, tokens, roles, ACLs, task durations, faults and download sources, plus the
 // built-in default cluster. Every error names the scenario field at fault. Serves no endpoint.

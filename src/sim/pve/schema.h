@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 #pragma once
 
 // The official PVE API schema (provider-subset.json) as the simulator's source of truth for

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // The simulator's core: start-up, request decoding (forms, JSON and multipart bodies), routing against the
 // official schema, node and parameter checks, permission specs, rendering in PVE's shape, the ticker that
 // completes tasks, and the public Simulator API. The endpoint families register their routes here

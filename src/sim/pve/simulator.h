@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 #pragma once
 
 // A strict Proxmox VE API server for tests, demos and operators (issue #4).

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // Storage endpoints: GET /storage (the datacenter storage config) and, per node, GET /nodes/{node}/storage,
 // .../storage/{storage}/status, .../content, .../content/{volume} (GET and DELETE), POST .../download-url and
 // POST .../upload, with PVE's space accounting (shared storages count once, local ones per node).

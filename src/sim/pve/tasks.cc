@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // The task engine and its endpoints. Every asynchronous action is a worker task with a UPID; tasks on one
 // VMID queue behind its node-local lock (kWorkerLockTimeout), complete when their simulated time is up and
 // then run their effect. Endpoints: GET /nodes/{node}/tasks, GET .../tasks/{upid}/status,

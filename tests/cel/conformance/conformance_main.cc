@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // Runs the official CEL conformance suite (google/cel-spec tests/simple/testdata) against our engine.
 //
 //   cel-conformance [--data DIR] [--files basic,comparisons,...] [--skip FILE] [--min-pass N] [--verbose]

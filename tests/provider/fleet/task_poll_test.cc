@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 #include "provider/fleet/task_poll.h"
 
 #include <gtest/gtest.h>

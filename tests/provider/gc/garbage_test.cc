@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // The garbage rules with plain values: what is an orphan, which ISOs are unused, and everything
 // that must be kept.
 

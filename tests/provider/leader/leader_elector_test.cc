@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // Leader election against the Omni stand-in on simulated time: the tests call the elector's
 // acquire-or-renew step themselves and advance the clock between calls, so each rule of
 // client-go's semantics is exercised deterministically.

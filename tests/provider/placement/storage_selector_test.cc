@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 #include "provider/placement/storage_selector.h"
 
 #include <cstdlib>

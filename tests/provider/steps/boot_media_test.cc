@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // The steps that prepare what a VM boots from: "schematic", "talosIso" and "cloudInit", against
 // the simulator and the stand-in on simulated time.
 

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // The "place" step against the simulator: where it puts a VM, how it spreads a set, and what it
 // says when nothing fits or Proxmox cannot be read.
 

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // The step runner against the Omni stand-in (through the watch-fed cache, as in production) and
 // the simulator, on simulated time: the real steps take a request from nothing to PROVISIONED and
 // back to nothing; scripted steps show how each kind of result reaches the status and the queue.

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 #pragma once
 
 // What a step or the step runner needs, on simulated time: the Proxmox simulator and the Omni

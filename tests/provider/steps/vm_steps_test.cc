@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // The steps that make and remove the VM: "createVm", "startVm", "removeVm" and "removeCidata",
 // against the simulator on simulated time. What is asserted is the simulated cluster, not the calls.
 

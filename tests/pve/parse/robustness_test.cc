@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // Deterministic robustness sweep over every decoder: truncations and random byte flips of valid
 // bodies must give a value or a Status, never a crash (run under ASan/UBSan in make asan-test).
 // The libFuzzer targets explore further; this keeps the property in the ordinary suite.

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // `omni-proxmox omni-sim` as a process: flags, endpoints output, key files, stdin control lines.
 
 #include <signal.h>

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 #pragma once
 
 // Test support for the stand-in's tests: a signed gRPC client written for the tests (it shares

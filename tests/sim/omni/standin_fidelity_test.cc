@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // The stand-in behaves as a real Omni 1.9 did where the two differed (issue 18, items 1-7;
 // omni-protocol.md section 8): the first MachineRequestStatus update conflicts, providerdata is
 // checked against the provider's published schema, creates keep the client's `updated`, a

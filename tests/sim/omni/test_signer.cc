@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 #include "sim/omni/test_signer.h"
 
 #include <fmt/format.h>

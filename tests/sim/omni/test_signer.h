@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 #pragma once
 
 // A minimal request signer for the stand-in's tests, written from the protocol notes

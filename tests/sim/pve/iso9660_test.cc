@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 #include "sim/pve/iso9660.h"
 
 #include "gtest/gtest.h"

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // The read-only endpoints `plan` uses beyond the provider subset: node bridges and hardware
 // mappings, validated against the official schema like every other endpoint.
 

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // The `omni-proxmox pve-sim` command: flag and scenario errors are usage errors that name the fix.
 
 #include <fstream>

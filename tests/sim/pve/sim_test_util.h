@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 #pragma once
 
 // Helpers for driving the PVE simulator over real HTTP in tests: a thin cpp-httplib wrapper

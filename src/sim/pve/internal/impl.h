@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 #pragma once
 
 // The Proxmox simulator's implementation object, shared by its endpoint families. Internal to sim/pve.

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 #pragma once
 
 // VM config strings as qemu-server reads them: drive options, drive order, sizes and memory. Internal to

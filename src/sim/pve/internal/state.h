@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 #pragma once
 
 // The simulated cluster's records: nodes, storages, volumes, VMs, tasks, users, tokens and ACLs, as the

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 #pragma once
 
 // Text, form-encoding and digest helpers shared by the Proxmox simulator's endpoint families.

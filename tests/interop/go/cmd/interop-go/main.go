@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // interop-go runs the reference Go implementations (cosi-project/runtime, siderolabs/go-api-signature)
 // against omni-proxmox's C++ client and Omni stand-in. The C++ interop tests (tests/interop) drive it:
 //
