@@ -17,6 +17,7 @@
 #include "omni/state_client.h"
 #include "provider/machine.pb.h"
 #include "sim/omni/standin.h"
+#include "support/switch_gate.h"
 
 namespace omni_proxmox::omni {
 namespace {
@@ -488,18 +489,12 @@ TEST_F(ClientTest, MachineRequestWatchFollowsTheRequestSet) {
 namespace omni_proxmox::omni {
 namespace {
 
-class TestGate final : public util::MutationGate {
- public:
-  absl::Status Check() const override {
-    return open ? absl::OkStatus() : absl::AbortedError("this replica is a standby");
-  }
-  std::atomic<bool> open{true};
-};
+using testing::SwitchGate;
 
 // With the gate closed, no write reaches Omni (the stand-in accepts no signed Create or Update);
 // reads and watches go on.
 TEST_F(ClientTest, AClosedMutationGateSendsNoWrite) {
-  TestGate gate;
+  SwitchGate gate;
   ClientOptions options = options_;
   options.mutation_gate = &gate;
   options.replica = "host-a_1_aaaaaaaa";

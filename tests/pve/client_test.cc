@@ -23,6 +23,7 @@
 #include "pve/errors.h"
 #include "pve/privileges.h"
 #include "sim/pve/simulator.h"
+#include "support/switch_gate.h"
 #include "util/clock.h"
 #include "util/log.h"
 
@@ -757,19 +758,12 @@ TEST_F(ClientTest, DebugLogsRedactSecrets) {
 namespace omni_proxmox::pve {
 namespace {
 
-// A gate the test opens and closes.
-class TestGate final : public util::MutationGate {
- public:
-  absl::Status Check() const override {
-    return open ? absl::OkStatus() : absl::AbortedError("this replica is a standby");
-  }
-  std::atomic<bool> open{true};
-};
+using testing::SwitchGate;
 
 // A closed gate keeps every mutation from going out (the simulator sees none), says why, and is
 // never retried; reads go on.
 TEST_F(ClientTest, AClosedMutationGateSendsNoMutation) {
-  TestGate gate;
+  SwitchGate gate;
   ClientOptions options = TokenOptions();
   options.mutation_gate = &gate;
   options.replica = "host-a_1_aaaaaaaa";

@@ -32,8 +32,7 @@ absl::Status UpdateVms(pve::Client& pve, const Scope& scope, util::MetricsRegist
     Ownership ownership;
     if (!ParseOwnership(resource.tags, ownership)) continue;
     // Another Omni's VMs under the same provider ID are not ours to count (or to touch).
-    const ScopeMatch match = MatchScope(ownership, scope);
-    if (match == ScopeMatch::kOurs || match == ScopeMatch::kUnscoped) ++per_node[resource.node];
+    if (OursOrUnscoped(MatchScope(ownership, scope))) ++per_node[resource.node];
   }
   for (const auto& [node, count] : per_node) {
     metrics.GetGauge(kVmsManaged, kVmsManagedHelp, {{"node", node}}).Set(count);

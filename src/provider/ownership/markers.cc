@@ -69,9 +69,8 @@ ScopeMatch MatchScope(const Ownership& ownership, const Scope& scope) {
 bool IsOwnedBy(std::string_view tags, std::string_view vm_name, const Scope& scope, std::string_view request_id) {
   Ownership ownership;
   if (!ParseOwnership(tags, ownership)) return false;
-  const ScopeMatch match = MatchScope(ownership, scope);
-  return (match == ScopeMatch::kOurs || match == ScopeMatch::kUnscoped) &&
-         ownership.request_id == SanitizeTag(request_id) && vm_name == VmNameFor(request_id);
+  return OursOrUnscoped(MatchScope(ownership, scope)) && ownership.request_id == SanitizeTag(request_id) &&
+         vm_name == VmNameFor(request_id);
 }
 
 std::string VmNameFor(std::string_view request_id) {

@@ -53,6 +53,8 @@ enum class ScopeMatch {
   kOurs,           // this provider ID and this Omni
 };
 ScopeMatch MatchScope(const Ownership& ownership, const Scope& scope);
+// What a request of this Omni may claim and what counts as ours: kOurs, and kUnscoped (see IsOwnedBy).
+inline bool OursOrUnscoped(ScopeMatch match) { return match == ScopeMatch::kOurs || match == ScopeMatch::kUnscoped; }
 
 // Reads our markers from a VM's tags. Returns false when the VM is not one of ours (no
 // managed tag or no provider tag).
