@@ -38,7 +38,10 @@ class CreateVm final : public Step {
       if (auto waiting = WhileUnfinished(poll)) return *waiting;
       machine.clear_vm_create_task();
       // A failed create removed its config, so the same VMID can be tried again.
-      if (poll.kind == TaskPoll::Kind::kFailed) return StepResult::Retry(poll.error);
+      if (poll.kind == TaskPoll::Kind::kFailed) {
+        ForgetVanishedMedia(machine);
+        return StepResult::Retry(poll.error);
+      }
       if (poll.kind == TaskPoll::Kind::kSucceeded) {
         // Our create of this VMID, with our markers, finished: the VM is ours without a listing
         // (startVm still checks its markers in the status it reads).
@@ -181,8 +184,26 @@ class CreateVm final : public Step {
       default:
         services_.fleet.InvalidatePlacement();  // e.g. out of space: the listing placement used may be stale
         services_.fleet.InvalidateAllIsos();    // or an ISO it attaches is gone
+        ForgetVanishedMedia(machine);
         return StepResult::Retry(
             fmt::format("node {}: create VM {} failed: {}", machine.node(), machine.vmid(), Msg(error)));
+    }
+  }
+
+  // A create fails for good while an ISO it attaches is gone: removed by garbage collection while
+  // it looked unused (between a request's ISO step and its create), or by a person. The step
+  // that made the ISO runs again on the next pass (every pass runs the steps from the first)
+  // instead of this create being retried against a volume that does not exist.
+  void ForgetVanishedMedia(MachineSpec& machine) {
+    const auto vanished = [this](const std::string& volid, const std::string& node) {
+      if (volid.empty() || node.empty()) return false;
+      const IsoLocation where{.node = node, .storage = volid.substr(0, volid.find(':')), .shared = false};
+      auto present = services_.fleet.IsoPresent(where, volid, /*fresh=*/true);
+      return present.ok() && !*present;
+    };
+    if (vanished(machine.volume_id(), machine.node())) machine.clear_volume_id();
+    if (vanished(machine.cidata_volume(), machine.cidata_node().empty() ? machine.node() : machine.cidata_node())) {
+      machine.clear_cidata_volume();
     }
   }
 

@@ -98,6 +98,27 @@ TEST_F(VmStepsTest, AStoredVmidTakenByAForeignVmIsNeverTouched) {
   EXPECT_EQ((*foreign)["config"]["name"], "someone-elses");
 }
 
+TEST_F(VmStepsTest, AnIsoThatVanishedBeforeTheCreateIsMadeAgainNotRetriedForever) {
+  // Garbage collection removed the Talos ISO while it looked unused, between talosIso and createVm.
+  auto create = steps::MakeCreateVm(*services_);
+  auto iso = steps::MakeTalosIso(*services_);
+  auto request = ReadyToCreate("workers-aaaaaa");
+  const std::string volid = request->machine.volume_id();
+  ASSERT_TRUE(HasVolume(volid));
+  auto deleted = pve_http_->DeleteVolume("pve1", volid.substr(0, volid.find(':')), volid);
+  ASSERT_TRUE(deleted.ok()) << deleted.status();
+  clock_.Advance(std::chrono::seconds{3});
+  ASSERT_FALSE(HasVolume(volid));
+
+  EXPECT_EQ(RunToEnd(*create, request->ctx).kind, StepResult::Kind::kRetry);
+  EXPECT_TRUE(request->machine.volume_id().empty()) << "talosIso runs again on the next pass";
+  EXPECT_FALSE(request->machine.cidata_volume().empty()) << "the cloud-init ISO is still there";
+  ASSERT_EQ(RunToEnd(*iso, request->ctx).kind, StepResult::Kind::kNext);
+  EXPECT_EQ(request->machine.volume_id(), volid);
+  EXPECT_TRUE(HasVolume(volid)) << "downloaded again";
+  ASSERT_EQ(RunToEnd(*create, request->ctx).kind, StepResult::Kind::kNext);
+}
+
 TEST_F(VmStepsTest, ACreateWaitsForItsNodesTaskSlotWithoutBlocking) {
   auto create = steps::MakeCreateVm(*services_);
   auto a = ReadyToCreate("workers-aaaaaa");
