@@ -10,16 +10,22 @@
 //   cycle:     the provider is up and idle, a set is scaled to --cycle machines and, once every one
 //              is PROVISIONED and joined, back to 0; measured until nothing of it is left in
 //              Proxmox or Omni. CPU is counted over the whole cycle, requests up and down apart.
+//              With --assert-budgets the issue-15 budgets decide the exit code: at most 12 Proxmox
+//              requests per VM up and 8 down (task polls included), the way up within 1.25x of its
+//              task-duration floor and the way down within 2x; the per-endpoint counts of both ways
+//              are printed.
 //
 // Reported per scenario: wall time against a lower bound computed from the task durations and the
 // provider's per-node heavy-task limit, Proxmox requests per VM (with and without task polls),
 // signed Omni calls per VM (as the stand-in counted the signatures it accepted), provider CPU
 // seconds per VM, peak RSS. Targets are reported as met or missed; the exit code is
-// non-zero only when the benchmark itself could not run. Output: a table, then one JSON line.
+// non-zero only when the benchmark itself could not run (1), or with --assert-budgets when an issue-15
+// budget of the cycle was missed (3). Output: a table, then one JSON line.
 //
 //   build/bench/scale_bench [--machines 100] [--pending 1000] [--nodes 8] [--concurrency 32]
 //                           [--max-tasks-per-node 4] [--pve-requests-per-second R] [--time-scale 1]
 //                           [--cycle 30] [--skip-provision] [--skip-pending] [--skip-cycle] [--binary PATH]
+//                           [--assert-budgets]
 
 #include <signal.h>
 #include <sys/resource.h>
@@ -76,6 +82,12 @@ constexpr double kMaxPeakRssMib = 40;
 // cycle at most a third of the Go provider's 54 ms (measured on the 8-node simulator, 30 machines).
 constexpr double kMaxOmniCallsPerVm = 10;
 constexpr double kMaxCycleCpuSecondsPerVm = 0.054 / 3;
+// Issue #15: Proxmox requests per VM over the cycle, task polls included, and wall time against the
+// task-duration floor of each way (measured on the 8-node simulator, 30 machines).
+constexpr double kMaxUpRequestsPerVm = 12;
+constexpr double kMaxDownRequestsPerVm = 8;
+constexpr double kMaxUpWallOverBound = 1.25;
+constexpr double kMaxDownWallOverBound = 2.0;
 
 // Providerdata of the benchmark class: small VMs on node-local LVM-thin, spread over the nodes.
 constexpr const char* kProviderData = R"(cores: 1
@@ -98,6 +110,7 @@ struct BenchOptions {
   bool skip_provision = false;
   bool skip_pending = false;
   bool skip_cycle = false;
+  bool assert_budgets = false;
   std::string binary = OP_BINARY;
   std::string work_dir;
 };
@@ -251,6 +264,14 @@ RequestCounts CountRequests(const sim::pve::Simulator& simulator) {
   return counts;
 }
 
+// Requests so far by endpoint ("GET /cluster/resources"), as the simulator counted them.
+std::map<std::string, std::uint64_t> RequestsByEndpoint(const sim::pve::Simulator& simulator) {
+  std::map<std::string, std::uint64_t> counts;
+  const Json requests = simulator.StateForTest().value("requests", Json::object());
+  for (const auto& [endpoint, count] : requests.items()) counts[endpoint] = count.get<std::uint64_t>();
+  return counts;
+}
+
 struct Result {
   std::string name;
   int machines = 0;
@@ -270,6 +291,8 @@ struct Result {
   double down_bound_seconds = 0;
   double down_requests_per_vm_polls = 0;
   double down_omni_calls_per_vm = 0;
+  std::map<std::string, std::uint64_t> up_requests_by_endpoint;  // from the scale-up to PROVISIONED
+  std::map<std::string, std::uint64_t> down_requests_by_endpoint;
 };
 
 std::uint64_t Total(const std::map<std::string, std::uint64_t>& counts) {
@@ -363,6 +386,20 @@ std::optional<std::string> FirstFailure(Environment& env) {
     }
   }
   return std::nullopt;
+}
+
+// MachineRequestStatuses at stage PROVISIONED.
+std::size_t Provisioned(Environment& env) {
+  auto statuses = env.standin().state().List("infra-provider", "MachineRequestStatuses.omni.sidero.dev");
+  if (!statuses.ok()) return 0;
+  std::size_t n = 0;
+  for (const auto& resource : *statuses) {
+    specs::MachineRequestStatusSpec status;
+    if (status.ParseFromString(resource.proto_spec) && status.stage() == specs::MachineRequestStatusSpec::PROVISIONED) {
+      ++n;
+    }
+  }
+  return n;
 }
 
 // Waits until `count` machines joined; prints progress on stderr every 10 s. False on timeout,
@@ -501,6 +538,7 @@ Result RunCycle(int machines, const BenchOptions& options, int limit_for_bound, 
     throw std::runtime_error(fmt::format("cycle: the provider did not connect; see {}", log_path));
   }
   const RequestCounts idle = CountRequests(env->simulator());
+  const auto idle_by_endpoint = RequestsByEndpoint(env->simulator());
   const auto omni_idle = env->standin().SignedCalls();
   ProcessSample cpu_idle;
   if (auto sample = SampleProcess(provider.pid())) cpu_idle = *sample;
@@ -516,7 +554,17 @@ Result RunCycle(int machines, const BenchOptions& options, int limit_for_bound, 
                                          failure.empty() ? "timeout or provider exit" : failure, log_path));
   }
   result.wall_seconds = std::chrono::duration<double>(Clock::now() - started).count();
+  // The way up ends when every request is PROVISIONED (the last task polls come after the boot),
+  // and the way down starts from there.
+  while (Provisioned(*env) < static_cast<std::size_t>(machines)) {
+    if (Clock::now() - started > timeout || !provider.running()) {
+      throw std::runtime_error(
+          fmt::format("cycle: {} of {} requests PROVISIONED; see {}", Provisioned(*env), machines, log_path));
+    }
+    std::this_thread::sleep_for(std::chrono::milliseconds{20});
+  }
   const RequestCounts up = CountRequests(env->simulator());
+  const auto up_by_endpoint = RequestsByEndpoint(env->simulator());
   const auto omni_up = env->standin().SignedCalls();
 
   started = Clock::now();
@@ -534,8 +582,9 @@ Result RunCycle(int machines, const BenchOptions& options, int limit_for_bound, 
   const auto sample = SampleProcess(provider.pid());
   const RequestCounts down = CountRequests(env->simulator());
   const auto omni_down = env->standin().SignedCalls();
-  const Json requests = env->simulator().StateForTest().value("requests", Json::object());
-  for (const auto& [endpoint, count] : requests.items()) result.requests_by_endpoint[endpoint] = count;
+  result.requests_by_endpoint = RequestsByEndpoint(env->simulator());
+  result.up_requests_by_endpoint = Minus(up_by_endpoint, idle_by_endpoint);
+  result.down_requests_by_endpoint = Minus(result.requests_by_endpoint, up_by_endpoint);
   provider.Stop(std::chrono::seconds{30});
 
   const auto per_vm = [machines](double n) { return n / machines; };
@@ -553,6 +602,43 @@ Result RunCycle(int machines, const BenchOptions& options, int limit_for_bound, 
 }
 
 std::string Verdict(bool met) { return met ? "met" : "MISSED"; }
+
+// The issue-15 budgets of a cycle, with one line per budget.
+struct CycleBudgets {
+  bool met = true;
+  std::string text;
+};
+
+CycleBudgets CheckBudgets(const Result& r) {
+  CycleBudgets budgets;
+  const auto line = [&](const std::string& what, double value, double limit, const std::string& unit) {
+    const bool ok = value <= limit;
+    budgets.met = budgets.met && ok;
+    budgets.text +=
+        fmt::format("  issue 15: {:<34} {:>6.2f}{} (at most {}{}) {}\n", what, value, unit, limit, unit, Verdict(ok));
+  };
+  line("requests per VM up, polls included", r.requests_per_vm_polls, kMaxUpRequestsPerVm, "");
+  line("requests per VM down, polls included", r.down_requests_per_vm_polls, kMaxDownRequestsPerVm, "");
+  line(fmt::format("wall up / floor {:.1f} s", r.bound_seconds), r.wall_seconds / r.bound_seconds, kMaxUpWallOverBound,
+       "x");
+  line(fmt::format("wall down / floor {:.1f} s", r.down_bound_seconds), r.down_wall_seconds / r.down_bound_seconds,
+       kMaxDownWallOverBound, "x");
+  return budgets;
+}
+
+// The cycle's Proxmox requests by endpoint, up and down, per VM.
+std::string EndpointTable(const Result& r) {
+  std::map<std::string, std::pair<std::uint64_t, std::uint64_t>> rows;
+  for (const auto& [endpoint, n] : r.up_requests_by_endpoint) rows[endpoint].first = n;
+  for (const auto& [endpoint, n] : r.down_requests_by_endpoint) rows[endpoint].second = n;
+  std::string text = fmt::format("  {:<58} {:>6} {:>7} {:>6} {:>7}\n", "endpoint", "up", "up/VM", "down", "down/VM");
+  const double vms = r.machines;
+  for (const auto& [endpoint, n] : rows) {
+    text += fmt::format("  {:<58} {:>6} {:>7.2f} {:>6} {:>7.2f}\n", endpoint, n.first, n.first / vms, n.second,
+                        n.second / vms);
+  }
+  return text;
+}
 
 }  // namespace
 
@@ -575,6 +661,9 @@ int main(int argc, char** argv) {
   app.add_flag("--skip-pending", options.skip_pending, "Skip the pending-requests scenario");
   app.add_flag("--skip-cycle", options.skip_cycle, "Skip the up-and-down cycle");
   app.add_option("--binary", options.binary, "The omni-proxmox binary")->capture_default_str();
+  app.add_flag("--assert-budgets", options.assert_budgets,
+               "Print the cycle's requests by endpoint and exit 3 when an issue-15 budget is missed (requests per VM "
+               "up/down with polls, wall time against the floor)");
   CLI11_PARSE(app, argc, argv);
   // The simulators' per-request and per-machine info lines would bury the table.
   spdlog::set_level(spdlog::level::warn);
@@ -635,6 +724,7 @@ int main(int argc, char** argv) {
                            "wall s", "bound s", "ratio", "req/VM", "+polls", "Omni/VM", "CPU ms/VM", "RSS MiB",
                            "targets");
   Json json_results = Json::array();
+  bool budgets_missed = false;
   for (const auto& r : results) {
     const double ratio = r.wall_seconds / r.bound_seconds;
     const bool wall_ok = ratio <= kMaxWallOverBound;
@@ -655,6 +745,12 @@ int main(int argc, char** argv) {
           "  down", r.machines, r.down_wall_seconds, r.down_bound_seconds, r.down_wall_seconds / r.down_bound_seconds,
           "", r.down_requests_per_vm_polls, r.down_omni_calls_per_vm,
           Verdict(r.cpu_seconds_per_vm <= kMaxCycleCpuSecondsPerVm), kMaxCycleCpuSecondsPerVm * 1000);
+      const CycleBudgets budgets = CheckBudgets(r);
+      std::cout << budgets.text;
+      if (options.assert_budgets) {
+        std::cout << EndpointTable(r);
+        if (!budgets.met) budgets_missed = true;
+      }
     }
     json_results.push_back(
         {{"scenario", r.name},
@@ -677,8 +773,11 @@ int main(int argc, char** argv) {
       json_results.back()["down"] = {{"wall_seconds", r.down_wall_seconds},
                                      {"lower_bound_seconds", r.down_bound_seconds},
                                      {"requests_per_vm_with_polls", r.down_requests_per_vm_polls},
-                                     {"omni_signed_calls_per_vm", r.down_omni_calls_per_vm}};
+                                     {"omni_signed_calls_per_vm", r.down_omni_calls_per_vm},
+                                     {"requests_by_endpoint", r.down_requests_by_endpoint}};
+      json_results.back()["up_requests_by_endpoint"] = r.up_requests_by_endpoint;
       json_results.back()["targets"]["cycle_cpu"] = r.cpu_seconds_per_vm <= kMaxCycleCpuSecondsPerVm;
+      json_results.back()["targets"]["issue15_budgets"] = CheckBudgets(r).met;
     }
   }
   double load[3] = {0, 0, 0};
@@ -692,7 +791,11 @@ int main(int argc, char** argv) {
                     {"results", json_results}}
                    .dump()
             << "\n";
-  if (exit_code == 0)
+  if (exit_code == 0 && options.assert_budgets && budgets_missed) {
+    std::cerr << "scale_bench: an issue-15 budget of the cycle was missed\n";
+    exit_code = 3;
+  }
+  if (exit_code == 0 || exit_code == 3)
     std::filesystem::remove_all(options.work_dir);
   else
     std::cerr << "scale_bench: logs kept in " << options.work_dir << "\n";
