@@ -94,11 +94,17 @@ Provider::Provider(ProviderOptions options, pve::Client& pve, omni::StateClient&
       std::make_unique<ProviderController>(controller, *runner_, state, cache_, *limited_, *leader_, clock, random);
   // A request that found its node's task slots taken comes back when its turn in the queue comes.
   limited_->SetSlotFreedListener([this](const std::string& request_id) { controller_->queue().Add(request_id); });
+  // A request waiting on a task comes back when the task should be done (a shared download that
+  // ended, or a kind of task whose duration was just learned).
+  fleet_->SetTaskWakeListener([this](const std::string& request_id, std::chrono::milliseconds after) {
+    controller_->queue().AddAfter(request_id, after);
+  });
 }
 
 Provider::~Provider() {
   Stop();
   limited_->SetSlotFreedListener(nullptr);
+  fleet_->SetTaskWakeListener(nullptr);
 }
 
 void Provider::Start() {

@@ -31,6 +31,72 @@ FleetView::FleetView(FleetOptions options, pve::Client& pve, pve::TaskSlotView* 
       board_(clock),
       isos_(clock, options_.iso_cache_ttl) {}
 
+absl::StatusOr<std::shared_ptr<const VmListing>> FleetView::ClusterVms(const std::string& request_id) {
+  std::uint64_t seq = 0;
+  {
+    absl::MutexLock lock(&listing_mutex_);
+    // A listing that began after the request's last change: seq above the one then.
+    const std::uint64_t after = request_id.empty() ? 0 : [&] {
+      auto it = changed_.find(request_id);
+      return it == changed_.end() ? std::uint64_t{0} : it->second;
+    }();
+    while (true) {
+      const auto oldest = clock_.Monotonic() - options_.vm_listing_ttl;
+      if (listing_ && listing_->seq > after && listing_->started >= oldest) return listing_;
+      if (listing_error_ && listing_error_seq_ > after) return *listing_error_;
+      if (!listing_in_flight_) break;
+      // The fetch in flight began before the request's change, or is the one to wait for.
+      listing_done_.Wait(&listing_mutex_);
+    }
+    listing_in_flight_ = true;
+    seq = ++listing_seq_;
+  }
+  auto fresh = std::make_shared<VmListing>();
+  fresh->seq = seq;
+  // Read before listing: a reservation released later may belong to a VM the listing misses.
+  fresh->release_seq = ledger_.ReleaseSeq();
+  fresh->started = clock_.Monotonic();
+  auto vms = pve_.ClusterResources(pve::ResourceType::kVm);
+  absl::MutexLock lock(&listing_mutex_);
+  listing_in_flight_ = false;
+  listing_done_.SignalAll();
+  if (!vms.ok()) {
+    listing_error_ = absl::Status(vms.status().code(), fmt::format("cannot list VMs: {}", Msg(vms.status())));
+    listing_error_seq_ = seq;
+    return *listing_error_;
+  }
+  listing_error_.reset();
+  fresh->vms = std::move(*vms);
+  listing_ = fresh;
+  return listing_;
+}
+
+void FleetView::SawChange(const std::string& request_id) {
+  absl::MutexLock lock(&listing_mutex_);
+  // A fetch in flight may have read the cluster before the change: only later ones count.
+  changed_[request_id] = listing_seq_;
+}
+
+void FleetView::ForgetRequest(const std::string& request_id) {
+  absl::MutexLock lock(&listing_mutex_);
+  changed_.erase(request_id);
+}
+
+absl::StatusOr<pve::Vmid> FleetView::VmidFloor() {
+  absl::MutexLock lock(&floor_mutex_);
+  const auto now = clock_.Monotonic();
+  if (vmid_floor_ && now - vmid_floor_fetched_ < options_.vmid_floor_ttl) return *vmid_floor_;
+  auto next = pve_.NextId();
+  if (!next.ok()) return next.status();
+  vmid_floor_ = *next;
+  vmid_floor_fetched_ = now;
+  return *next;
+}
+
+void FleetView::SetTaskWakeListener(TaskPollPacer::WakeListener listener) {
+  pacer_.SetWakeListener(std::move(listener));
+}
+
 absl::StatusOr<std::shared_ptr<const PlacementSnapshot>> FleetView::Placement() {
   absl::MutexLock lock(&snapshot_mutex_);
   const auto now = clock_.Monotonic();
@@ -44,14 +110,15 @@ absl::StatusOr<std::shared_ptr<const PlacementSnapshot>> FleetView::Placement() 
 
 absl::StatusOr<std::shared_ptr<const PlacementSnapshot>> FleetView::FetchPlacement() {
   auto fresh = std::make_shared<PlacementSnapshot>();
-  // Read before listing: a reservation released later may belong to a VM the listing misses.
-  fresh->release_seq = ledger_.ReleaseSeq();
   auto nodes = pve_.ListNodes();
   if (!nodes.ok()) {
     return absl::Status(nodes.status().code(), fmt::format("cannot list Proxmox nodes: {}", Msg(nodes.status())));
   }
-  auto vms = pve_.ClusterResources(pve::ResourceType::kVm);
-  if (!vms.ok()) return absl::Status(vms.status().code(), fmt::format("cannot list VMs: {}", Msg(vms.status())));
+  // The VM listing the steps share; its release_seq was read before it was fetched.
+  auto listing = ClusterVms("");
+  if (!listing.ok()) return listing.status();
+  fresh->release_seq = (*listing)->release_seq;
+  const std::vector<pve::ClusterResource>* vms = &(*listing)->vms;
   for (const auto& n : *nodes) {
     NodeSnapshot node;
     node.name = n.name;
@@ -132,15 +199,18 @@ void FleetView::InvalidateIsos(const IsoLocation& where) { isos_.Invalidate(wher
 
 void FleetView::InvalidateAllIsos() { isos_.InvalidateAll(); }
 
-std::chrono::milliseconds FleetView::FirstPoll(const std::string& upid) { return pacer_.Next(upid); }
+std::chrono::milliseconds FleetView::FirstPoll(const std::string& upid, const std::string& asker) {
+  return pacer_.Next(upid, asker);
+}
 
 TaskPoll FleetView::PollTask(const std::string& asker, const std::string& upid_text, std::string_view what) {
   auto upid = pve::parse::ParseUpid(upid_text);
   if (!upid.ok()) {
     pacer_.Done(upid_text);
+    SawChange(asker);
     return TaskPoll{.kind = TaskPoll::Kind::kGone};  // an unreadable stored UPID: re-check the world
   }
-  const std::chrono::milliseconds interval = pacer_.Next(upid_text);
+  const std::chrono::milliseconds interval = pacer_.Next(upid_text, asker);
   absl::StatusOr<pve::TaskStatus> status;
   bool polled_here = false;
   if (auto recent = board_.Recent(upid_text, interval, asker)) {
@@ -162,6 +232,7 @@ TaskPoll FleetView::PollTask(const std::string& asker, const std::string& upid_t
     if (status.status().code() == absl::StatusCode::kNotFound) {
       pacer_.Done(upid_text);
       board_.Forget(upid_text);
+      SawChange(asker);
       return TaskPoll{.kind = TaskPoll::Kind::kGone};
     }
     return TaskPoll{.kind = TaskPoll::Kind::kUnreadable,
@@ -173,10 +244,12 @@ TaskPoll FleetView::PollTask(const std::string& asker, const std::string& upid_t
   }
   // Only a task this request polled to its end teaches the pacer how long such tasks take.
   if (polled_here) {
-    pacer_.Finished(upid_text);
+    pacer_.Finished(upid_text, asker);
   } else {
     pacer_.Done(upid_text);
   }
+  // What a VM's task did (qmcreate, qmshutdown, qmdestroy...) shows only in listings begun from now.
+  if (upid->type.starts_with("qm")) SawChange(asker);
   if (status->Succeeded()) return TaskPoll{.kind = TaskPoll::Kind::kSucceeded};
   std::vector<std::string> tail;
   if (auto log = pve_.GetTaskLog(*upid, 0, 500); log.ok()) {

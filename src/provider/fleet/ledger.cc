@@ -12,6 +12,7 @@ void Ledger::Release(const std::string& request_id) {
   }
   vmids_.erase(request_id);
   verified_.erase(request_id);
+  created_.erase(request_id);
   PruneReleasedLocked();
 }
 
@@ -67,6 +68,7 @@ void Ledger::ReleaseVmid(const std::string& request_id) {
   absl::MutexLock lock(&mutex_);
   vmids_.erase(request_id);
   verified_.erase(request_id);
+  created_.erase(request_id);
 }
 
 void Ledger::MarkVerified(const std::string& request_id, pve::Vmid vmid) {
@@ -83,6 +85,21 @@ bool Ledger::Verified(const std::string& request_id, pve::Vmid vmid) const {
 void Ledger::Unverify(const std::string& request_id) {
   absl::MutexLock lock(&mutex_);
   verified_.erase(request_id);
+  created_.erase(request_id);
+}
+
+void Ledger::MarkCreated(const std::string& request_id, pve::Vmid vmid) {
+  absl::MutexLock lock(&mutex_);
+  created_[request_id] = vmid;
+}
+
+bool Ledger::TakeCreated(const std::string& request_id, pve::Vmid vmid) {
+  absl::MutexLock lock(&mutex_);
+  auto it = created_.find(request_id);
+  if (it == created_.end()) return false;
+  const bool match = it->second == vmid;
+  created_.erase(it);
+  return match;
 }
 
 std::optional<std::string> Ledger::Download(const std::string& key) const {

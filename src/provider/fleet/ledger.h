@@ -72,6 +72,10 @@ class Ledger {
   void MarkVerified(const std::string& request_id, pve::Vmid vmid);
   bool Verified(const std::string& request_id, pve::Vmid vmid) const;
   void Unverify(const std::string& request_id);
+  // Our create of `vmid` for `request_id` just finished in this process: the VM is ours and has
+  // never been started, so startVm starts it without reading its status first. Taken once.
+  void MarkCreated(const std::string& request_id, pve::Vmid vmid);
+  bool TakeCreated(const std::string& request_id, pve::Vmid vmid);
 
   // Downloads keyed by "<storage or node/storage>/<file>": the UPID of the running task.
   std::optional<std::string> Download(const std::string& key) const;
@@ -99,6 +103,7 @@ class Ledger {
   std::vector<Released> released_ ABSL_GUARDED_BY(mutex_);
   std::map<std::string, pve::Vmid> vmids_ ABSL_GUARDED_BY(mutex_);     // request -> vmid
   std::map<std::string, pve::Vmid> verified_ ABSL_GUARDED_BY(mutex_);  // request -> vmid seen with markers
+  std::map<std::string, pve::Vmid> created_ ABSL_GUARDED_BY(mutex_);   // request -> vmid we created, not started
   std::map<std::string, std::string> downloads_ ABSL_GUARDED_BY(mutex_);
   // Not a data guard: held by a caller across checking for and starting one download.
   std::mutex download_start_mutex_;

@@ -22,10 +22,23 @@ namespace {
 // A learned duration is trusted up to this long: a kind whose tasks vary (downloads of different
 // sizes) must not make a short one wait for a long first poll.
 constexpr milliseconds kLongestExpected{10'000};
-// The first poll comes at this share of the expected duration, so an ordinary task is seen done
-// on the first or second poll.
-constexpr double kFirstPollShare = 0.9;
-constexpr double kAverageWeight = 0.25;  // of the newest duration
+// Nor shorter than this: a poll the moment a task starts finds nearly every one still running.
+constexpr double kShortestExpectedMs = 50;
+// Past its expected time a task is polled at least this soon again (it is a little slower).
+constexpr milliseconds kAfterExpected{100};
+// A task already done at its first poll may have ended earlier still: the estimate shrinks by this
+// share, at most once per expected duration, so a burst of tasks started together shrinks it once.
+constexpr double kShrinkShare = 0.03;
+// A task seen running past its expected time ended between that poll and the next; the estimate
+// moves up to this point between the two (biased late: one more early poll costs a request).
+constexpr double kBracketPoint = 0.75;
+constexpr double kLargestGrowth = 1.25;
+// Unknown kinds: the waiters other than the scout poll this much slower than `max` on their own;
+// the scout's end wakes them first.
+constexpr int kWaiterSlowdown = 3;
+// The scout is polled at a fifth of its age, at least this far apart.
+constexpr int kScoutShare = 5;
+constexpr milliseconds kScoutFloor{100};
 
 // "UPID:node:pid:pstart:starttime:type:id:user:": the type field, or "" when malformed.
 std::string UpidType(const std::string& upid) {
@@ -38,25 +51,50 @@ std::string UpidType(const std::string& upid) {
   const std::size_t end = upid.find(':', pos);
   return end == std::string::npos ? "" : upid.substr(pos, end - pos);
 }
+
+double Ms(util::Clock::MonotonicTime::duration d) { return std::chrono::duration<double, std::milli>(d).count(); }
 }  // namespace
 
-milliseconds TaskPollPacer::ExpectedLocked(const std::string& upid) const {
-  auto it = expected_ms_.find(UpidType(upid));
-  if (it == expected_ms_.end()) return milliseconds{0};
-  return std::min(milliseconds{static_cast<long long>(it->second * kFirstPollShare)}, kLongestExpected);
+void TaskPollPacer::SetWakeListener(WakeListener listener) {
+  absl::MutexLock lock(&listener_mutex_);
+  listener_ = std::move(listener);
 }
 
-milliseconds TaskPollPacer::Next(const std::string& upid) {
+milliseconds TaskPollPacer::ExpectedLocked(const std::string& type) const {
+  auto it = kinds_.find(type);
+  if (it == kinds_.end() || it->second.expected_ms <= 0) return milliseconds{0};
+  return std::min(milliseconds{static_cast<long long>(it->second.expected_ms)}, kLongestExpected);
+}
+
+milliseconds TaskPollPacer::Next(const std::string& upid, const std::string& asker) {
   const auto now = clock_.Monotonic();
   absl::MutexLock lock(&mutex_);
   if (tracked_.size() > kPruneAbove) {
     std::erase_if(tracked_, [&](const auto& entry) { return now - entry.second.first_seen > kStaleEntry; });
   }
-  auto [it, inserted] = tracked_.try_emplace(upid, Tracked{.first_seen = now, .last_running_age = std::nullopt});
-  const auto age = std::chrono::duration_cast<milliseconds>(now - it->second.first_seen);
-  const milliseconds expected = ExpectedLocked(upid);
-  if (age < expected) return expected - age;
-  return TaskPollInterval(age - expected, max_);
+  auto [it, inserted] = tracked_.try_emplace(upid);
+  Tracked& task = it->second;
+  if (inserted) {
+    task.first_seen = now;
+    task.type = UpidType(upid);
+  }
+  if (!asker.empty()) task.askers.insert(asker);
+  const auto age = std::chrono::duration_cast<milliseconds>(now - task.first_seen);
+  if (task.type.empty()) return TaskPollInterval(age, max_);
+  const milliseconds expected = ExpectedLocked(task.type);
+  if (expected.count() > 0) {
+    if (age < expected) return expected - age;
+    return std::clamp((age - expected) / 3, std::min(kAfterExpected, max_), max_);
+  }
+  Kind& kind = kinds_[task.type];
+  const bool scout_lost = kind.scout.empty() || !tracked_.contains(kind.scout) || now - kind.scout_polled > 2 * max_;
+  if (scout_lost || kind.scout == upid) {
+    kind.scout = upid;
+    kind.scout_polled = now;
+    // Finer than a lone task's schedule: what the scout learns sets every other task's first poll.
+    return std::clamp(age / kScoutShare, std::min(kScoutFloor, max_), max_);
+  }
+  return kWaiterSlowdown * max_;
 }
 
 void TaskPollPacer::SawRunning(const std::string& upid) {
@@ -67,31 +105,88 @@ void TaskPollPacer::SawRunning(const std::string& upid) {
   it->second.last_running_age = std::chrono::duration_cast<milliseconds>(now - it->second.first_seen);
 }
 
-void TaskPollPacer::Finished(const std::string& upid) {
+bool TaskPollPacer::LearnLocked(Kind& kind, std::optional<double> running_ms, double done_ms,
+                                util::Clock::MonotonicTime now) {
+  double& expected = kind.expected_ms;
+  const bool unknown = expected <= 0;
+  if (unknown) {
+    // It ended between the last poll that saw it running and this one: the end of that span, so
+    // the tasks of its kind started with it are seen done at their first poll (the scout's polls
+    // keep the span within a fifth of its age). A task already done at its first poll ended
+    // sometime before, so a late poll never teaches a longer duration.
+    expected = running_ms ? done_ms : done_ms / 2;
+    kind.last_shrink = now;
+  } else if (running_ms && *running_ms >= expected * 0.99) {
+    // Still running when it should have been done: slower than the estimate, which grows by at
+    // most a quarter per task, so one slow task does not delay the first polls of the next ones.
+    const double bracket = *running_ms + kBracketPoint * (done_ms - *running_ms);
+    expected = std::min(std::max(expected, bracket), expected * kLargestGrowth);
+  } else if (!running_ms && done_ms < expected) {
+    expected = done_ms;  // done before it was expected (looked at early): at most this long
+  } else if (!running_ms && Ms(now - kind.last_shrink) >= expected) {
+    expected *= 1 - kShrinkShare;
+    kind.last_shrink = now;
+  }
+  expected = std::max(expected, kShortestExpectedMs);
+  return unknown;
+}
+
+void TaskPollPacer::Finished(const std::string& upid, const std::string& by) {
   const auto now = clock_.Monotonic();
-  absl::MutexLock lock(&mutex_);
-  auto it = tracked_.find(upid);
-  if (it == tracked_.end()) return;
-  const double done_at = std::chrono::duration<double, std::milli>(now - it->second.first_seen).count();
-  const double running_at =
-      it->second.last_running_age ? static_cast<double>(it->second.last_running_age->count()) : 0.0;
-  const double took = (running_at + done_at) / 2;  // it ended somewhere in between
-  tracked_.erase(it);
-  const std::string type = UpidType(upid);
-  if (type.empty()) return;
-  auto [average, fresh] = expected_ms_.try_emplace(type, took);
-  if (!fresh) average->second += kAverageWeight * (took - average->second);
+  std::vector<std::pair<std::string, milliseconds>> wakes;
+  {
+    absl::MutexLock lock(&mutex_);
+    auto it = tracked_.find(upid);
+    if (it == tracked_.end()) return;
+    Tracked task = std::move(it->second);
+    tracked_.erase(it);
+    // Whoever else waits on this very task (a shared download) can go on now.
+    for (const auto& asker : task.askers) {
+      if (asker != by) wakes.emplace_back(asker, milliseconds{0});
+    }
+    if (!task.type.empty()) {
+      Kind& kind = kinds_[task.type];
+      if (kind.scout == upid) kind.scout.clear();
+      std::optional<double> running_ms;
+      if (task.last_running_age) running_ms = static_cast<double>(task.last_running_age->count());
+      if (LearnLocked(kind, running_ms, Ms(now - task.first_seen), now)) {
+        // The kind is known now: every other task of it is looked at when it should be done.
+        const milliseconds expected = ExpectedLocked(task.type);
+        for (const auto& [other_upid, other] : tracked_) {
+          if (other.type != task.type) continue;
+          const auto age = std::chrono::duration_cast<milliseconds>(now - other.first_seen);
+          const milliseconds after = age < expected ? expected - age : milliseconds{0};
+          for (const auto& asker : other.askers) {
+            if (asker != by) wakes.emplace_back(asker, after);
+          }
+        }
+      }
+    }
+  }
+  if (wakes.empty()) return;
+  WakeListener listener;
+  {
+    absl::MutexLock lock(&listener_mutex_);
+    listener = listener_;
+  }
+  if (!listener) return;
+  for (const auto& [asker, after] : wakes) listener(asker, after);
 }
 
 void TaskPollPacer::Done(const std::string& upid) {
   absl::MutexLock lock(&mutex_);
-  tracked_.erase(upid);
+  auto it = tracked_.find(upid);
+  if (it == tracked_.end()) return;
+  if (auto kind = kinds_.find(it->second.type); kind != kinds_.end() && kind->second.scout == upid) {
+    kind->second.scout.clear();
+  }
+  tracked_.erase(it);
 }
 
 milliseconds TaskPollPacer::ExpectedForTest(const std::string& type) const {
   absl::MutexLock lock(&mutex_);
-  auto it = expected_ms_.find(type);
-  return it == expected_ms_.end() ? milliseconds{0} : milliseconds{static_cast<long long>(it->second)};
+  auto it = kinds_.find(type);
+  return it == kinds_.end() ? milliseconds{0} : milliseconds{static_cast<long long>(it->second.expected_ms)};
 }
 
 std::size_t TaskPollPacer::TrackedForTest() const {

@@ -64,15 +64,19 @@ absl::StatusOr<VmLookup> LookUpVm(pve::Client& pve, const std::vector<pve::Clust
 }
 
 absl::StatusOr<VmRemovalStep> AdvanceVmRemoval(pve::Client& pve, const pve::ClusterResource& vm,
-                                               std::chrono::seconds shutdown_timeout) {
+                                               std::chrono::seconds shutdown_timeout, KnownPower power) {
   if (!vm.vmid) return VmRemovalStep{};
   const pve::Vmid vmid = *vm.vmid;
   // A create, migration or delete in progress owns the VM until it ends.
   if (!vm.lock.empty()) return VmRemovalStep{.kind = VmRemovalStep::Kind::kBusy, .task = std::nullopt};
-  auto status = pve.GetVmStatus(vm.node, vmid);
-  if (status.status().code() == absl::StatusCode::kNotFound) return VmRemovalStep{};
-  if (!status.ok()) return status.status();
-  if (status->status == "running") {
+  bool running = power == KnownPower::kRunning;
+  if (power == KnownPower::kUnknown) {
+    auto status = pve.GetVmStatus(vm.node, vmid);
+    if (status.status().code() == absl::StatusCode::kNotFound) return VmRemovalStep{};
+    if (!status.ok()) return status.status();
+    running = status->status == "running";
+  }
+  if (running) {
     auto upid = pve.ShutdownVm(vm.node, vmid, {.timeout = shutdown_timeout, .force_stop = true});
     if (!upid.ok()) return upid.status();
     return VmRemovalStep{.kind = VmRemovalStep::Kind::kShuttingDown, .task = *upid};

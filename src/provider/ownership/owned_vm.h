@@ -72,12 +72,18 @@ absl::StatusOr<bool> IsLegacyOwned(pve::Client& pve, const pve::ClusterResource&
 // VM gets a graceful shutdown (Proxmox force-stops it after `shutdown_timeout`); a stopped one is
 // deleted with purge and its unreferenced disks. The caller waits for `task`, then calls again
 // until kGone.
+//
+// `power` is what the caller already knows of the VM's power state, saving the status read:
+// kStopped after its own shutdown of this VM just ended OK (deleted at once), kRunning when the
+// listing says so (shut down at once: a shutdown of a VM that turns out stopped is a no-op).
 struct VmRemovalStep {
   enum class Kind { kGone, kBusy, kShuttingDown, kDeleting };
   Kind kind = Kind::kGone;
   std::optional<pve::Upid> task;  // kShuttingDown, kDeleting
 };
+enum class KnownPower { kUnknown, kRunning, kStopped };
 absl::StatusOr<VmRemovalStep> AdvanceVmRemoval(pve::Client& pve, const pve::ClusterResource& vm,
-                                               std::chrono::seconds shutdown_timeout);
+                                               std::chrono::seconds shutdown_timeout,
+                                               KnownPower power = KnownPower::kUnknown);
 
 }  // namespace omni_proxmox::provider

@@ -74,6 +74,7 @@ StepRunner::StepRunner(RunnerOptions options, RequestRecords& records, StepList 
 
 void StepRunner::Forget(const std::string& request_id) {
   fleet_.ledger().Release(request_id);
+  fleet_.ForgetRequest(request_id);
   absl::MutexLock lock(&mutex_);
   memory_.erase(request_id);
 }

@@ -29,8 +29,8 @@ class Cidata final : public Step {
     // The ISO is looked up through the node it is uploaded by, whatever the storage's sharing.
     const IsoLocation where{.node = machine.node(), .storage = machine.iso_storage(), .shared = false};
 
-    // After our upload finished the file is looked for in a fresh listing: the name of the file that
-    // was uploaded is not stored, and the content (hence the name) may have changed since.
+    // After our upload ended OK, the file it wrote (cidata_upload_volume) is there; when the content,
+    // hence the name, changed since (a new join config), the new name is looked for in a fresh listing.
     bool uploaded = false;
     if (!machine.cidata_upload_task().empty()) {
       const TaskPoll poll =
@@ -51,7 +51,9 @@ class Cidata final : public Step {
     if (!scope.ok()) return StepResult::Retry(Msg(scope.status()));
     const std::string file = ScopedIsoName(CidataIsoFileName(ctx.request_id, *iso), *scope);
     const std::string volid = fmt::format("{}:iso/{}", where.storage, file);
-    auto present = services_.fleet.IsoPresent(where, volid, /*fresh=*/uploaded);
+    if (uploaded && volid == machine.cidata_upload_volume()) services_.fleet.MarkIso(where, volid, true);
+    auto present =
+        services_.fleet.IsoPresent(where, volid, /*fresh=*/uploaded && volid != machine.cidata_upload_volume());
     if (!present.ok()) return StepResult::Retry(Msg(present.status()));
     if (*present) {
       machine.set_cidata_volume(volid);
@@ -68,7 +70,7 @@ class Cidata final : public Step {
     machine.set_cidata_upload_task(upid->text);
     machine.set_cidata_upload_volume(volid);
     machine.set_cidata_node(where.node);
-    return StepResult::Wait(services_.fleet.FirstPoll(upid->text));
+    return StepResult::Wait(services_.fleet.FirstPoll(upid->text, ctx.request_id));
   }
 
  private:

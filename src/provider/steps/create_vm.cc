@@ -47,6 +47,7 @@ class CreateVm final : public Step {
         // (startVm still checks its markers in the status it reads).
         ledger.HoldVmid(ctx.request_id, machine.vmid());
         ledger.MarkVerified(ctx.request_id, machine.vmid());
+        ledger.MarkCreated(ctx.request_id, machine.vmid());
         return StepResult::Next();
       }
     }
@@ -59,11 +60,14 @@ class CreateVm final : public Step {
     auto scope = services_.join.OurScope();
     if (!scope.ok())
       return StepResult::Retry(fmt::format("cannot read Omni's join configuration: {}", Msg(scope.status())));
-    auto vms = services_.pve.ClusterResources(pve::ResourceType::kVm);
-    if (!vms.ok()) return StepResult::Retry(fmt::format("cannot list VMs: {}", Msg(vms.status())));
-    if (auto settled = Adopt(ctx, *vms, *scope)) return *settled;
+    // Shared with the requests asking at about the same time, and begun after this request's own
+    // last create (fleet_view.h): a VM of ours made by an earlier pass or process shows in it.
+    auto listing = services_.fleet.ClusterVms(ctx.request_id);
+    if (!listing.ok()) return StepResult::Retry(Msg(listing.status()));
+    const std::vector<pve::ClusterResource>& vms = (*listing)->vms;
+    if (auto settled = Adopt(ctx, vms, *scope)) return *settled;
     if (machine.vmid() == 0) {
-      if (auto none = ChooseVmid(ctx, *vms)) return *none;
+      if (auto none = ChooseVmid(ctx, vms)) return *none;
     } else if (!ledger.HoldVmid(ctx.request_id, machine.vmid())) {
       machine.set_vmid(0);  // another request holds it: a fresh one next pass
       return StepResult::Again();
@@ -127,7 +131,7 @@ class CreateVm final : public Step {
     if (ctx.data->vmid_range) {
       first = ctx.data->vmid_range->first;
       last = ctx.data->vmid_range->last;
-    } else if (auto next = services_.pve.NextId(); next.ok()) {
+    } else if (auto next = services_.fleet.VmidFloor(); next.ok()) {
       first = *next;
     }
     auto claimed = services_.fleet.ledger().ClaimVmid(ctx.request_id, taken, first, last);
@@ -161,11 +165,12 @@ class CreateVm final : public Step {
     pve::FormFields fields(params.begin(), params.end());
     std::erase_if(fields, [](const auto& f) { return f.first == "vmid"; });
     auto upid = services_.pve.CreateVm(machine.node(), machine.vmid(), fields);
+    services_.fleet.SawChange(ctx.request_id);  // the next listing for this request must show the create
     if (!upid.ok()) return CreateFailed(ctx, upid.status());
     machine.set_vm_create_task(upid->text);
     ++services_.counters.vms_created;
     ctx.log->info("request {}: creating VM {} on {}", ctx.request_id, machine.vmid(), machine.node());
-    return StepResult::Wait(services_.fleet.FirstPoll(upid->text));
+    return StepResult::Wait(services_.fleet.FirstPoll(upid->text, ctx.request_id));
   }
 
   StepResult CreateFailed(StepContext& ctx, const absl::Status& error) {

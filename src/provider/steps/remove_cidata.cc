@@ -49,7 +49,7 @@ class RemoveCidata final : public Step {
     auto deleted = services_.pve.DeleteVolume(where.node, where.storage, volid);
     if (deleted.ok()) {
       machine.set_cidata_delete_task(deleted->text);
-      return StepResult::Wait(services_.fleet.FirstPoll(deleted->text));
+      return StepResult::Wait(services_.fleet.FirstPoll(deleted->text, ctx.request_id));
     }
     if (deleted.status().code() != absl::StatusCode::kNotFound) {
       if (pve::ClassifyError(deleted.status()) != pve::ErrorKind::kNodeUnreachable) {

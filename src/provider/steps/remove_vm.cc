@@ -4,12 +4,17 @@
 // prove it is this request's: a graceful shutdown (force-stopped by Proxmox after the timeout),
 // then a delete with its disks.
 
+#include <map>
+#include <string>
+
+#include "absl/synchronization/mutex.h"
 #include <fmt/format.h>
 
 #include "provider/ownership/iso_names.h"
 #include "provider/ownership/owned_vm.h"
 #include "provider/steps/steps_internal.h"
 #include "provider/steps/task_wait.h"
+#include "pve/parse/upid.h"
 
 namespace omni_proxmox::provider::steps {
 namespace {
@@ -27,22 +32,45 @@ class RemoveVm final : public Step {
       const TaskPoll poll = services_.fleet.PollTask(ctx.request_id, machine.vm_delete_task(),
                                                      fmt::format("delete of VM {}", machine.vmid()));
       if (auto waiting = WhileUnfinished(poll)) return *waiting;
+      const std::string deleted = machine.vm_delete_task();
       machine.clear_vm_delete_task();
       if (poll.kind == TaskPoll::Kind::kFailed) return StepResult::Retry(poll.error);
+      // The listing that led to this delete showed no other VM of the request, and nothing makes
+      // one during teardown: nothing left to look for.
+      if (poll.kind == TaskPoll::Kind::kSucceeded && TakeLast(ctx.request_id, deleted)) return StepResult::Next();
+    }
+    // The VM our own shutdown just stopped (a guest that ignored it was force-stopped by Proxmox:
+    // forceStop), deleted in this pass without reading its status again.
+    std::optional<pve::Upid> stopped;
+    if (!machine.vm_stop_task().empty()) {
+      const TaskPoll poll = services_.fleet.PollTask(ctx.request_id, machine.vm_stop_task(),
+                                                     fmt::format("shutdown of VM {}", machine.vmid()));
+      if (auto waiting = WhileUnfinished(poll)) return *waiting;
+      if (poll.kind == TaskPoll::Kind::kSucceeded) {
+        if (auto upid = pve::parse::ParseUpid(machine.vm_stop_task()); upid.ok()) stopped = *upid;
+      }
+      machine.clear_vm_stop_task();
     }
     auto scope = services_.join.OurScope();
     if (!scope.ok())
       return StepResult::Retry(fmt::format("cannot read Omni's join configuration: {}", Msg(scope.status())));
-    auto vms = services_.pve.ClusterResources(pve::ResourceType::kVm);
-    if (!vms.ok()) return StepResult::Retry(fmt::format("cannot list VMs: {}", Msg(vms.status())));
-    auto target = Target(ctx, *vms, *scope);
+    // One listing serves every request tearing down about now; it began after this request's own
+    // last shutdown, delete or task end (fleet_view.h), so it shows what those did.
+    auto listing = services_.fleet.ClusterVms(ctx.request_id);
+    if (!listing.ok()) return StepResult::Retry(Msg(listing.status()));
+    auto target = Target(ctx, (*listing)->vms, *scope);
     if (!target.ok()) return StepResult::Retry(Msg(target.status()));
     if (!*target) return StepResult::Next();
     if (!(*target)->vm) return StepResult::Wait(services_.options.lock_recheck);  // our create still holds it
+    const pve::ClusterResource& vm = *(*target)->vm;
     if ((*target)->kind == VmLookup::Kind::kLegacy) {
-      if (auto s = RecordGoCidata(ctx, *(*target)->vm); !s.ok()) return StepResult::Retry(Msg(s));
+      if (auto s = RecordGoCidata(ctx, vm); !s.ok()) return StepResult::Retry(Msg(s));
     }
-    return Remove(ctx, *(*target)->vm);
+    KnownPower power = vm.status == "running" ? KnownPower::kRunning : KnownPower::kUnknown;
+    if (stopped && stopped->node == vm.node && vm.vmid && stopped->id == std::to_string(*vm.vmid)) {
+      power = KnownPower::kStopped;
+    }
+    return Remove(ctx, vm, power);
   }
 
  private:
@@ -53,7 +81,11 @@ class RemoveVm final : public Step {
     MachineSpec& machine = *ctx.machine;
     // Every VM with the request's markers is ours to remove, one per pass.
     auto marked = MarkedVms(vms, scope, ctx.request_id);
-    if (!marked.empty()) return VmLookup{.kind = VmLookup::Kind::kMarked, .vm = marked.front()};
+    if (!marked.empty()) {
+      NoteLast(ctx.request_id, marked.size() == 1 ? std::to_string(*marked.front().vmid) : "");
+      return VmLookup{.kind = VmLookup::Kind::kMarked, .vm = marked.front()};
+    }
+    NoteLast(ctx.request_id, "");
     auto found = LookUpVm(services_.pve, vms, scope, ctx.request_id, machine.vmid(), LegacyIdentityOf(machine));
     if (!found.ok()) return found.status();
     switch (found->kind) {
@@ -91,17 +123,10 @@ class RemoveVm final : public Step {
     return absl::OkStatus();
   }
 
-  StepResult Remove(StepContext& ctx, const pve::ClusterResource& vm) {
+  StepResult Remove(StepContext& ctx, const pve::ClusterResource& vm, KnownPower power) {
     MachineSpec& machine = *ctx.machine;
-    if (!machine.vm_stop_task().empty()) {
-      const TaskPoll poll =
-          services_.fleet.PollTask(ctx.request_id, machine.vm_stop_task(), fmt::format("shutdown of VM {}", *vm.vmid));
-      if (auto waiting = WhileUnfinished(poll)) return *waiting;
-      machine.clear_vm_stop_task();
-      // A guest that ignored the shutdown was force-stopped by Proxmox (forceStop); look again.
-      return StepResult::Again();
-    }
-    auto step = AdvanceVmRemoval(services_.pve, vm, services_.options.shutdown_timeout);
+    auto step = AdvanceVmRemoval(services_.pve, vm, services_.options.shutdown_timeout, power);
+    services_.fleet.SawChange(ctx.request_id);  // a shutdown or delete may have been sent
     if (!step.ok()) return StepResult::Retry(Msg(step.status()));
     switch (step->kind) {
       case VmRemovalStep::Kind::kGone:
@@ -111,19 +136,41 @@ class RemoveVm final : public Step {
                                                     : 2 * services_.options.lock_recheck);
       case VmRemovalStep::Kind::kShuttingDown:
         machine.set_vm_stop_task(step->task->text);
-        return StepResult::Wait(services_.fleet.FirstPoll(step->task->text));
+        return StepResult::Wait(services_.fleet.FirstPoll(step->task->text, ctx.request_id));
       case VmRemovalStep::Kind::kDeleting:
         machine.set_vm_delete_task(step->task->text);
         machine.set_node(vm.node);
         machine.set_vmid(*vm.vmid);
         ctx.log->info("request {}: deleting VM {} on {}", ctx.request_id, *vm.vmid, vm.node);
         ++services_.counters.vms_deleted;
-        return StepResult::Wait(services_.fleet.FirstPoll(step->task->text));
+        return StepResult::Wait(services_.fleet.FirstPoll(step->task->text, ctx.request_id));
     }
     return StepResult::Next();
   }
 
+  // Which VM (VMID text) a request's last listing showed as its only one; "" forgets.
+  void NoteLast(const std::string& request_id, const std::string& vmid) {
+    absl::MutexLock lock(&last_mutex_);
+    if (vmid.empty()) {
+      last_.erase(request_id);
+    } else {
+      last_[request_id] = vmid;
+    }
+  }
+  // True when the delete task `upid` removed the VM the request's last listing showed as its only one.
+  bool TakeLast(const std::string& request_id, const std::string& upid) {
+    auto parsed = pve::parse::ParseUpid(upid);
+    absl::MutexLock lock(&last_mutex_);
+    auto it = last_.find(request_id);
+    if (it == last_.end()) return false;
+    const bool same = parsed.ok() && parsed->type == "qmdestroy" && parsed->id == it->second;
+    last_.erase(it);
+    return same;
+  }
+
   StepServices& services_;
+  absl::Mutex last_mutex_;
+  std::map<std::string, std::string> last_ ABSL_GUARDED_BY(last_mutex_);
 };
 
 }  // namespace

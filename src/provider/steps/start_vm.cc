@@ -27,7 +27,13 @@ class StartVm final : public Step {
       if (auto waiting = WhileUnfinished(poll)) return *waiting;
       machine.clear_vm_start_task();
       if (poll.kind == TaskPoll::Kind::kFailed) return StepResult::Retry(poll.error);
+      // Our start of our VM ended OK: it runs (reading its status would only say so).
+      if (poll.kind == TaskPoll::Kind::kSucceeded) return StepResult::Next();
     }
+    // Our create of this VMID with our markers just ended in this process and nothing started it
+    // yet: started without reading its status. If it went away since, the start fails and the
+    // next pass reads the status as usual.
+    if (services_.fleet.ledger().TakeCreated(ctx.request_id, machine.vmid())) return Start(ctx);
     auto scope = services_.join.OurScope();
     if (!scope.ok())
       return StepResult::Retry(fmt::format("cannot read Omni's join configuration: {}", Msg(scope.status())));
@@ -40,16 +46,21 @@ class StartVm final : public Step {
           fmt::format("node {}: cannot read VM {}: {}", machine.node(), machine.vmid(), Msg(status.status())));
     }
     if (status->status == "running") return StepResult::Next();
+    return Start(ctx);
+  }
+
+ private:
+  StepResult Start(StepContext& ctx) {
+    MachineSpec& machine = *ctx.machine;
     auto upid = services_.pve.StartVm(machine.node(), machine.vmid());
     if (!upid.ok()) {
       return StepResult::Retry(
           fmt::format("node {}: start of VM {} failed: {}", machine.node(), machine.vmid(), Msg(upid.status())));
     }
     machine.set_vm_start_task(upid->text);
-    return StepResult::Wait(services_.fleet.FirstPoll(upid->text));
+    return StepResult::Wait(services_.fleet.FirstPoll(upid->text, ctx.request_id));
   }
 
- private:
   // Moved or deleted behind our back: found again by its markers, or created again by createVm.
   StepResult Relocate(StepContext& ctx, const Scope& scope) {
     MachineSpec& machine = *ctx.machine;

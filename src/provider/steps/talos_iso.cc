@@ -115,7 +115,7 @@ class TalosIso final : public Step {
     machine.set_iso_storage(where.storage);
     machine.set_volume_upload_task(upid->text);
     ctx.log->info("request {}: downloading {} to {} on {}", ctx.request_id, file, where.storage, where.node);
-    return StepResult::Wait(services_.fleet.FirstPoll(upid->text));
+    return StepResult::Wait(services_.fleet.FirstPoll(upid->text, ctx.request_id));
   }
 
   StepServices& services_;

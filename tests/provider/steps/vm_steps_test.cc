@@ -169,6 +169,46 @@ TEST_F(VmStepsTest, ARunningVmIsShutDownThenDeletedWithItsCloudInitIso) {
   EXPECT_TRUE(request->machine.cidata_volume().empty());
 }
 
+TEST_F(VmStepsTest, TeardownsAskingTogetherShareOneVmListingAndEachSeesItsOwnChanges) {
+  auto create = steps::MakeCreateVm(*services_);
+  auto start = steps::MakeStartVm(*services_);
+  auto first = ReadyToCreate("workers-aaaaaa", "pve1");
+  auto second = ReadyToCreate("workers-bbbbbb", "pve2");
+  for (auto* request : {first.get(), second.get()}) {
+    ASSERT_EQ(RunToEnd(*create, request->ctx).kind, StepResult::Kind::kNext);
+    ASSERT_EQ(RunToEnd(*start, request->ctx).kind, StepResult::Kind::kNext);
+  }
+  const auto listings = [&] {
+    return sim_->StateForTest()["requests"].value("GET /cluster/resources", std::uint64_t{0});
+  };
+  const auto status_reads = [&] {
+    return sim_->StateForTest()["requests"].value("GET /nodes/{node}/qemu/{vmid}/status/current", std::uint64_t{0});
+  };
+  clock_.Advance(std::chrono::seconds{2});  // any listing of the way up is too old now
+  auto remove_vm = steps::MakeRemoveVm(*services_);
+  const std::uint64_t before = listings();
+  const std::uint64_t reads_before = status_reads();
+  // Both ask at the same moment: one listing serves both, and the listing's "running" is enough
+  // to send the shutdowns.
+  ASSERT_EQ(remove_vm->Run(first->ctx).kind, StepResult::Kind::kWait);
+  ASSERT_EQ(remove_vm->Run(second->ctx).kind, StepResult::Kind::kWait);
+  EXPECT_EQ(listings(), before + 1);
+  EXPECT_EQ(status_reads(), reads_before);
+  ASSERT_FALSE(first->machine.vm_stop_task().empty());
+  ASSERT_FALSE(second->machine.vm_stop_task().empty());
+  // Once its shutdown ended, a request is handed only a listing begun after it saw that, and its
+  // VM is deleted in the same pass without another status read.
+  clock_.Advance(std::chrono::seconds{2});
+  ASSERT_EQ(remove_vm->Run(first->ctx).kind, StepResult::Kind::kWait);
+  EXPECT_EQ(listings(), before + 2);
+  EXPECT_FALSE(first->machine.vm_delete_task().empty());
+  EXPECT_EQ(status_reads(), reads_before);
+  ASSERT_EQ(RunToEnd(*remove_vm, first->ctx).kind, StepResult::Kind::kNext);
+  ASSERT_EQ(RunToEnd(*remove_vm, second->ctx).kind, StepResult::Kind::kNext);
+  EXPECT_TRUE(Vms().empty());
+  EXPECT_EQ(counters_.vms_deleted.load(), 2);
+}
+
 TEST_F(VmStepsTest, TeardownLeavesAForeignVmAtTheStoredVmidAlone) {
   PlantVm("pve1", 600, "not-ours", "");
   auto request = NewRequest("workers-aaaaaa");
