@@ -109,7 +109,8 @@ class FleetView {
   // `request_id` changed something in Proxmox (sent a create, shutdown or delete) or saw one of
   // its VM's tasks end (PollTask does): its next listing must begin after this.
   void SawChange(const std::string& request_id);
-  // The request is done (provisioned or gone): drop what the view keeps for it.
+  // The request is gone (torn down, or deleted): drop what the view keeps for it. Not when it is
+  // provisioned: its teardown's listings must still begin after its create.
   void ForgetRequest(const std::string& request_id);
   // The lower bound for a new VMID: Proxmox's next free one (GET /cluster/nextid), one answer per
   // vmid_floor_ttl.

@@ -74,7 +74,6 @@ StepRunner::StepRunner(RunnerOptions options, RequestRecords& records, StepList 
 
 void StepRunner::Forget(const std::string& request_id) {
   fleet_.ledger().Release(request_id);
-  fleet_.ForgetRequest(request_id);
   absl::MutexLock lock(&mutex_);
   memory_.erase(request_id);
 }
@@ -93,6 +92,7 @@ Outcome StepRunner::Reconcile(const std::string& request_id) {
   if (!request.ok()) return Outcome::Error(request.status());
   if (!*request) {
     Forget(request_id);
+    fleet_.ForgetRequest(request_id);
     return Outcome::Done();
   }
   const auto& labels = (*request)->metadata.labels;
@@ -327,6 +327,8 @@ Outcome StepRunner::Teardown(const omni::Resource& request) {
   }
   if (auto s = records_.RemoveFinalizer(pass.request); !s.ok()) return Outcome::Error(s);
   Forget(id);
+  // Kept from the way up until now: the teardown's listings must begin after the request's create.
+  fleet_.ForgetRequest(id);
   if (pass.state) {
     ++counters_.deprovisioned;
     pass.log->info("request {}: deprovisioned", id);
