@@ -248,8 +248,10 @@ TaskPoll FleetView::PollTask(const std::string& asker, const std::string& upid_t
   } else {
     pacer_.Done(upid_text);
   }
-  // What a VM's task did (qmcreate, qmshutdown, qmdestroy...) shows only in listings begun from now.
-  if (upid->type.starts_with("qm")) SawChange(asker);
+  // What a VM's task did (qmcreate, qmdestroy...) shows only in listings begun from now. A shutdown
+  // changes only the power state, which teardown takes from the task itself: the listing before its
+  // delete need only begin after the shutdown was sent.
+  if (upid->type.starts_with("qm") && upid->type != "qmshutdown") SawChange(asker);
   if (status->Succeeded()) return TaskPoll{.kind = TaskPoll::Kind::kSucceeded};
   std::vector<std::string> tail;
   if (auto log = pve_.GetTaskLog(*upid, 0, 500); log.ok()) {
