@@ -185,4 +185,9 @@ Metadata ClientMetadata(const grpc::ServerContext& ctx) {
   return md;
 }
 
+std::string ReplicaOf(const Metadata& metadata) {
+  auto it = metadata.find("x-omni-proxmox-replica");
+  return it == metadata.end() ? std::string() : it->second;
+}
+
 }  // namespace omni_proxmox::sim::omni

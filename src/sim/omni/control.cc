@@ -86,6 +86,10 @@ absl::Status StandIn::Impl::StartControl(StandIn& standin) {
   control_->Delete(R"(/infra-providers/([^/]+))", [self](const httplib::Request& req, httplib::Response& res) {
     Reply(res, self->DeleteInfraProvider(req.matches[1]));
   });
+  // The mutation journal and lease history (journal.h), for checkers of two-replica runs.
+  control_->Get("/journal", [self](const httplib::Request&, httplib::Response& res) {
+    res.set_content(self->journal().ToJson().dump() + "\n", "application/json");
+  });
   control_->Get("/status", [self](const httplib::Request&, httplib::Response& res) {
     nlohmann::json requests = nlohmann::json::array();
     const auto listed = self->state().List(kInfraProviderNs, kMachineRequestType);

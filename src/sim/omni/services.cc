@@ -232,7 +232,7 @@ class ManagementServiceImpl final : public ::management::ManagementService::Serv
 
   grpc::Status CreateSchematicFromRaw(grpc::ServerContext* ctx, const ::management::CreateSchematicFromRawRequest* req,
                                       ::management::CreateSchematicResponse* resp) override {
-    auto caller = Check(ctx, "/management.ManagementService/CreateSchematicFromRaw");
+    auto caller = Check(ctx, "/management.ManagementService/CreateSchematicFromRaw", /*mutating=*/true);
     if (!caller.ok()) return ToGrpc(caller.status());
     auto id = impl_.factory_->PutSchematic(req->raw_schematic());
     if (!id.ok()) return ToGrpc(id.status());
@@ -242,7 +242,7 @@ class ManagementServiceImpl final : public ::management::ManagementService::Serv
 
   grpc::Status GetBootAssetURL(grpc::ServerContext* ctx, const ::management::GetBootAssetURLRequest* req,
                                ::management::GetBootAssetURLResponse* resp) override {
-    auto caller = Check(ctx, "/management.ManagementService/GetBootAssetURL");
+    auto caller = Check(ctx, "/management.ManagementService/GetBootAssetURL", /*mutating=*/false);
     if (!caller.ok()) return ToGrpc(caller.status());
     if (req->talos_version().empty() || req->schematic_id().empty() || req->platform().empty() ||
         req->architecture().empty()) {
@@ -276,14 +276,17 @@ class ManagementServiceImpl final : public ::management::ManagementService::Serv
   }
 
  private:
-  absl::StatusOr<Caller> Check(grpc::ServerContext* ctx, const char* method) {
+  // `mutating`: the call makes something (a schematic) and goes into the journal.
+  absl::StatusOr<Caller> Check(grpc::ServerContext* ctx, const char* method, bool mutating) {
     std::string reason;
-    auto caller = impl_.keys_.Verify(method, ClientMetadata(*ctx), &reason);
+    const Metadata metadata = ClientMetadata(*ctx);
+    auto caller = impl_.keys_.Verify(method, metadata, &reason);
     if (!caller.ok()) {
       impl_.log_->debug("{} refused: {}", method, reason);
       return caller.status();
     }
     impl_.CountSignedCall(method);
+    if (mutating) impl_.journal_.RecordMutation(ReplicaOf(metadata), caller->email, method, "", "", "");
     // Exact roles, as Omni's schematics.go checks them.
     if (caller->role != Role::kInfraProvider && caller->role != Role::kOperator && caller->role != Role::kAdmin) {
       return absl::PermissionDeniedError(fmt::format("{} needs role InfraProvider, Operator or Admin", method));

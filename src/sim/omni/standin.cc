@@ -28,7 +28,10 @@ StandIn::Impl::Impl(StandInOptions options)
       random_(options_.state_dir.empty() ? options_.seed : util::Random::SeedFromDevice()),
       store_(clock_, options_.seed * 0x9e3779b97f4a7c15ULL + 0x5eed),
       keys_(clock_),
-      log_(util::Logger("sim.omni")) {}
+      log_(util::Logger("sim.omni")),
+      journal_(options_.journal_clock != nullptr ? *options_.journal_clock : util::RealClock()) {
+  store_.SetPublishHook([this](const Event& event) { journal_.ObserveEvent(event); });
+}
 
 StandIn::Impl::~Impl() {
   if (control_) control_->stop();
@@ -48,12 +51,14 @@ absl::StatusOr<std::pair<Caller, AccessScope>> StandIn::Impl::Admit(grpc::Server
                                                                     Verb verb, const std::string& ns,
                                                                     const std::string& type, const std::string& id) {
   std::string reason;
-  auto caller = keys_.Verify(method, ClientMetadata(*ctx), &reason);
+  const Metadata metadata = ClientMetadata(*ctx);
+  auto caller = keys_.Verify(method, metadata, &reason);
   if (!caller.ok()) {
     log_->debug("{} refused: {}", method, reason);
     return caller.status();
   }
   CountSignedCall(method);
+  if (!IsRead(verb)) journal_.RecordMutation(ReplicaOf(metadata), caller->email, method, ns, type, id);
   auto scope = Authorize(*caller, verb, ns, type, id);
   if (!scope.ok()) {
     log_->debug("{} {}/{} by {} refused: {}", method, ns, type, caller->email, std::string(scope.status().message()));
@@ -327,6 +332,7 @@ std::string StandIn::provider_key() const { return impl_->provider_key_.encoded.
 std::string StandIn::admin_key() const { return impl_->admin_key_.encoded.Reveal(); }
 const std::string& StandIn::provider_id() const { return impl_->options_.provider_id; }
 int StandIn::grpc_port() const { return impl_->grpc_port_; }
+const Journal& StandIn::journal() const { return impl_->journal_; }
 StateStore& StandIn::state() { return impl_->store_; }
 
 void StandIn::StopServing() { impl_->StopServing(); }

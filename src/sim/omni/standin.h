@@ -22,6 +22,7 @@
 #include "absl/status/statusor.h"
 
 #include "sim/omni/accounts.h"
+#include "sim/omni/journal.h"
 #include "sim/omni/state_store.h"
 #include "util/clock.h"
 
@@ -48,6 +49,9 @@ struct StandInOptions {
   // the provider tests that feed invalid providerdata use PlantMachineRequest.
   bool omni_admission = false;
   const util::Clock* clock = nullptr;  // optional injected clock
+  // The mutation journal's clock (journal.h); nullptr = util::RealClock(), whose monotonic time
+  // the Proxmox simulator's journal and a test's own clock share. Not `clock`: that one may be simulated.
+  const util::Clock* journal_clock = nullptr;
   std::uint64_t seed = 1;
   // What Omni advertises to machines (SiderolinkAPIConfig); machines never dial it here.
   std::string siderolink_api_url = "https://127.0.0.1:8090";
@@ -144,6 +148,9 @@ class StandIn {
   // Calls whose signature was accepted, by full gRPC method ("/cosi.resource.State/Get"); a
   // watch counts once per stream opened.
   std::map<std::string, std::uint64_t> SignedCalls() const;
+  // Every mutating call admitted, with the replica that sent it, and the leader lease's history
+  // (journal.h); the control endpoint serves the same as GET /journal.
+  const Journal& journal() const;
   std::string JoinToken(const std::string& provider_id) const;  // the plain per-provider token
   // Blocks until `predicate` holds (checked after every state change) or `timeout` passes.
   bool WaitFor(const std::function<bool()>& predicate, std::chrono::milliseconds timeout) const;

@@ -26,6 +26,7 @@
 #include "sim/omni/access.h"
 #include "sim/omni/accounts.h"
 #include "sim/omni/factory.h"
+#include "sim/omni/journal.h"
 #include "sim/omni/standin.h"
 #include "sim/omni/state_store.h"
 #include "util/clock.h"
@@ -67,6 +68,8 @@ void ConfineToProvider(ResourceFilter& filter, const std::string& provider_id);
 bool LabelledFor(const Resource& r, const std::string& provider_id);
 std::string RandomString(util::Random& random, int n, const char* alphabet);
 Metadata ClientMetadata(const grpc::ServerContext& ctx);
+// The replica a provider names in its x-omni-proxmox-replica metadata ("" when absent).
+std::string ReplicaOf(const Metadata& metadata);
 
 template <typename Spec>
 Resource MakeResource(const std::string& ns, const std::string& type, const std::string& id, const Spec& spec,
@@ -141,6 +144,7 @@ class StandIn::Impl {
   }
   mutable std::mutex signed_calls_mutex_;
   std::map<std::string, std::uint64_t> signed_calls_;
+  Journal journal_;  // fed by Admit and the store's publish hook
   GeneratedKey admin_key_;
   GeneratedKey provider_key_;
   std::unique_ptr<FakeImageFactory> factory_;

@@ -199,6 +199,7 @@ const StateStore::Collection* StateStore::FindCollection(const std::string& ns, 
 
 void StateStore::Publish(Collection& collection, Event event) {
   event.bookmark = EncodeBookmark(collection.write_pos);
+  if (publish_hook_) publish_hook_(event);
   collection.log.push_back(std::move(event));
   ++collection.write_pos;
   while (collection.log.size() > log_capacity_) {

@@ -198,6 +198,10 @@ class StateStore {
   // Wakes every watcher so it can notice cancellation (used at server shutdown).
   void WakeAll();
   std::uint64_t change_count() const;
+  // Called with every event the store publishes (Create, Update, Teardown, Destroy, Modify), under
+  // the store's lock at the moment the change is applied; it must not call back into the store.
+  // Set before the store is shared between threads.
+  void SetPublishHook(std::function<void(const Event&)> hook) { publish_hook_ = std::move(hook); }
 
  private:
   friend class Watcher;
@@ -223,6 +227,7 @@ class StateStore {
   std::map<Key, Collection> collections_;
   std::uint64_t change_count_ = 0;
   std::uint64_t wake_epoch_ = 0;
+  std::function<void(const Event&)> publish_hook_;
 };
 
 }  // namespace omni_proxmox::sim::omni

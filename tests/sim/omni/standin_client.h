@@ -55,6 +55,7 @@ class Client {
     EXPECT_TRUE(md.ok()) << md.status();
     for (const auto& [k, v] : *md) ctx->AddMetadata(k, v);
     ctx->AddMetadata("providerid", "not-trusted");
+    if (!replica_.empty()) ctx->AddMetadata("x-omni-proxmox-replica", replica_);
     ctx->set_deadline(std::chrono::system_clock::now() + seconds(20));
     return ctx;
   }
@@ -134,6 +135,9 @@ class Client {
     return status;
   }
 
+  // Names a provider replica in every call, as the provider's clients do.
+  void set_replica(std::string replica) { replica_ = std::move(replica); }
+
   pb::State::Stub& state() { return *state_; }
   ::management::ManagementService::Stub& management() { return *management_; }
 
@@ -143,6 +147,7 @@ class Client {
   std::unique_ptr<pb::State::Stub> state_;
   std::unique_ptr<::management::ManagementService::Stub> management_;
   testing::SignerKey key_;
+  std::string replica_;
 };
 
 template <typename Spec>
