@@ -38,6 +38,7 @@ Reply Simulator::Impl::HandleSim(const HttpRequest& request) {
   };
   try {
     if (request.method == "GET" && parts.size() == 2 && parts[1] == "state") return Ok(State());
+    if (request.method == "GET" && parts.size() == 2 && parts[1] == "journal") return Ok(journal_.ToJson());
     if (request.method == "POST" && parts.size() == 4 && parts[1] == "node" &&
         (parts[3] == "offline" || parts[3] == "online")) {
       return to_reply(SetNodeOnline(parts[2], parts[3] == "online"));

@@ -132,8 +132,14 @@ absl::Status Simulator::Impl::Init() {
   if (options_.tls) {
     OP_ASSIGN_OR_RETURN(tls_, GenerateSelfSignedCertificate("pve-sim"));
   }
-  OP_RETURN_IF_ERROR(server_.Start(options_.bind_address, options_.port, options_.tls ? &tls_ : nullptr,
-                                   [this](const HttpRequest& request) { return Handle(request); }));
+  OP_RETURN_IF_ERROR(server_.Start(
+      options_.bind_address, options_.port, options_.tls ? &tls_ : nullptr, [this](const HttpRequest& request) {
+        const Journal::Arrival arrival = journal_.Stamp();
+        HttpResponse response = Handle(request);
+        journal_.Record(arrival, request.method, request.path, request.Header("x-omni-proxmox-replica"),
+                        response.drop_connection ? 0 : response.status);
+        return response;
+      }));
   ticker_ = std::jthread([this](std::stop_token stop) { TickLoop(stop); });
   return absl::OkStatus();
 }
@@ -394,6 +400,7 @@ void Simulator::FailNextTask(const std::string& type, const std::string& node, c
   impl_->FailNextTask(type, node, error);
 }
 std::uint64_t Simulator::RequestCount(const std::string& endpoint) const { return impl_->RequestCount(endpoint); }
+const Journal& Simulator::journal() const { return impl_->journal_; }
 absl::StatusOr<std::string> Simulator::VolumeContentForTest(const std::string& node, const std::string& volid) const {
   return impl_->VolumeContent(node, volid);
 }

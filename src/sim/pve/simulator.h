@@ -20,6 +20,7 @@
 #include "nlohmann/json.hpp"
 
 #include "sim/pve/fault.h"
+#include "sim/pve/journal.h"
 #include "util/clock.h"
 
 namespace omni_proxmox::sim::pve {
@@ -48,6 +49,9 @@ struct SimulatorOptions {
   std::string schema_path;
   // PVE >= 8.3 adds "message" to error bodies; false mimics older servers ({"data":null} only).
   bool error_message_field = true;
+  // The mutation journal's clock (journal.h); nullptr = util::RealClock(), whose monotonic time the
+  // Omni stand-in's journal and a test's own clock share. Not `clock`: that one is simulated.
+  const util::Clock* journal_clock = nullptr;
 };
 
 // Owns the listening socket, its worker threads and the simulated cluster.
@@ -84,6 +88,9 @@ class Simulator {
   void FailNextTask(const std::string& type, const std::string& node, const std::string& error);
   // Number of requests served for the endpoint template, e.g. "POST /nodes/{node}/qemu".
   std::uint64_t RequestCount(const std::string& endpoint) const;
+  // Every mutating API request with the replica that sent it, by arrival (journal.h); the same as
+  // GET /_sim/journal.
+  const Journal& journal() const;
   // The raw bytes of a file stored on an ISO storage (uploaded or downloaded), if present.
   absl::StatusOr<std::string> VolumeContentForTest(const std::string& node, const std::string& volid) const;
 

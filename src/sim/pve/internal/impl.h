@@ -121,7 +121,10 @@ Json TaskEntry(const Task& task);
 
 class Simulator::Impl {
  public:
-  explicit Impl(SimulatorOptions options) : options_(std::move(options)), random_(options_.seed) {}
+  explicit Impl(SimulatorOptions options)
+      : options_(std::move(options)),
+        random_(options_.seed),
+        journal_(options_.journal_clock != nullptr ? *options_.journal_clock : util::RealClock()) {}
 
   absl::Status Init();
   HttpResponse Handle(const HttpRequest& request);
@@ -143,6 +146,7 @@ class Simulator::Impl {
   std::unique_ptr<util::Clock> owned_clock_;
   const util::Clock* clock_ = nullptr;
   util::Random random_;
+  Journal journal_;  // mutating requests, by arrival (journal.h)
   std::unique_ptr<Schema> schema_;
   TlsMaterial tls_;
   HttpServer server_;
