@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // Two replicas, one writer (issue 16), end to end: two `omni-proxmox run` processes with the same
 // key against one Proxmox simulator and one Omni stand-in. Exactly one leads; ten machines are
 // requested; the leader is SIGKILLed mid-provisioning; the standby takes the lease over once it

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 #pragma once
 
 // The two-replica fencing check (issue 16): no replica mutates Proxmox or Omni while another holds

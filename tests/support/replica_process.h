@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 #pragma once
 
 // One `omni-proxmox run` replica as a child process, for the two-replica tests, the crash torture

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // The two-replica fencing check (support/fencing_check.h) on hand-made journals: it must accept
 // what the fencing argument allows and name every mutation it does not.
 

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 #pragma once
 
 // The stand-in's record of who changed what, for checkers of runs with two provider replicas

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // The stand-in's mutation journal and lease history (sim/omni/journal.h): what two replicas sent,
 // in order, with the replica each named, and who held the leader lease from which version on.
 

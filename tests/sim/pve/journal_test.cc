@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // The simulator's mutation journal (sim/pve/journal.h): every non-GET API request, by arrival,
 // with the replica it named, its path and the status it got, also served as GET /_sim/journal.
 
