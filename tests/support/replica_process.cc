@@ -29,8 +29,9 @@ ReplicaProcess::ReplicaProcess(const std::vector<std::string>& argv, std::string
 bool ReplicaProcess::WaitStarted(std::chrono::milliseconds timeout) {
   static const std::regex kPort(R"(/metrics on 127\.0\.0\.1:([0-9]+))");
   static const std::regex kIdentity(R"(this replica is ([^\s"]+))");
+  if (!identity_.empty()) return true;
   const auto deadline = std::chrono::steady_clock::now() + timeout;
-  while (std::chrono::steady_clock::now() < deadline) {
+  while (true) {
     const std::string log = process_.Log();
     std::smatch port;
     std::smatch identity;
@@ -39,10 +40,9 @@ bool ReplicaProcess::WaitStarted(std::chrono::milliseconds timeout) {
       identity_ = identity[1];
       return true;
     }
-    if (exited_on_its_own()) return false;
+    if (gone_ || exited_on_its_own() || std::chrono::steady_clock::now() >= deadline) return false;
     std::this_thread::sleep_for(std::chrono::milliseconds{20});
   }
-  return false;
 }
 
 ReplicaProcess::Reply ReplicaProcess::Get(const std::string& path) const {

@@ -23,7 +23,8 @@ class ReplicaProcess {
   ReplicaProcess(const std::vector<std::string>& argv, std::string log_path);
 
   int pid() const { return process_.pid(); }
-  // Waits until the log names the replica's identity and status port; false on timeout or exit.
+  // Waits until the log names the replica's identity and status port (looks at least once, also
+  // after the process ended); false on timeout or exit.
   bool WaitStarted(std::chrono::milliseconds timeout);
   const std::string& identity() const { return identity_; }
   int status_port() const { return status_port_; }

@@ -24,6 +24,8 @@
 #include "omni/specs/omni.pb.h"
 #include "sim/omni/standin.h"
 #include "sim/pve/simulator.h"
+#include "support/fencing_check.h"
+#include "support/replica_process.h"
 #include "support/sim_pve_client.h"
 #include "support/subprocess.h"
 
@@ -43,6 +45,7 @@ constexpr char kRequestType[] = "MachineRequests.omni.sidero.dev";
 constexpr char kStatusType[] = "MachineRequestStatuses.omni.sidero.dev";
 constexpr char kStateNs[] = "infra-provider:proxmox";
 constexpr char kStateType[] = "Machine.proxmox.infraprovider.sidero.dev";
+constexpr char kLeaseType[] = "Leases.proxmox.infraprovider.sidero.dev";
 
 // Four nodes with room for 30 small machines each; local ISO storage (one Talos ISO per node)
 // and thin LVM for the disks, so leftovers are per node.
@@ -154,14 +157,6 @@ std::string Tail(const std::string& text, std::size_t lines) {
   return pos == std::string::npos ? text : text.substr(pos + 1);
 }
 
-bool ProcessExitedOnItsOwn(int pid) {
-  std::ifstream stat(fmt::format("/proc/{}/stat", pid));
-  std::string line;
-  std::getline(stat, line);
-  const auto paren = line.rfind(')');
-  return line.empty() || (paren != std::string::npos && paren + 2 < line.size() && line[paren + 2] == 'Z');
-}
-
 class Rig {
  public:
   Rig(Workload workload, std::uint64_t seed, Figures& figures)
@@ -170,7 +165,7 @@ class Rig {
   ~Rig() {
     checker_.request_stop();
     if (checker_.joinable()) checker_.join();
-    provider_.reset();
+    replicas_.clear();
     sim_.reset();
     standin_.reset();
     if (keep_dir_) {
@@ -185,7 +180,8 @@ class Rig {
     const auto started = SteadyClock::now();
     if (auto failed = SetUp()) return failed;
     checker_ = std::jthread([this](std::stop_token stop) { CheckerLoop(stop); });
-    StartProvider();
+    replicas_.resize(static_cast<std::size_t>(std::max(workload_.replicas, 1)));
+    for (std::size_t slot = 0; slot < replicas_.size(); ++slot) StartProvider(slot);
 
     const int phases = workload_.cycles * 2;
     // Stand-in restarts: the first during the first scale-up, the second during the last
@@ -201,8 +197,9 @@ class Rig {
         const int target = half == 0 ? workload_.machines : 0;
         // Kills spread evenly over the phases; the first phases get the remainder.
         const int kills = workload_.kills / phases + (phase < workload_.kills % phases ? 1 : 0);
+        const int pauses = workload_.pauses / phases + (phase < workload_.pauses % phases ? 1 : 0);
         const bool restart_standin = restart_phases.contains(phase);
-        if (auto failed = RunPhase(cycle, current, target, kills, restart_standin)) return Fail(*failed);
+        if (auto failed = RunPhase(cycle, current, target, kills, pauses, restart_standin)) return Fail(*failed);
         current = target;
         if (phase == 0 && workload_.plant_duplicate_vm) return Fail(PlantDuplicateVm());
       }
@@ -307,6 +304,11 @@ class Rig {
                                      "127.0.0.1:0",
                                      "--concurrency",
                                      "8"};
+    if (workload_.replicas > 1) {
+      args.insert(args.end(), {"--leader-lease-duration", workload_.leader_lease_duration, "--leader-renew-deadline",
+                               workload_.leader_renew_deadline, "--leader-retry-period", workload_.leader_retry_period,
+                               fmt::format("--leader-local-takeover={}", workload_.leader_local_takeover)});
+    }
     if (!workload_.gc_mode.empty()) {
       args.insert(args.end(), {"--gc-mode", workload_.gc_mode});
       if (!workload_.gc_grace.empty()) args.insert(args.end(), {"--gc-grace-period", workload_.gc_grace});
@@ -315,15 +317,58 @@ class Rig {
     return args;
   }
 
-  void StartProvider() {
+  void StartProvider(std::size_t slot) {
     ++figures_.provider_starts;
-    log_path_ = (dir_ / fmt::format("provider-{}.log", figures_.provider_starts)).string();
-    provider_ = std::make_unique<testing::ChildProcess>(ProviderArgs(), std::vector<std::string>{}, log_path_);
+    const std::string log = (dir_ / fmt::format("provider-{}.log", figures_.provider_starts)).string();
+    replicas_[slot] = std::make_unique<testing::ReplicaProcess>(ProviderArgs(), log);
   }
 
-  void KillProvider(const std::string& moment) {
-    provider_->Signal(SIGKILL);
-    provider_->Wait(seconds{30});
+  // The slot of the replica the lease names now, or -1.
+  int LeaderSlot() {
+    const auto history = testing::LeaseVersions(standin_->journal(), kLeaseType);
+    if (history.empty() || history.back().holder.empty()) return -1;
+    for (std::size_t slot = 0; slot < replicas_.size(); ++slot) {
+      if (replicas_[slot]->WaitStarted(milliseconds{0}) && replicas_[slot]->identity() == history.back().holder) {
+        return static_cast<int>(slot);
+      }
+    }
+    return -1;
+  }
+
+  // The replica a disturbance hits: either, at random (with one replica, that one).
+  std::size_t PickSlot() { return static_cast<std::size_t>(UniformInt(0, static_cast<int>(replicas_.size()) - 1)); }
+
+  // Stops a replica for 0.5 s to lease duration + 3 s: it sometimes wakes still the holder (or able
+  // to renew), sometimes after the lease moved; then it must not send a single mutation.
+  void PauseProvider() {
+    const std::size_t slot = PickSlot();
+    auto& replica = *replicas_[slot];
+    const bool leader = LeaderSlot() == static_cast<int>(slot);
+    const auto stopped = replica.Pause();
+    const int lease_ms = LeaseMilliseconds();
+    std::this_thread::sleep_for(milliseconds{UniformInt(500, lease_ms + 3000)});
+    const auto resumed = replica.Resume();
+    if (replica.WaitStarted(milliseconds{0})) {
+      not_running_.push_back({.replica = replica.identity(), .from = stopped, .until = resumed});
+    }
+    ++figures_.pauses;
+    if (leader) ++figures_.pauses_of_leader;
+    MarkDisturbance();
+  }
+
+  int LeaseMilliseconds() const {
+    const std::string& text = workload_.leader_lease_duration;
+    return text.ends_with("ms") ? std::atoi(text.c_str()) : static_cast<int>(std::atof(text.c_str()) * 1000);
+  }
+
+  void KillProvider(const std::string& moment, std::size_t slot) {
+    auto& replica = *replicas_[slot];
+    if (LeaderSlot() == static_cast<int>(slot)) ++figures_.kills_of_leader;
+    const auto killed = replica.Kill();
+    // A process killed before it named itself never sent a mutation.
+    if (replica.WaitStarted(milliseconds{0})) {
+      not_running_.push_back({.replica = replica.identity(), .from = killed, .until = {}});
+    }
     ++figures_.kills;
     ++figures_.kills_by_moment[moment];
     // What the dead process left for its successor.
@@ -439,12 +484,13 @@ class Rig {
 
   // --- phases -----------------------------------------------------------------------------------
 
-  std::optional<std::string> RunPhase(int cycle, int from, int target, int kills, bool restart_standin) {
+  std::optional<std::string> RunPhase(int cycle, int from, int target, int kills, int pauses, bool restart_standin) {
     PhaseFigures phase;
     phase.what = fmt::format("cycle {}: {} -> {}", cycle, from, target);
     const bool up = target > from;
-    fmt::print(stderr, "torture[{}]: {} ({} kills{}{})\n", workload_.name, phase.what, kills,
-               workload_.faults ? ", faults" : "", restart_standin ? ", stand-in restart" : "");
+    fmt::print(stderr, "torture[{}]: {} ({} kills{}{}{})\n", workload_.name, phase.what, kills,
+               pauses > 0 ? fmt::format(", {} pauses", pauses) : "", workload_.faults ? ", faults" : "",
+               restart_standin ? ", stand-in restart" : "");
     const auto started = SteadyClock::now();
     MarkDisturbance();
     if (auto s = standin_->ScaleMachineRequestSet(kSet, kSet, target); !s.ok()) {
@@ -462,13 +508,23 @@ class Rig {
       disturbing = false;
     }
 
-    for (int k = 0; k < kills; ++k) {
+    // Kills and pauses in a random order, each aimed at a moment.
+    std::vector<bool> kill_events(static_cast<std::size_t>(kills), true);
+    kill_events.resize(static_cast<std::size_t>(kills + pauses), false);
+    std::shuffle(kill_events.begin(), kill_events.end(), rng_);
+    for (const bool kill : kill_events) {
       if (!Violation().empty()) break;
       const std::string moment = WaitForKillMoment(up);
-      KillProvider(moment);
-      std::this_thread::sleep_for(milliseconds{UniformInt(0, 800)});
-      StartProvider();
-      ++phase.kills;
+      if (kill) {
+        const std::size_t slot = PickSlot();
+        KillProvider(moment, slot);
+        std::this_thread::sleep_for(milliseconds{UniformInt(0, 800)});
+        StartProvider(slot);
+        ++phase.kills;
+      } else {
+        PauseProvider();
+        ++phase.pauses;
+      }
     }
     if (disturbances.joinable()) disturbances.join();
 
@@ -592,7 +648,9 @@ class Rig {
     return "self-test: the checker did not notice the planted duplicate";
   }
 
-  bool ProviderExitedOnItsOwn() const { return ProcessExitedOnItsOwn(provider_->pid()); }
+  bool ProviderExitedOnItsOwn() const {
+    return std::any_of(replicas_.begin(), replicas_.end(), [](const auto& r) { return r->exited_on_its_own(); });
+  }
 
   std::string MissingForUp(int target) {
     const auto requests = Requests();
@@ -725,7 +783,29 @@ class Rig {
     if (workload_.gc_mode != "delete" && figures_.talos_isos_left > static_cast<int>(kNodes.size())) {
       return fmt::format("more Talos ISOs than nodes: {}\n", fmt::join(figures_.talos_isos, ", "));
     }
-    return std::nullopt;
+    return FencingChecks();
+  }
+
+  // No mutation from a replica while another held the lease, from both simulators' journals.
+  std::optional<std::string> FencingChecks() {
+    const auto report =
+        testing::CheckFencing(testing::LeaseVersions(standin_->journal(), kLeaseType),
+                              testing::ReplicaMutations(standin_->journal(), sim_->journal()), not_running_);
+    figures_.lease_holder_changes = report.holder_changes;
+    figures_.mutations_checked = report.checked;
+    figures_.judged_at_stop = report.judged_at_stop;
+    figures_.fencing_violations = static_cast<int>(report.violations.size());
+    if (standin_->journal().dropped() + sim_->journal().dropped() > 0) {
+      return "the simulators' journals dropped records: the fencing check cannot be made\n";
+    }
+    if (report.checked == 0) return "the journals hold no mutation from any replica: does the provider name itself?\n";
+    if (report.violations.empty()) return std::nullopt;
+    const auto shown = std::min<std::size_t>(report.violations.size(), 10);
+    return fmt::format(
+               "invariant 'no mutation from a replica while another holds the lease' broken {} times:\n  {}\n",
+               report.violations.size(),
+               fmt::join(report.violations.begin(), report.violations.begin() + static_cast<long>(shown), "\n  ")) +
+           Evidence();
   }
 
   std::string Evidence() {
@@ -741,9 +821,12 @@ class Rig {
       }
       out += "\n";
     }
-    out +=
-        fmt::format("--- seed {} (rerun with OP_TORTURE_SEED={}); provider log {} (tail):\n", seed_, seed_, log_path_);
-    out += Tail(provider_ ? provider_->Log() : "", 40);
+    out += fmt::format("--- seed {} (rerun with OP_TORTURE_SEED={}); logs in {}\n", seed_, seed_, dir_.string());
+    for (const auto& replica : replicas_) {
+      if (!replica) continue;
+      out += fmt::format("--- replica {} (tail):\n", replica->identity().empty() ? "?" : replica->identity());
+      out += Tail(replica->Log(), replicas_.size() > 1 ? 25 : 40);
+    }
     return out;
   }
 
@@ -763,8 +846,8 @@ class Rig {
   bool keep_dir_ = false;
   std::unique_ptr<sim::omni::StandIn> standin_;  // outlives the simulator, whose boot hook calls it
   std::unique_ptr<sim::pve::Simulator> sim_;
-  std::unique_ptr<testing::ChildProcess> provider_;
-  std::string log_path_;
+  std::vector<std::unique_ptr<testing::ReplicaProcess>> replicas_;
+  std::vector<testing::NotRunning> not_running_;  // kills and pauses, for the fencing check
   std::atomic<SteadyClock::rep> last_disturbance_ns_{0};
 
   std::mutex mutex_;
@@ -790,6 +873,7 @@ void ApplyEnvironmentOverrides(Workload& workload) {
   read("OP_TORTURE_MACHINES", workload.machines);
   read("OP_TORTURE_CYCLES", workload.cycles);
   read("OP_TORTURE_KILLS", workload.kills);
+  read("OP_TORTURE_PAUSES", workload.pauses);
 }
 
 std::optional<std::string> RunWorkload(const Workload& workload, std::uint64_t seed, Figures& figures) {
@@ -803,15 +887,20 @@ std::string FormatFigures(const Workload& workload, const Figures& f) {
       "{} | VMs created {} "
       "(create calls {}) | inherited mid-create {}, mid-teardown {} | max VMs per request {} | requests {} "
       "(PROVISIONED {}) | node outages {} | stand-in restarts {} | failed tasks injected {} | Talos ISOs left {} | "
-      "checker samples {} | total {:.1f} s\n",
+      "checker samples {} | total {:.1f} s\n"
+      "  replicas {} | kills of the leader {} | pauses {} (of the leader {}) | lease holder changes {} | mutations "
+      "checked against the lease {} ({} arrived while their sender was stopped or dead) | fencing violations {}\n",
       workload.name, f.seed, workload.machines, workload.cycles, f.kills, fmt::join(f.kills_by_moment, ", "),
       f.kills_mid_work, f.provider_starts, f.vms_created, f.vm_create_calls, f.inherited_creates, f.inherited_teardowns,
       f.max_vms_per_request, f.requests_seen, f.requests_provisioned, f.node_outages, f.standin_restarts,
-      f.tasks_failed_on_purpose, f.talos_isos_left, f.samples, f.total_seconds);
+      f.tasks_failed_on_purpose, f.talos_isos_left, f.samples, f.total_seconds, std::max(workload.replicas, 1),
+      f.kills_of_leader, f.pauses, f.pauses_of_leader, f.lease_holder_changes, f.mutations_checked, f.judged_at_stop,
+      f.fencing_violations);
   for (const auto& p : f.phases) {
-    out +=
-        fmt::format("  {}: {} kills, converged {:.1f} s after the scale command, {:.1f} s after the last disturbance\n",
-                    p.what, p.kills, p.seconds_to_converge, p.seconds_after_disturbance);
+    out += fmt::format(
+        "  {}: {} kills, {} pauses, converged {:.1f} s after the scale command, {:.1f} s after the last "
+        "disturbance\n",
+        p.what, p.kills, p.pauses, p.seconds_to_converge, p.seconds_after_disturbance);
   }
   return out;
 }

@@ -43,11 +43,25 @@ struct Workload {
   // A failed run keeps its directory (provider log, state) for the post-mortem; the checker's
   // self-test, which fails on purpose, does not.
   bool keep_logs_on_failure = true;
+  // Two replicas, one writer (issue 16): this many `run` processes with the same key; every kill or
+  // pause hits one of them at random, and the journals must show no mutation from a replica while
+  // another held the leader lease (support/fencing_check.h; checked in every mode).
+  int replicas = 1;
+  // SIGSTOP, then SIGCONT 0.5 s to lease duration + 3 s later, spread over the phases like kills.
+  int pauses = 0;
+  // run's --leader-* flags when replicas > 1 (short, so takeovers happen within a phase).
+  std::string leader_lease_duration = "3s";
+  std::string leader_renew_deadline = "2s";
+  std::string leader_retry_period = "500ms";
+  // false: a replica waits for a killed leader's lease to expire, as on two hosts; true: it sees on
+  // this host that the holder's process is gone and takes over at once.
+  bool leader_local_takeover = true;
 };
 
 struct PhaseFigures {
   std::string what;  // "cycle 1: 0 -> 30"
   int kills = 0;
+  int pauses = 0;
   double seconds_to_converge = 0;        // from the scale command
   double seconds_after_disturbance = 0;  // from the last kill, outage or stand-in restart
 };
@@ -58,6 +72,14 @@ struct Figures {
   std::map<std::string, int> kills_by_moment;  // "timed", "mid-create", "mid-upload", ...
   int kills_mid_work = 0;                      // kills while some request was not yet PROVISIONED or not yet torn down
   int provider_starts = 0;
+  int kills_of_leader = 0;  // kills of the replica the lease named
+  int pauses = 0;           // SIGSTOP/SIGCONT
+  int pauses_of_leader = 0;
+  // From the journals (support/fencing_check.h).
+  int lease_holder_changes = 0;
+  int mutations_checked = 0;  // mutations sent by replicas
+  int judged_at_stop = 0;     // arrived while their sender was stopped or dead
+  int fencing_violations = 0;
   int vms_created = 0;          // qmcreate tasks that succeeded
   int vm_create_calls = 0;      // POST /nodes/{node}/qemu served
   int inherited_creates = 0;    // requests with a VM (or a create in flight) but not PROVISIONED at a kill
@@ -83,7 +105,7 @@ std::optional<std::string> RunWorkload(const Workload& workload, std::uint64_t s
 std::uint64_t SeedFromEnvironment();
 
 // OP_TORTURE_BINARY runs another build of the provider than the one next to the test.
-// OP_TORTURE_MACHINES, OP_TORTURE_CYCLES and OP_TORTURE_KILLS, when set, replace the workload's
+// OP_TORTURE_MACHINES, OP_TORTURE_CYCLES, OP_TORTURE_KILLS and OP_TORTURE_PAUSES, when set, replace the workload's
 // figures (to reproduce a failure on a smaller scale, or to run longer).
 void ApplyEnvironmentOverrides(Workload& workload);
 

@@ -58,6 +58,34 @@ TEST(TortureTest, FaultSoakShort) {
   EXPECT_EQ(figures.requests_provisioned, workload.machines * workload.cycles);
 }
 
+// Two replicas with the same key (issue 16): kills and pauses of either, the leader's lease moving
+// between them, and no mutation from one while the other held the lease.
+TEST(TortureTest, TwoReplicaTortureShort) {
+  Workload workload;
+  workload.name = "two-replicas-short";
+  workload.replicas = 2;
+  workload.machines = 8;
+  workload.cycles = 1;
+  workload.kills = 3;
+  workload.pauses = 3;
+  workload.gc_mode = "delete";
+  workload.gc_grace = "3s";
+  workload.gc_interval = "2s";
+  workload.convergence_deadline = std::chrono::seconds{180};
+  ApplyEnvironmentOverrides(workload);
+  const std::uint64_t seed = SeedFromEnvironment();
+  fmt::print(stderr, "torture: seed {} (rerun with OP_TORTURE_SEED={})\n", seed, seed);
+  Figures figures;
+  const auto failure = RunWorkload(workload, seed, figures);
+  fmt::print(stderr, "{}", FormatFigures(workload, figures));
+  ASSERT_FALSE(failure.has_value()) << *failure;
+  EXPECT_EQ(figures.kills + figures.pauses, workload.kills + workload.pauses);
+  EXPECT_EQ(figures.max_vms_per_request, 1);
+  EXPECT_EQ(figures.requests_provisioned, workload.machines * workload.cycles);
+  EXPECT_EQ(figures.fencing_violations, 0);
+  EXPECT_GT(figures.mutations_checked, 0);
+}
+
 // The checker must be able to fail: a second VM with a live request's markers is reported.
 TEST(TortureTest, CheckerReportsAPlantedDuplicateVm) {
   Workload workload;
