@@ -18,7 +18,9 @@ Reply Simulator::Impl::HandleSim(const HttpRequest& request) {
   if (!request.body.empty()) {
     if (MediaType(request.Header("content-type")) == "application/json") {
       try {
-        for (const auto& [key, value] : Json::parse(request.body).items()) {
+        // Named: items() of a temporary would outlive the document it iterates.
+        const Json body = Json::parse(request.body);
+        for (const auto& [key, value] : body.items()) {
           params[key] = value.is_string() ? value.get<std::string>() : value.dump();
         }
       } catch (const std::exception& e) {
