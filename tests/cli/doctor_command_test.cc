@@ -213,9 +213,14 @@ class DoctorOmniTls : public OperatorWorld {
                                      "--omni-service-account-key-file",
                                      Path("key")};
     args.insert(args.end(), extra.begin(), extra.end());
-    // The test's own environment must not decide which roots the child trusts.
-    std::vector<std::string> clean = {"OMNI_CA_FILE=", "SSL_CERT_FILE=", "GRPC_DEFAULT_SSL_ROOTS_FILE_PATH="};
-    clean.insert(clean.end(), env.begin(), env.end());
+    // The test's own environment must not decide which roots the child trusts; a variable the test
+    // sets is not also emptied (the first of two entries would win).
+    std::vector<std::string> clean = env;
+    for (const std::string name : {"OMNI_CA_FILE", "SSL_CERT_FILE", "GRPC_DEFAULT_SSL_ROOTS_FILE_PATH"}) {
+      const bool set =
+          std::any_of(env.begin(), env.end(), [&](const std::string& e) { return e.starts_with(name + "="); });
+      if (!set) clean.push_back(name + "=");
+    }
     return Run(args, clean);
   }
 

@@ -99,7 +99,7 @@ class LoudFailuresE2ETest : public e2e::E2EFixture {
     StartProvider();
     EXPECT_TRUE(standin_->ApplyMachineClass("workers", kWorkerClass).ok());
     EXPECT_TRUE(standin_->ScaleMachineRequestSet("workers", "workers", 1).ok());
-    EXPECT_TRUE(WaitFor([&] { return Provisioned() == 1; })) << Dump();
+    EXPECT_TRUE(WaitFor([&] { return Provisioned() == 1; })) << Dump() << Problems();
     const auto statuses = StatusSpecs();
     const Json vms = Vms();
     EXPECT_EQ(statuses.size(), 1u);
@@ -109,6 +109,14 @@ class LoudFailuresE2ETest : public e2e::E2EFixture {
   }
 
   std::string Metrics() { return metrics_.RenderText(); }
+  // The warning and error lines logged so far, for failure messages.
+  std::string Problems() {
+    std::string out;
+    for (const char* level : {"warning", "error"}) {
+      for (const auto& line : log_buffer_.Lines(level, "")) out += line.dump() + "\n";
+    }
+    return out;
+  }
 
   std::optional<MachineSpec> StateOf(const std::string& request_id) {
     auto state = state_->Get({omni::ProviderNamespace("proxmox"), omni::ProviderMachineType("proxmox"), request_id});
