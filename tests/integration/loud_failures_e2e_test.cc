@@ -44,7 +44,7 @@ storage_selector: type == "lvmthin"
 class CapturedLog : public std::stringbuf {
  public:
   std::string Text() {
-    std::lock_guard lock(mutex_);
+    std::lock_guard<std::recursive_mutex> lock(mutex_);
     return str();
   }
   // The JSON lines of `logger` at `level` whose message contains `text`.
@@ -61,16 +61,17 @@ class CapturedLog : public std::stringbuf {
 
  protected:
   std::streamsize xsputn(const char* s, std::streamsize n) override {
-    std::lock_guard lock(mutex_);
+    std::lock_guard<std::recursive_mutex> lock(mutex_);
     return std::stringbuf::xsputn(s, n);
   }
   int_type overflow(int_type c) override {
-    std::lock_guard lock(mutex_);
+    std::lock_guard<std::recursive_mutex> lock(mutex_);
     return std::stringbuf::overflow(c);
   }
 
  private:
-  std::mutex mutex_;
+  // Recursive: stringbuf's xsputn calls overflow when its buffer is full.
+  std::recursive_mutex mutex_;
 };
 
 class LoudFailuresE2ETest : public e2e::E2EFixture {
