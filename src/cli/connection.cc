@@ -5,6 +5,7 @@
 #include <cstdlib>
 #include <fstream>
 #include <sstream>
+#include <tuple>
 
 #include <fmt/format.h>
 #include <spdlog/spdlog.h>
@@ -45,6 +46,15 @@ void AddConnectionFlags(CLI::App& cmd, ConnectionFlags& flags) {
       ->each([&flags](const std::string&) { flags.id_given = true; })
       ->capture_default_str();
   cmd.add_flag("--insecure-skip-verify", flags.insecure_skip_verify, "Do not verify Omni's TLS certificate");
+  cmd.add_option("--omni-ca-file", flags.omni_ca_file,
+                 "PEM CA bundle to verify Omni's TLS certificate with, instead of the system one (env OMNI_CA_FILE; "
+                 "else GRPC_DEFAULT_SSL_ROOTS_FILE_PATH or SSL_CERT_FILE)");
+}
+
+std::pair<std::string, std::string> ResolveOmniCaFile(const ConnectionFlags& flags) {
+  if (!flags.omni_ca_file.empty()) return {flags.omni_ca_file, "--omni-ca-file"};
+  if (auto file = Env("OMNI_CA_FILE")) return {*file, "OMNI_CA_FILE"};
+  return {"", ""};
 }
 
 std::optional<std::string> Env(const char* name) {
@@ -133,6 +143,7 @@ absl::StatusOr<Connections> Connect(const ConnectionFlags& flags, const ConnectO
   omni::ClientOptions omni_options;
   omni_options.endpoint = out.endpoint;
   omni_options.insecure_skip_verify = flags.insecure_skip_verify;
+  std::tie(omni_options.tls_ca_file, omni_options.tls_ca_file_origin) = ResolveOmniCaFile(flags);
   omni_options.key = out.key;
   omni_options.provider_id = out.provider_id;
   omni_options.random = out.random.get();

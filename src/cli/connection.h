@@ -8,6 +8,7 @@
 #include <memory>
 #include <optional>
 #include <string>
+#include <utility>
 
 #include "absl/status/statusor.h"
 #include <CLI/CLI.hpp>
@@ -29,10 +30,11 @@ struct ConnectionFlags {
   std::string id = "proxmox";
   bool id_given = false;
   bool insecure_skip_verify = false;
+  std::string omni_ca_file;  // --omni-ca-file (env OMNI_CA_FILE)
 };
 
-// Adds --config-file, --omni-api-endpoint, --omni-service-account-key[-file], --id and
-// --insecure-skip-verify to `cmd`, bound to `flags` (which must outlive the parse).
+// Adds --config-file, --omni-api-endpoint, --omni-service-account-key[-file], --id,
+// --insecure-skip-verify and --omni-ca-file to `cmd`, bound to `flags` (which must outlive the parse).
 void AddConnectionFlags(CLI::App& cmd, ConnectionFlags& flags);
 
 // The value of an environment variable, or nullopt when unset or empty.
@@ -50,6 +52,10 @@ absl::StatusOr<omni::ServiceAccountKey> ResolveProviderKey(const ConnectionFlags
 // The provider ID: the key's identity. A different --id is an error; one differing only in case
 // gets its own message naming both, because Omni IDs are case-sensitive.
 absl::StatusOr<std::string> ResolveProviderId(const ConnectionFlags& flags, const omni::ServiceAccountKey& key);
+// The CA bundle for Omni's TLS that the operator named, and the flag or variable it came from:
+// --omni-ca-file, else OMNI_CA_FILE; {"", ""} when neither (omni/tls_roots.h then tries
+// GRPC_DEFAULT_SSL_ROOTS_FILE_PATH, SSL_CERT_FILE and the system bundle).
+std::pair<std::string, std::string> ResolveOmniCaFile(const ConnectionFlags& flags);
 // Proxmox settings: --config-file, else the environment (pve::ConfigFromEnv).
 absl::StatusOr<pve::ClientOptions> ResolvePveOptions(const ConnectionFlags& flags);
 

@@ -7,12 +7,14 @@
 // Exit code 0 when nothing failed (warnings allowed), 1 when a check failed, 2 for bad flags.
 
 #include <algorithm>
+#include <cctype>
 #include <chrono>
 #include <fstream>
 #include <iostream>
 #include <memory>
 #include <set>
 #include <string>
+#include <tuple>
 #include <vector>
 
 #include <fmt/chrono.h>
@@ -24,11 +26,13 @@
 #include "cli/pve_facts.h"
 #include "cli/text_table.h"
 #include "omni/client_options.h"
+#include "omni/endpoint.h"
 #include "omni/join_config.h"
 #include "omni/signing.h"
 #include "omni/specs.h"
 #include "omni/specs/omni.pb.h"
 #include "omni/state_client.h"
+#include "omni/tls_roots.h"
 #include "pve/errors.h"
 #include "pve/privileges.h"
 #include "util/clock.h"
@@ -254,6 +258,80 @@ void CheckProxmox(const ConnectionFlags& flags, Report& report) {
 
 void CheckMachinesConnect(omni::StateClient& state, const std::string& provider_id, Report& report);
 
+// What the Omni client will trust, checked before it connects.
+struct OmniTls {
+  bool usable = true;     // false: the CA bundle the operator chose cannot be used (already failed)
+  bool verified = false;  // a TLS endpoint whose certificate is verified: the call's outcome says how
+  bool chosen = false;    // the bundle came from the operator (flag or variable), not the system
+  std::string roots;      // "--omni-ca-file 'ca.pem' (1 certificate)", for messages
+};
+
+// A plain http:// (or grpc://) endpoint is warned about, as for Proxmox; skipped verification too.
+// A CA bundle the operator named must be readable PEM.
+OmniTls CheckOmniTlsSettings(const omni::ClientOptions& options, Report& report) {
+  OmniTls tls;
+  auto parsed = omni::ParseEndpoint(options.endpoint);
+  if (!parsed.ok()) return tls;  // the client says so when it is made
+  if (!parsed->tls) {
+    report.Warn("omni tls",
+                fmt::format("plain {}: the signed calls and Omni's answers travel unencrypted",
+                            options.endpoint.substr(0, options.endpoint.find(':'))),
+                "use Omni's https:// endpoint");
+    return tls;
+  }
+  if (options.insecure_skip_verify) {
+    report.Warn("omni tls", "certificate verification skipped (--insecure-skip-verify)",
+                "pass --omni-ca-file with the CA that signed Omni's certificate and drop --insecure-skip-verify");
+    return tls;
+  }
+  const omni::RootsFile file =
+      omni::ResolveRootsFile(options.tls_ca_file, options.tls_ca_file_origin, omni::ProcessEnv);
+  auto roots = omni::LoadRoots(file);
+  tls.chosen = !file.system;
+  if (!roots.ok()) {
+    if (file.system) {
+      tls.roots = "gRPC's default roots";  // no system bundle: gRPC falls back to its own
+    } else {
+      report.Fail("omni tls", Msg(roots.status()),
+                  fmt::format("fix {} or unset it; it must name a PEM file with the CA that signed Omni's certificate",
+                              file.origin));
+      tls.usable = false;
+      return tls;
+    }
+  } else {
+    tls.roots = fmt::format("{} '{}' ({} certificate{})", file.origin, file.path, roots->certificates,
+                            roots->certificates == 1 ? "" : "s");
+  }
+  tls.verified = true;
+  return tls;
+}
+
+// gRPC reports a failed handshake as UNAVAILABLE; its text names the TLS layer.
+bool LooksLikeTlsFailure(const std::string& message) {
+  std::string lower = message;
+  for (auto& c : lower) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
+  for (const char* marker : {"handshake", "certificate", "ssl_error", "tsi_"}) {
+    if (lower.find(marker) != std::string::npos) return true;
+  }
+  return false;
+}
+
+// A first call that failed in the TLS handshake: Omni answers, but its certificate does not
+// verify. The fix names the CA flag, not DNS and the firewall. True when it was reported.
+bool ReportedTlsFailure(const OmniTls& tls, const std::string& endpoint, const absl::Status& call, Report& report) {
+  if (!tls.verified || call.code() != absl::StatusCode::kUnavailable || !LooksLikeTlsFailure(Msg(call))) return false;
+  report.Pass("omni reachable", fmt::format("{} answers, but TLS fails", endpoint));
+  report.Fail("omni tls", fmt::format("the certificate does not verify against {}: {}", tls.roots, Msg(call)),
+              tls.chosen ? fmt::format("check that {} holds the CA that signed Omni's certificate, and that the "
+                                       "endpoint names the host as the certificate does",
+                                       tls.roots)
+                         : "pass --omni-ca-file (or set OMNI_CA_FILE) with the CA that signed Omni's certificate, "
+                           "or, knowingly, --insecure-skip-verify");
+  report.SkipAll({"provider registered", "siderolink url", "machines connect", "provider heartbeat"},
+                 "a verified TLS connection");
+  return true;
+}
+
 void CheckOmni(const ConnectionFlags& flags, Report& report) {
   auto endpoint = ResolveOmniEndpoint(flags);
   if (!endpoint.ok()) {
@@ -309,6 +387,12 @@ void CheckOmni(const ConnectionFlags& flags, Report& report) {
   omni::ClientOptions options;
   options.endpoint = *endpoint;
   options.insecure_skip_verify = flags.insecure_skip_verify;
+  std::tie(options.tls_ca_file, options.tls_ca_file_origin) = ResolveOmniCaFile(flags);
+  const auto tls = CheckOmniTlsSettings(options, report);
+  if (!tls.usable) {
+    report.SkipAll(remote, "a usable CA bundle for Omni");
+    return;
+  }
   options.key = *key;
   options.provider_id = provider_id;
   options.call_timeout = std::chrono::milliseconds{15'000};
@@ -327,6 +411,7 @@ void CheckOmni(const ConnectionFlags& flags, Report& report) {
   auto health = (*state)->Get({std::string(omni::kNamespaceInfraProviderEphemeral),
                                std::string(omni::kTypeInfraProviderHealthStatus), provider_id});
   const auto code = health.ok() ? absl::StatusCode::kOk : health.status().code();
+  if (ReportedTlsFailure(tls, *endpoint, health.status(), report)) return;
   if (code == absl::StatusCode::kUnavailable || code == absl::StatusCode::kDeadlineExceeded) {
     report.Fail("omni reachable", fmt::format("{}: {}", *endpoint, Msg(health.status())),
                 "check --omni-api-endpoint (https://<account>.omni.siderolabs.io/), DNS and the firewall");
@@ -343,6 +428,7 @@ void CheckOmni(const ConnectionFlags& flags, Report& report) {
     return;
   }
   report.Pass("omni reachable", fmt::format("{}, key accepted", *endpoint));
+  if (tls.verified) report.Pass("omni tls", fmt::format("certificate verified against {}", tls.roots));
   if (code == absl::StatusCode::kPermissionDenied) {
     const bool missing = Msg(health.status()).find("not registered") != std::string::npos;
     report.Fail("provider registered",

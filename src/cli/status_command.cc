@@ -6,7 +6,8 @@
 // provisioned requests whose VM is missing. Takes the same flags and environment as `run`.
 //
 // Exit code 0 when all is well, 1 when something needs attention (not registered, stale or failing
-// heartbeat, a FAILED request, an orphan, a missing VM, or a side that cannot be read), 2 for bad flags.
+// heartbeat, a FAILED request, an orphan, a missing VM, a teardown retrying a failed step, or a side
+// that cannot be read), 2 for bad flags.
 
 #include <algorithm>
 #include <iostream>
@@ -63,6 +64,9 @@ struct RequestRow {
   pve::Vmid vmid = 0;
   std::string power = "-";  // running, stopped, or "missing"
   bool vm_missing = false;
+  // A teardown retrying a failed step: the error lives in our state, since Omni removed the
+  // MachineRequestStatus before the VM's removal began.
+  bool teardown_retrying = false;
   // What Omni has seen of the request's machine: its InfraMachineRegistration (created when the
   // machine first connected) and its Machine (spec.connected), both readable with the provider key.
   std::optional<std::int64_t> connected_for_seconds;  // since the registration was created
@@ -211,6 +215,13 @@ absl::StatusOr<std::vector<RequestRow>> ReadRequests(omni::StateClient& state, p
     }
     const provider::MachineSpec* machine = nullptr;
     if (auto it = machine_by_id.find(row.id); it != machine_by_id.end()) machine = &it->second;
+    if (request.tearing_down() && machine != nullptr && !machine->teardown_error().empty()) {
+      row.teardown_retrying = true;
+      const std::int64_t again = machine->teardown_retry_unix() -
+                                 std::chrono::duration_cast<std::chrono::seconds>(now.time_since_epoch()).count();
+      row.error = fmt::format("{} (failed {} times; {})", machine->teardown_error(), machine->teardown_attempts(),
+                              again > 0 ? fmt::format("next try in {}", HumanSeconds(again)) : "trying again now");
+    }
     // The VM by its markers wherever it is now; state from the Go provider by VMID and SMBIOS uuid
     // (the ownership rules teardown and GC follow).
     std::optional<pve::ClusterResource> vm;
@@ -273,12 +284,13 @@ int RunStatus(const StatusFlags& flags, OutputFormat output) {
     }
   }
 
-  int failed = 0, missing = 0;
+  int failed = 0, missing = 0, retrying = 0;
   for (const auto& r : *requests) {
     failed += r.stage == "FAILED";
     missing += r.vm_missing;
+    retrying += r.teardown_retrying;
   }
-  const bool ok = health->Healthy() && failed == 0 && missing == 0 && orphans.empty();
+  const bool ok = health->Healthy() && failed == 0 && missing == 0 && retrying == 0 && orphans.empty();
 
   if (output == OutputFormat::kJson) {
     json request_items = json::array();
@@ -293,6 +305,7 @@ int RunStatus(const StatusFlags& flags, OutputFormat output) {
            {"vmid", r.vmid},
            {"power", r.power},
            {"vm_missing", r.vm_missing},
+           {"teardown_retrying", r.teardown_retrying},
            {"machine_connected", r.connected_now},
            {"machine_seen_seconds_ago", r.connected_for_seconds ? json(*r.connected_for_seconds) : json(nullptr)},
            {"waiting_for_machine_seconds", r.connected_for_seconds ? json(nullptr) : json(r.waiting_seconds)}});
@@ -314,7 +327,8 @@ int RunStatus(const StatusFlags& flags, OutputFormat output) {
                       {"requests", std::move(request_items)},
                       {"orphans", std::move(orphan_items)},
                       {"failed", failed},
-                      {"missing_vms", missing}}
+                      {"missing_vms", missing},
+                      {"teardowns_retrying", retrying}}
                      .dump(2)
               << "\n";
     return ok ? kExitOk : kExitFindings;
@@ -374,8 +388,9 @@ int RunStatus(const StatusFlags& flags, OutputFormat output) {
   }
   std::cout << "\n"
             << (ok ? "All is well."
-                   : fmt::format("Needs attention: {}{} failed, {} missing VMs, {} orphans.",
-                                 health->Healthy() ? "" : "provider unhealthy, ", failed, missing, orphans.size()))
+                   : fmt::format("Needs attention: {}{} failed, {} missing VMs, {} teardowns retrying, {} orphans.",
+                                 health->Healthy() ? "" : "provider unhealthy, ", failed, missing, retrying,
+                                 orphans.size()))
             << "\n";
   return ok ? kExitOk : kExitFindings;
 }

@@ -13,12 +13,17 @@ namespace omni_proxmox::omni {
 
 // How to reach and authenticate to Omni; shared by the State and Management clients.
 struct ClientOptions {
-  // Omni API URL (§1.1): https://host[:port] (TLS, system roots) or http://host:port / grpc://host:port (h2c).
+  // Omni API URL (§1.1): https://host[:port] (TLS) or http://host:port / grpc://host:port (h2c).
   std::string endpoint;
   // Skip TLS certificate verification (--insecure-skip-verify).
   bool insecure_skip_verify = false;
-  // PEM roots to trust instead of the system bundle (tests); empty: system roots.
+  // PEM roots to trust (tests); empty: the file tls_roots.h resolves from tls_ca_file and the
+  // environment (GRPC_DEFAULT_SSL_ROOTS_FILE_PATH, SSL_CERT_FILE), else the system bundle.
   std::string tls_root_certs_pem;
+  // A CA bundle to trust instead of the system one (--omni-ca-file); `tls_ca_file_origin` names
+  // the flag or variable it came from, for errors.
+  std::string tls_ca_file;
+  std::string tls_ca_file_origin = "--omni-ca-file";
   // The service-account key that signs every call.
   ServiceAccountKey key;
   // Refuse keys whose name does not start with "infra-provider:" (on when running as a provider).

@@ -12,7 +12,7 @@ namespace omni_proxmox::omni {
 struct Endpoint {
   std::string host;  // without brackets for IPv6
   int port = 0;
-  bool tls = false;  // https: TLS with system roots, SNI = host; http/grpc: plaintext HTTP/2 (h2c)
+  bool tls = false;  // https: TLS (roots: tls_roots.h), SNI = host; http/grpc: plaintext HTTP/2 (h2c)
 
   // "host:port" (IPv6 in brackets), the gRPC target.
   std::string Target() const;

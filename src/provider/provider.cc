@@ -2,6 +2,7 @@
 #include "provider/provider.h"
 
 #include <fmt/format.h>
+#include <fmt/ranges.h>
 #include <spdlog/spdlog.h>
 
 #include "provider/fleet/fleet_metrics.h"
@@ -69,7 +70,7 @@ Provider::Provider(ProviderOptions options, pve::Client& pve, omni::StateClient&
       records_(options_.info.id, state, cache_) {
   runner_ = std::make_unique<StepRunner>(RunnerOptions{.provider_id = options_.info.id, .retry = options_.retry},
                                          records_, ProvisionSteps(services_), TeardownSteps(services_), *fleet_,
-                                         counters_, clock, random, &metrics);
+                                         counters_, clock, random, &metrics, &presence_);
   gc_ = std::make_unique<GarbageCollector>(GarbageCollectorOptions{.provider_id = options_.info.id,
                                                                    .grace_period = options_.gc_grace_period,
                                                                    .shutdown_timeout = options_.steps.shutdown_timeout,
@@ -128,7 +129,20 @@ void Provider::Stop() {
 
 ControllerHealth Provider::Health() const { return controller_->Health(); }
 
-std::string Provider::ReadyText() const { return controller_->Health().leading ? "ok" : "standby"; }
+std::string Provider::ReadyText() const {
+  if (!controller_->Health().leading) return "standby";
+  // A missing VM is the operator's to act on, but the provider itself is ready: answering 503
+  // would have an orchestrator restart or unroute a provider that can do nothing about it. The
+  // text names it; omni_proxmox_vms_missing and the request's status carry it too.
+  const auto missing = presence_.Missing();
+  if (missing.empty()) return "ok";
+  std::vector<std::string> names;
+  for (const auto& vm : missing) {
+    names.push_back(fmt::format("{} (last seen on node {} as VM {})", vm.request_id, vm.node, vm.vmid));
+  }
+  return fmt::format("ok; {} provisioned VM{} missing, not re-created: {}", missing.size(),
+                     missing.size() == 1 ? "" : "s", fmt::join(names, ", "));
+}
 
 absl::Status Provider::Readiness() const {
   const auto health = controller_->Health();
@@ -145,8 +159,12 @@ absl::Status Provider::Readiness() const {
 
 void Provider::UpdateMetrics(bool with_listings) {
   if (with_listings) {
-    if (auto s = UpdateFleetMetrics(*limited_, cache_, options_.info.id, join_.OurScope(), metrics_); !s.ok()) {
-      util::Logger("provider")->debug("fleet metrics: {}", std::string(s.message()));
+    auto changed = UpdateFleetMetrics(*limited_, cache_, options_.info.id, join_.OurScope(), metrics_, &presence_);
+    if (!changed.ok()) {
+      util::Logger("provider")->debug("fleet metrics: {}", std::string(changed.status().message()));
+    } else {
+      // A VM gone or back: its request's pass writes the status (the runner owns Omni's side).
+      for (const auto& id : *changed) controller_->queue().Add(id);
     }
     limited_->PollHeldTasks();
   }
@@ -161,6 +179,8 @@ void Provider::UpdateMetrics(bool with_listings) {
   count_up_to("omni_proxmox_vms_adopted_total", "VMs found by their markers and adopted", counters_.vms_adopted);
   count_up_to("omni_proxmox_vms_deleted_total", "VMs deleted", counters_.vms_deleted);
   count_up_to("omni_proxmox_failures_total", "Requests that reached stage FAILED", counters_.failures);
+  metrics_.GetGauge("omni_proxmox_teardowns_retrying", "MachineRequests whose teardown retries a failed step")
+      .Set(runner_->TeardownsRetrying());
   metrics_.GetGauge("omni_proxmox_queue_depth", "MachineRequests queued or in progress")
       .Set(static_cast<double>(controller_->queue().Size()));
   const auto health = controller_->Health();

@@ -23,6 +23,7 @@
 #include "omni/resource_cache.h"
 #include "omni/state_client.h"
 #include "provider/fleet/fleet_view.h"
+#include "provider/fleet/vm_presence.h"
 #include "provider/gc/collector.h"
 #include "provider/leader/leader_elector.h"
 #include "provider/reconciler/controller.h"
@@ -92,6 +93,7 @@ class Provider {
   const ProviderCounters& counters() const { return counters_; }
   WorkQueue& queue() { return controller_->queue(); }
   FleetView& fleet() { return *fleet_; }
+  const VmPresence& presence() const { return presence_; }
   omni::ResourceCache& cache() { return cache_; }
   pve::LimitedClient& pve() { return *limited_; }
   GarbageCollector& garbage_collector() { return *gc_; }
@@ -112,6 +114,7 @@ class Provider {
   omni::ResourceCache cache_;
   ProviderCounters counters_;
   std::unique_ptr<FleetView> fleet_;
+  VmPresence presence_;
   BootAssets assets_;
   JoinConfigCache join_;
   StepServices services_;

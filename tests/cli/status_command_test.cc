@@ -122,6 +122,59 @@ TEST_F(StatusCommandTest, HealthyThenOrphanThenMissingVm) {
   EXPECT_EQ(status["requests"][0]["power"], "missing");
 }
 
+// A teardown stuck on a lock someone else holds on the VM: `status` shows the retrying error
+// (from our state: Omni removed the MachineRequestStatus before the VM's removal began) and needs
+// attention, until the lock goes and the request is gone.
+TEST_F(StatusCommandTest, TeardownRetryingOnALockIsShownWithItsError) {
+  ASSERT_TRUE(standin_
+                  ->ApplyMachineClass("workers",
+                                      "cores: 2\nmemory: 2048\ndisk_size: 10\nstorage_selector: type == \"lvmthin\"\n")
+                  .ok());
+  testing::ChildProcess provider(
+      {OP_BINARY, "run", "--config-file", Path("config.yaml"), "--omni-api-endpoint", standin_->grpc_endpoint(),
+       "--omni-service-account-key-file", Path("key"), "--listen", "127.0.0.1:0"},
+      {}, Path("provider.log"));
+  ASSERT_TRUE(standin_->ScaleMachineRequestSet("workers", "workers", 1).ok());
+  Json status;
+  ASSERT_TRUE(Eventually([&] {
+    status = Json::parse(Run("status", {}, /*json=*/true).out, nullptr, false);
+    return status.is_object() && status["requests"].size() == 1 && status["requests"][0]["stage"] == "PROVISIONED";
+  })) << provider.Log();
+  const int vmid = status["requests"][0]["vmid"];
+  ASSERT_TRUE(sim_->HoldVmLock(vmid, std::chrono::hours{1}).ok());
+  ASSERT_TRUE(standin_->ScaleMachineRequestSet("workers", "workers", 0).ok());
+
+  const std::string lock_error =
+      fmt::format("can't lock file '/var/lock/qemu-server/lock-{}.conf' - got timeout", vmid);
+  testing::ProcessResult retrying;
+  ASSERT_TRUE(Eventually([&] {
+    retrying = Run("status", {}, /*json=*/true);
+    status = Json::parse(retrying.out, nullptr, false);
+    return status.is_object() && status["teardowns_retrying"] == 1;
+  })) << retrying.out
+      << provider.Log();
+  EXPECT_EQ(retrying.exit_code, 1);
+  const Json request = status["requests"][0];
+  EXPECT_EQ(request["step"], "tearing down");
+  EXPECT_EQ(request["teardown_retrying"], true);
+  EXPECT_THAT(request["error"].get<std::string>(), HasSubstr("removeVm: shutdown of VM"));
+  EXPECT_THAT(request["error"].get<std::string>(), HasSubstr(lock_error));
+  EXPECT_THAT(request["error"].get<std::string>(),
+              ::testing::ContainsRegex("failed [0-9]+ times; (next try in|trying)"));
+  auto table = Run("status", {});
+  EXPECT_THAT(table.out, HasSubstr("can't lock file"));
+  EXPECT_THAT(table.out, HasSubstr("1 teardowns retrying"));
+  EXPECT_THAT(provider.Log(), HasSubstr("teardown step removeVm failed"));
+
+  ASSERT_TRUE(sim_->HoldVmLock(vmid, std::chrono::milliseconds{0}).ok());
+  ASSERT_TRUE(Eventually([&] {
+    status = Json::parse(Run("status", {}, /*json=*/true).out, nullptr, false);
+    return status.is_object() && status["requests"].empty() && !HasVm(vmid);
+  })) << status.dump(1)
+      << provider.Log();
+  EXPECT_EQ(status["teardowns_retrying"], 0);
+}
+
 TEST_F(StatusCommandTest, UsageErrorsExitTwo) {
   auto bad = Run("status", {"--grace-period", "-1m"});
   EXPECT_EQ(bad.exit_code, 2);

@@ -1,31 +1,20 @@
 // SPDX-License-Identifier: Apache-2.0
 #include "omni/internal/connection.h"
 
-#include <fstream>
-#include <sstream>
-
 #include <fmt/format.h>
 #include <grpcpp/security/tls_certificate_verifier.h>
 #include <grpcpp/security/tls_credentials_options.h>
 
 #include "omni/endpoint.h"
+#include "omni/tls_roots.h"
 #include "util/status_macros.h"
 
 namespace omni_proxmox::omni::internal {
 namespace {
 
 constexpr int kMaxMessageBytes = 32 * 1024 * 1024;  // Omni's constants.GRPCMaxMessageSize
-constexpr const char* kSystemRoots = "/etc/ssl/certs/ca-certificates.crt";
-
-std::string ReadFile(const char* path) {
-  std::ifstream in(path, std::ios::binary);
-  if (!in) return "";
-  std::ostringstream out;
-  out << in.rdbuf();
-  return out.str();
-}
-
-std::shared_ptr<grpc::ChannelCredentials> MakeCredentials(const Endpoint& endpoint, const ClientOptions& options) {
+absl::StatusOr<std::shared_ptr<grpc::ChannelCredentials>> MakeCredentials(const Endpoint& endpoint,
+                                                                          const ClientOptions& options) {
   if (!endpoint.tls) return grpc::InsecureChannelCredentials();
   if (options.insecure_skip_verify) {
     grpc::experimental::TlsChannelCredentialsOptions tls;
@@ -35,7 +24,15 @@ std::shared_ptr<grpc::ChannelCredentials> MakeCredentials(const Endpoint& endpoi
     return grpc::experimental::TlsCredentials(tls);
   }
   grpc::SslCredentialsOptions ssl;
-  ssl.pem_root_certs = options.tls_root_certs_pem.empty() ? ReadFile(kSystemRoots) : options.tls_root_certs_pem;
+  ssl.pem_root_certs = options.tls_root_certs_pem;
+  if (ssl.pem_root_certs.empty()) {
+    const RootsFile file = ResolveRootsFile(options.tls_ca_file, options.tls_ca_file_origin, ProcessEnv);
+    auto roots = LoadRoots(file);
+    // A bundle the operator chose must be usable; an unreadable system bundle leaves gRPC its own
+    // default roots.
+    if (!roots.ok() && !file.system) return roots.status();
+    if (roots.ok()) ssl.pem_root_certs = std::move(roots->pem);
+  }
   return grpc::SslCredentials(ssl);
 }
 
@@ -76,7 +73,8 @@ absl::StatusOr<std::shared_ptr<Connection>> Connection::Create(const ClientOptio
   args.SetInt(GRPC_ARG_INITIAL_RECONNECT_BACKOFF_MS, static_cast<int>(options.reconnect_base.count()));
   args.SetInt(GRPC_ARG_MIN_RECONNECT_BACKOFF_MS, static_cast<int>(options.reconnect_base.count()));
   args.SetInt(GRPC_ARG_MAX_RECONNECT_BACKOFF_MS, static_cast<int>(options.reconnect_max.count()));
-  auto channel = grpc::CreateCustomChannel(endpoint.Target(), MakeCredentials(endpoint, options), args);
+  OP_ASSIGN_OR_RETURN(auto credentials, MakeCredentials(endpoint, options));
+  auto channel = grpc::CreateCustomChannel(endpoint.Target(), credentials, args);
   return std::shared_ptr<Connection>(new Connection(std::move(copy), std::move(channel), std::move(signer)));
 }
 

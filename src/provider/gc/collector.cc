@@ -195,7 +195,9 @@ absl::Status GarbageCollector::RemoveOrphanVm(const Garbage& orphan) {
         return absl::OkStatus();
       case VmRemovalStep::Kind::kBusy:
         return absl::UnavailableError(fmt::format("VM {} is locked ({}); tried again next cycle", orphan.vmid,
-                                                  vm->lock.empty() ? "busy" : vm->lock));
+                                                  !step->refused.empty() ? step->refused
+                                                  : vm->lock.empty()     ? "busy"
+                                                                         : vm->lock));
       case VmRemovalStep::Kind::kShuttingDown:
         if (auto s = WaitFor(*step->task, fmt::format("shutdown of VM {}", orphan.vmid)); !s.ok()) return s;
         break;

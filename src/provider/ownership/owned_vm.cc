@@ -84,7 +84,10 @@ absl::StatusOr<VmRemovalStep> AdvanceVmRemoval(pve::Client& pve, const pve::Clus
   auto upid = pve.DeleteVm(vm.node, vmid, /*purge=*/true, /*destroy_unreferenced_disks=*/true);
   if (!upid.ok()) {
     if (pve::ClassifyError(upid.status()) == pve::ErrorKind::kLocked) {
-      return VmRemovalStep{.kind = VmRemovalStep::Kind::kBusy, .task = std::nullopt};
+      return VmRemovalStep{
+          .kind = VmRemovalStep::Kind::kBusy,
+          .task = std::nullopt,
+          .refused = fmt::format("delete of VM {} on {}: {}", vmid, vm.node, std::string(upid.status().message()))};
     }
     if (upid.status().code() == absl::StatusCode::kNotFound) return VmRemovalStep{};
     return upid.status();

@@ -71,7 +71,9 @@ absl::StatusOr<bool> IsLegacyOwned(pve::Client& pve, const pve::ClusterResource&
 // same way. The caller has just located `vm` (LookUpVm, or GC's re-check of its markers). A running
 // VM gets a graceful shutdown (Proxmox force-stops it after `shutdown_timeout`); a stopped one is
 // deleted with purge and its unreferenced disks. The caller waits for `task`, then calls again
-// until kGone.
+// until kGone. kBusy: a lock holds the VM; `refused` is Proxmox's answer when the delete itself
+// was refused for it (`can't lock file ... - got timeout`), empty when the listing showed a lock
+// (a create, migration or delete in progress) and nothing was asked.
 //
 // `power` is what the caller already knows of the VM's power state, saving the status read:
 // kStopped after its own shutdown of this VM just ended OK (deleted at once), kRunning when the
@@ -80,6 +82,7 @@ struct VmRemovalStep {
   enum class Kind { kGone, kBusy, kShuttingDown, kDeleting };
   Kind kind = Kind::kGone;
   std::optional<pve::Upid> task;  // kShuttingDown, kDeleting
+  std::string refused;            // kBusy
 };
 enum class KnownPower { kUnknown, kRunning, kStopped };
 absl::StatusOr<VmRemovalStep> AdvanceVmRemoval(pve::Client& pve, const pve::ClusterResource& vm,

@@ -61,7 +61,7 @@ struct StepRunner::Pass {
 
 StepRunner::StepRunner(RunnerOptions options, RequestRecords& records, StepList provision, StepList teardown,
                        FleetView& fleet, ProviderCounters& counters, const util::Clock& clock, util::Random& random,
-                       util::MetricsRegistry* metrics)
+                       util::MetricsRegistry* metrics, const VmPresence* presence)
     : options_(std::move(options)),
       records_(records),
       provision_(std::move(provision)),
@@ -70,7 +70,8 @@ StepRunner::StepRunner(RunnerOptions options, RequestRecords& records, StepList 
       counters_(counters),
       clock_(clock),
       random_(random),
-      metrics_(metrics) {}
+      metrics_(metrics),
+      presence_(presence) {}
 
 void StepRunner::Forget(const std::string& request_id) {
   fleet_.ledger().Release(request_id);
@@ -152,7 +153,7 @@ Outcome StepRunner::Provision(const omni::Resource& request) {
     if (omni::DecodeSpec(*pass.status, spec).ok()) {
       if (spec.stage() == Stage::PROVISIONED) {
         Forget(pass.id);
-        return Outcome::Done();
+        return ReportPresence(pass.request, *pass.status, spec);
       }
       pass.last_error = spec.error();
     }
@@ -172,6 +173,31 @@ Outcome StepRunner::Provision(const omni::Resource& request) {
   if (auto s = omni::DecodeSpec(pass.request, pass.spec); !s.ok()) return Outcome::Error(s);
   if (auto ended = Prepare(pass)) return *ended;
   return RunProvisionSteps(pass);
+}
+
+Outcome StepRunner::ReportPresence(const omni::Resource& request, const omni::Resource& status, const Stage& spec) {
+  if (presence_ == nullptr) return Outcome::Done();
+  const std::string& id = request.metadata.id;
+  MissingVm missing;
+  std::string error;
+  switch (presence_->Of(id, &missing)) {
+    case VmPresence::Verdict::kUnknown:
+      return Outcome::Done();
+    case VmPresence::Verdict::kMissing:
+      error = VmGoneMessage(missing);
+      if (spec.error() == error) return Outcome::Done();
+      util::Logger("provider")->warn("request {}: {}", id, error);
+      break;
+    case VmPresence::Verdict::kPresent:
+      // Only our own verdict is cleared; an error someone else wrote stays.
+      if (!std::string_view(spec.error()).starts_with(kVmGonePrefix)) return Outcome::Done();
+      util::Logger("provider")->info("request {}: its VM is listed again; the missing-VM error is cleared", id);
+      break;
+  }
+  auto written =
+      records_.WriteStatus(request, status, {.stage = Stage::PROVISIONED, .text = spec.status(), .error = error});
+  if (!written.ok()) return Outcome::Error(written.status());
+  return Outcome::Done();
 }
 
 std::optional<Outcome> StepRunner::Prepare(Pass& pass) {
@@ -336,6 +362,13 @@ Outcome StepRunner::Teardown(const omni::Resource& request) {
   return Outcome::Done();
 }
 
+int StepRunner::TeardownsRetrying() const {
+  absl::MutexLock lock(&mutex_);
+  int retrying = 0;
+  for (const auto& [id, memory] : memory_) retrying += !memory.retry_step.empty();
+  return retrying;
+}
+
 Outcome StepRunner::RunTeardownSteps(Pass& pass) {
   // 4. The provider's part: the VM, located cluster-wide and removed only when it is provably
   // this request's, then the cloud-init ISO.
@@ -347,25 +380,68 @@ Outcome StepRunner::RunTeardownSteps(Pass& pass) {
   for (const auto& step : teardown_) {
     util::LogContext step_context({{"step", std::string(step->name())}});
     const StepResult result = step->Run(pass.ctx);
-    if (result.kind == StepResult::Kind::kNext) continue;
-    // Teardown writes the state in whatever phase it is in.
+    if (result.kind == StepResult::Kind::kNext) {
+      absl::MutexLock lock(&mutex_);
+      Memory& memory = memory_[pass.id];
+      if (memory.retry_step == step->name()) {
+        pass.log->info("request {}: teardown step {} got through after {} failed attempts", pass.id, step->name(),
+                       memory.teardown_failures);
+        memory.retry_step.clear();
+        memory.teardown_failures = 0;
+      }
+      if (memory.retry_step.empty()) {
+        pass.machine.clear_teardown_error();
+        pass.machine.clear_teardown_attempts();
+        pass.machine.clear_teardown_retry_unix();
+      }
+      continue;
+    }
+    if (result.kind != StepResult::Kind::kWait) return RetryTeardown(pass, *step, result);
+    // Waiting (for a task, a lock shown in the listing) keeps a failure's error on show: the
+    // attempt it waits for may fail the same way.
     if (auto s = Flush(pass, "deprovision", std::nullopt); !s.ok()) return Outcome::Error(s);
-    if (result.kind == StepResult::Kind::kWait) {
-      absl::MutexLock lock(&mutex_);
-      memory_[pass.id].retries = 0;
-      return Outcome::RequeueAfter(result.after);
-    }
-    milliseconds after{0};
-    {
-      absl::MutexLock lock(&mutex_);
-      after = options_.retry.Transient(memory_[pass.id].retries++, random_);
-    }
-    pass.log->warn("request {}: teardown step {}: {} (trying again in {})", pass.id, step->name(), result.error,
-                   Seconds(after));
-    return Outcome::RequeueAfter(after);
+    return Outcome::RequeueAfter(result.after);
   }
   if (auto s = Flush(pass, "deprovision", std::nullopt); !s.ok()) return Outcome::Error(s);
   return Outcome::Done();
+}
+
+Outcome StepRunner::RetryTeardown(Pass& pass, const Step& step, const StepResult& result) {
+  // A warning at the step's first failure, then at most once a minute (debug in between): a
+  // teardown stuck for an hour on a lock logs 60 warnings, not one per attempt.
+  constexpr auto kWarnEvery = std::chrono::minutes{1};
+  const std::string name(step.name());
+  milliseconds after{0};
+  int attempts = 0;
+  bool warn = false;
+  {
+    absl::MutexLock lock(&mutex_);
+    Memory& memory = memory_[pass.id];
+    if (memory.retry_step != name) {
+      memory.retry_step = name;
+      memory.teardown_failures = 0;
+    }
+    after = options_.retry.Transient(memory.teardown_failures++, random_);
+    attempts = memory.teardown_failures;
+    const auto now = clock_.Monotonic();
+    warn = memory.teardown_failures == 1 || now - memory.warned_at >= kWarnEvery;
+    if (warn) memory.warned_at = now;
+  }
+  const auto retry_at = clock_.Now() + after;
+  pass.machine.set_teardown_error(fmt::format("{}: {}", name, result.error));
+  pass.machine.set_teardown_attempts(attempts);
+  pass.machine.set_teardown_retry_unix(
+      std::chrono::duration_cast<std::chrono::seconds>(retry_at.time_since_epoch()).count());
+  if (auto s = Flush(pass, "deprovision", std::nullopt); !s.ok()) return Outcome::Error(s);
+  const std::string line =
+      fmt::format("request {}: teardown step {} failed ({} attempts so far): {} (trying again in {})", pass.id, name,
+                  attempts, result.error, Seconds(after));
+  if (warn) {
+    pass.log->warn("{}", line);
+  } else {
+    pass.log->debug("{}", line);
+  }
+  return Outcome::RequeueAfter(after);
 }
 
 }  // namespace omni_proxmox::provider

@@ -25,6 +25,7 @@
 #include "absl/synchronization/mutex.h"
 
 #include "provider/fleet/fleet_view.h"
+#include "provider/fleet/vm_presence.h"
 #include "provider/reconciler/request_records.h"
 #include "provider/reconciler/retry_policy.h"
 #include "provider/reconciler/step.h"
@@ -47,12 +48,15 @@ struct RunnerOptions {
 class StepRunner {
  public:
   // Every reference must outlive the runner. `metrics` may be null; otherwise
-  // omni_proxmox_step_duration_seconds{step} is kept there.
+  // omni_proxmox_step_duration_seconds{step} is kept there. `presence` (may be null) says whether
+  // a PROVISIONED request's VM is still in the cluster; its verdict goes into the status error.
   StepRunner(RunnerOptions options, RequestRecords& records, StepList provision, StepList teardown, FleetView& fleet,
              ProviderCounters& counters, const util::Clock& clock, util::Random& random,
-             util::MetricsRegistry* metrics = nullptr);
+             util::MetricsRegistry* metrics = nullptr, const VmPresence* presence = nullptr);
 
   Outcome Reconcile(const std::string& request_id);
+  // Requests whose teardown is retrying a failed step (omni_proxmox_teardowns_retrying).
+  int TeardownsRetrying() const;
 
  private:
   struct Pass;
@@ -68,15 +72,26 @@ class StepRunner {
     std::optional<CompiledSelectors> selectors;
     std::optional<MachineSpec> unsaved;  // newer than the state resource at version unsaved_base
     std::string unsaved_base;            // "" while there is no state resource
+    // Teardown: the step failing and retried ("" while none is), its failures in a row, and when
+    // the last warning about it was logged (at most one a minute).
+    std::string retry_step;
+    int teardown_failures = 0;
+    util::Clock::MonotonicTime warned_at{};
   };
 
   Outcome Provision(const omni::Resource& request);
+  // A PROVISIONED request: its status error says whether its VM is gone (never re-created).
+  Outcome ReportPresence(const omni::Resource& request, const omni::Resource& status,
+                         const specs::MachineRequestStatusSpec& spec);
   // Parses the providerdata (once per request version); an Outcome when the pass ends there.
   std::optional<Outcome> Prepare(Pass& pass);
   Outcome RunProvisionSteps(Pass& pass);
   Outcome EndStep(Pass& pass, const Step& step, int index, const StepResult& result);
   Outcome Teardown(const omni::Resource& request);
   Outcome RunTeardownSteps(Pass& pass);
+  // A teardown step failed: records the error in the state (for `status`), logs it (rate-limited)
+  // and says when to try again.
+  Outcome RetryTeardown(Pass& pass, const Step& step, const StepResult& result);
   // Starts pass.machine from the state resource, or from what the last pass kept unsaved.
   void LoadMachine(Pass& pass);
   // Saves pass.machine when it differs from the state resource in anything but task IDs (or
@@ -95,6 +110,7 @@ class StepRunner {
   const util::Clock& clock_;
   util::Random& random_;
   util::MetricsRegistry* const metrics_;
+  const VmPresence* const presence_;
 
   mutable absl::Mutex mutex_;
   std::map<std::string, Memory> memory_ ABSL_GUARDED_BY(mutex_);

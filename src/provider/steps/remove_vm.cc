@@ -50,6 +50,9 @@ class RemoveVm final : public Step {
         if (auto upid = pve::parse::ParseUpid(machine.vm_stop_task()); upid.ok()) stopped = *upid;
       }
       machine.clear_vm_stop_task();
+      // A shutdown that failed (its worker could not take the VM's lock) is an error to show and
+      // retry with backoff, not a silent loop.
+      if (poll.kind == TaskPoll::Kind::kFailed) return StepResult::Retry(poll.error);
     }
     auto scope = services_.join.OurScope();
     if (!scope.ok())
@@ -132,6 +135,8 @@ class RemoveVm final : public Step {
       case VmRemovalStep::Kind::kGone:
         return StepResult::Next();
       case VmRemovalStep::Kind::kBusy:
+        // Refused for a lock someone else holds: shown and retried with backoff until it goes.
+        if (!step->refused.empty()) return StepResult::Retry(step->refused);
         return StepResult::Wait(vm.lock == "create" ? services_.options.lock_recheck
                                                     : 2 * services_.options.lock_recheck);
       case VmRemovalStep::Kind::kShuttingDown:

@@ -1,6 +1,6 @@
 // SPDX-License-Identifier: Apache-2.0
 // The simulator's own controls and inspection, outside the PVE API: GET /_sim/state, POST /_sim/node/<n>/
-// {offline,online}, POST /_sim/vm/<id>/{migrate,delete}, POST /_sim/fault, DELETE /_sim/faults,
+// {offline,online}, POST /_sim/vm/<id>/{migrate,delete,hold-lock}, POST /_sim/fault, DELETE /_sim/faults,
 // POST /_sim/fail-next-task and POST /_sim/quorum (docs/pve-sim.md), and their Simulator methods.
 
 #include "fmt/format.h"
@@ -18,7 +18,9 @@ Reply Simulator::Impl::HandleSim(const HttpRequest& request) {
   if (!request.body.empty()) {
     if (MediaType(request.Header("content-type")) == "application/json") {
       try {
-        for (const auto& [key, value] : Json::parse(request.body).items()) {
+        // Named: items() of a temporary would outlive the document it iterates.
+        const Json body = Json::parse(request.body);
+        for (const auto& [key, value] : body.items()) {
           params[key] = value.is_string() ? value.get<std::string>() : value.dump();
         }
       } catch (const std::exception& e) {
@@ -49,6 +51,11 @@ Reply Simulator::Impl::HandleSim(const HttpRequest& request) {
     }
     if (request.method == "POST" && parts.size() == 4 && parts[1] == "vm" && parts[3] == "delete") {
       return to_reply(DeleteVmOutOfBand(std::stoi(parts[2])));
+    }
+    if (request.method == "POST" && parts.size() == 4 && parts[1] == "vm" && parts[3] == "hold-lock") {
+      if (param("seconds").empty()) return Error(400, "_sim: hold-lock needs seconds=<how long; 0 releases>");
+      return to_reply(
+          HoldVmLock(std::stoi(parts[2]), milliseconds(static_cast<std::int64_t>(std::stod(param("seconds")) * 1000))));
     }
     if (request.method == "POST" && parts.size() == 2 && parts[1] == "fault") {
       if (param("endpoint").empty()) return Error(400, "_sim: fault needs endpoint=<glob, e.g. 'POST /nodes/*/qemu'>");
@@ -175,6 +182,15 @@ absl::Status Simulator::Impl::DeleteVmOutOfBand(int vmid) {
   if (it == vms_.end()) return absl::NotFoundError(fmt::format("no VM {}", vmid));
   RemoveVmVolumesLocked(it->second, true);
   vms_.erase(it);
+  return absl::OkStatus();
+}
+
+absl::Status Simulator::Impl::HoldVmLock(int vmid, milliseconds hold) {
+  std::lock_guard lock(mutex_);
+  auto it = vms_.find(vmid);
+  if (it == vms_.end()) return absl::NotFoundError(fmt::format("no VM {}", vmid));
+  // Like a worker holding the flock until then; a release (0) lets the next worker take it at once.
+  it->second.busy_until = Now() + hold;
   return absl::OkStatus();
 }
 

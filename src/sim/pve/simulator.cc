@@ -392,6 +392,7 @@ absl::Status Simulator::SetNodeOnline(const std::string& node, bool online) {
 }
 absl::Status Simulator::MigrateVm(int vmid, const std::string& to_node) { return impl_->MigrateVm(vmid, to_node); }
 absl::Status Simulator::DeleteVmOutOfBand(int vmid) { return impl_->DeleteVmOutOfBand(vmid); }
+absl::Status Simulator::HoldVmLock(int vmid, std::chrono::milliseconds hold) { return impl_->HoldVmLock(vmid, hold); }
 void Simulator::SetFault(const std::string& endpoint_pattern, FaultSpec spec) {
   impl_->SetFault(endpoint_pattern, std::move(spec));
 }

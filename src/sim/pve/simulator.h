@@ -78,6 +78,11 @@ class Simulator {
   absl::Status SetNodeOnline(const std::string& node, bool online);
   absl::Status MigrateVm(int vmid, const std::string& to_node);
   absl::Status DeleteVmOutOfBand(int vmid);
+  // Something outside the API (a backup, a hung migration) holds the VM's node-local flock for
+  // `hold` of simulated time (0 releases it): every worker on the VM that would wait more than
+  // 10 s for it ends with PVE's "can't lock file '/var/lock/qemu-server/lock-<id>.conf' - got
+  // timeout", and a PUT of its config answers 500 with that text.
+  absl::Status HoldVmLock(int vmid, std::chrono::milliseconds hold);
   // Injects a fault into requests whose "<METHOD> <path below /api2/json>" matches the glob
   // `endpoint_pattern` ('*' matches any run of characters), e.g. "POST /nodes/*/qemu".
   // A later call with the same pattern replaces the spec.

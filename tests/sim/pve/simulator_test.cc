@@ -623,6 +623,28 @@ TEST_F(PveSimTest, WorkersOnOneVmidSerializeAndTimeOut) {
   EXPECT_EQ(Config("pve1", 760)["description"], "b");
 }
 
+// A flock held outside the API (a backup, a hung migration): workers on the VM and a config PUT
+// fail as PVE's do until it is released; the VM stays as it was.
+TEST_F(PveSimTest, HeldVmLockFailsWorkersAndPutsUntilReleased) {
+  ASSERT_EQ(CreateVm("pve1", 770), "OK");
+  ASSERT_TRUE(sim_->HoldVmLock(770, std::chrono::minutes{10}).ok());
+  const std::string timeout = "can't lock file '/var/lock/qemu-server/lock-770.conf' - got timeout";
+  auto del = client_->Delete("/nodes/pve1/qemu/770?purge=1");
+  ASSERT_EQ(del.status, 200);
+  EXPECT_EQ(WaitTask(*client_, clock_, del.data()), timeout);
+  auto put = client_->PutJson("/nodes/pve1/qemu/770/config", {{"description", "x"}});
+  EXPECT_EQ(put.status, 500);
+  EXPECT_EQ(put.reason, timeout);
+  EXPECT_EQ(client_->Get("/nodes/pve1/qemu/770/status/current").data()["lock"], nullptr);
+  EXPECT_EQ(sim_->HoldVmLock(771, std::chrono::seconds{1}).code(), absl::StatusCode::kNotFound);
+  // Over /_sim as well: releasing lets the next worker take the flock at once.
+  auto release = client_->PostJson("/_sim/vm/770/hold-lock", {{"seconds", "0"}});
+  ASSERT_EQ(release.status, 200) << release.reason;
+  auto again = client_->Delete("/nodes/pve1/qemu/770?purge=1");
+  EXPECT_EQ(WaitTask(*client_, clock_, again.data()), "OK");
+  EXPECT_EQ(client_->Get("/nodes/pve1/qemu/770/config").status, 500);
+}
+
 TEST_F(PveSimTest, DeleteHoldsVmidUntilTaskEndsAndFreesDisks) {
   ASSERT_EQ(CreateVm("pve1", 800, {{"scsi0", "fast-lvm:10"}}), "OK");
   auto del = client_->Delete("/nodes/pve1/qemu/800?purge=1&destroy-unreferenced-disks=1");

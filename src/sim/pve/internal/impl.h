@@ -134,6 +134,7 @@ class Simulator::Impl {
   absl::Status SetNodeOnline(const std::string& node, bool online);
   absl::Status MigrateVm(int vmid, const std::string& to_node);
   absl::Status DeleteVmOutOfBand(int vmid);
+  absl::Status HoldVmLock(int vmid, std::chrono::milliseconds hold);
   Json State();
   std::uint64_t RequestCount(const std::string& endpoint);
   absl::StatusOr<std::string> VolumeContent(const std::string& node, const std::string& volid);
