@@ -280,7 +280,7 @@ class ManagementServiceImpl final : public ::management::ManagementService::Serv
     std::string reason;
     auto caller = impl_.keys_.Verify(method, ClientMetadata(*ctx), &reason);
     if (!caller.ok()) {
-      impl_.log_->debug("{} refused: {}", method, reason);
+      impl_.LogRefusedSignature(method, reason);
       return caller.status();
     }
     impl_.CountSignedCall(method);
