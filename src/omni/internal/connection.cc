@@ -56,6 +56,15 @@ Connection::Connection(ClientOptions options, std::shared_ptr<grpc::Channel> cha
   } else {
     random_ = options_.random;
   }
+  monitor_ = options_.monitor != nullptr ? options_.monitor : std::make_shared<CallMonitor>(*options_.clock);
+  key_identity_ = {.endpoint = options_.endpoint,
+                   .name = options_.key.name,
+                   .identity = signer_->user_id(),
+                   .fingerprint = signer_->fingerprint()};
+}
+
+absl::Status Connection::Finish(const grpc::Status& status, std::string_view method, std::string_view what) const {
+  return monitor_->Record(FromGrpc(status, what), method, key_identity_);
 }
 
 absl::StatusOr<std::shared_ptr<Connection>> Connection::Create(const ClientOptions& options) {
