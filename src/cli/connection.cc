@@ -152,6 +152,8 @@ absl::StatusOr<Connections> Connect(const ConnectionFlags& flags, const ConnectO
   omni_options.provider_id = out.provider_id;
   omni_options.random = out.random.get();
   omni_options.replica = extra.replica;
+  out.omni_monitor = std::make_shared<omni::CallMonitor>();
+  omni_options.monitor = out.omni_monitor;
   if (extra.ungated_state) {
     OP_ASSIGN_OR_RETURN(out.ungated_state, omni::MakeGrpcStateClient(omni_options));
   }

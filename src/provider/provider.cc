@@ -161,6 +161,11 @@ void Provider::UpdateMetrics(bool with_listings) {
   count_up_to("omni_proxmox_vms_adopted_total", "VMs found by their markers and adopted", counters_.vms_adopted);
   count_up_to("omni_proxmox_vms_deleted_total", "VMs deleted", counters_.vms_deleted);
   count_up_to("omni_proxmox_failures_total", "Requests that reached stage FAILED", counters_.failures);
+  if (options_.omni_monitor != nullptr) {
+    count_up_to("omni_proxmox_omni_auth_failures_total",
+                "Omni calls refused as Unauthenticated (invalid signature: the key was destroyed or is another Omni's)",
+                static_cast<double>(options_.omni_monitor->auth_failures()));
+  }
   metrics_.GetGauge("omni_proxmox_queue_depth", "MachineRequests queued or in progress")
       .Set(static_cast<double>(controller_->queue().Size()));
   const auto health = controller_->Health();
