@@ -14,6 +14,7 @@ namespace omni_proxmox::cli {
 // Exit codes shared by every subcommand.
 inline constexpr int kExitOk = 0;
 inline constexpr int kExitFindings = 1;  // the command ran and found problems
+inline constexpr int kExitFailure = 1;   // run: a failure restarting cannot fix (Omni refuses the key)
 inline constexpr int kExitUsage = 2;     // bad flags or arguments
 
 // Output format of operator commands: human tables, or JSON for scripts.

@@ -32,6 +32,19 @@ std::string Lower(std::string s) {
   return s;
 }
 
+// OMNI_DOMAIN is a host name (the compose stack builds Omni's URLs from it too), but "https://host"
+// is what people paste: take it as meant. Any other scheme would change what the provider talks
+// (plaintext), so it is refused rather than guessed.
+absl::StatusOr<std::string> EndpointFromDomain(const std::string& domain) {
+  const auto scheme_end = domain.find("://");
+  if (scheme_end == std::string::npos) return fmt::format("https://{}/", domain);
+  if (Lower(domain.substr(0, scheme_end)) == "https") return domain;
+  return absl::InvalidArgumentError(
+      fmt::format("OMNI_DOMAIN '{}': a host name is expected (the provider adds https://); write "
+                  "OMNI_DOMAIN={}, or set OMNI_ENDPOINT (or --omni-api-endpoint) to the full URL",
+                  domain, domain.substr(scheme_end + 3)));
+}
+
 }  // namespace
 
 void AddConnectionFlags(CLI::App& cmd, ConnectionFlags& flags) {
@@ -67,7 +80,9 @@ absl::StatusOr<std::string> ResolveOmniEndpoint(const ConnectionFlags& flags) {
   std::string endpoint = flags.endpoint;
   if (endpoint.empty()) endpoint = Env("OMNI_ENDPOINT").value_or("");
   if (endpoint.empty()) {
-    if (auto domain = Env("OMNI_DOMAIN")) endpoint = fmt::format("https://{}/", *domain);
+    if (auto domain = Env("OMNI_DOMAIN")) {
+      OP_ASSIGN_OR_RETURN(endpoint, EndpointFromDomain(*domain));
+    }
   }
   if (endpoint.empty()) {
     return absl::InvalidArgumentError(
@@ -148,6 +163,8 @@ absl::StatusOr<Connections> Connect(const ConnectionFlags& flags, const ConnectO
   omni_options.provider_id = out.provider_id;
   omni_options.random = out.random.get();
   omni_options.replica = extra.replica;
+  out.omni_monitor = std::make_shared<omni::CallMonitor>();
+  omni_options.monitor = out.omni_monitor;
   if (extra.ungated_state) {
     OP_ASSIGN_OR_RETURN(out.ungated_state, omni::MakeGrpcStateClient(omni_options));
   }

@@ -67,6 +67,8 @@ struct Connections {
   pve::ClientOptions pve_options;
   omni::ServiceAccountKey key;
   std::unique_ptr<util::Random> random;  // outlives the Omni clients, which borrow it
+  // Shared by the Omni clients: refusals of the key, answers that re-arm waiting watches.
+  std::shared_ptr<omni::CallMonitor> omni_monitor;
   std::unique_ptr<pve::Client> pve;
   std::unique_ptr<omni::StateClient> state;
   std::unique_ptr<omni::ManagementClient> management;

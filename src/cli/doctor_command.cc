@@ -420,9 +420,13 @@ void CheckOmni(const ConnectionFlags& flags, Report& report) {
     return;
   }
   if (code == absl::StatusCode::kUnauthenticated) {
-    report.Fail("omni reachable", fmt::format("Omni refused the key {}: {}", key->name, Msg(health.status())),
-                "the key was revoked or belongs to another Omni; create a new one with omnictl infraprovider create " +
-                    provider_id);
+    // "invalid signature" is all Omni says: the key is unknown here, whatever the cause.
+    report.Fail("omni reachable",
+                fmt::format("{} does not know the key {}: {}", *endpoint, key->name, Msg(health.status())),
+                fmt::format("this endpoint does not know this key: it may belong to another Omni (check "
+                            "--omni-api-endpoint) or its service account was destroyed here (create a new key with "
+                            "omnictl infraprovider create {})",
+                            provider_id));
     report.SkipAll({"provider registered", "siderolink url", "machines connect", "provider heartbeat"},
                    "a key Omni accepts");
     return;

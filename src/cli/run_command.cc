@@ -65,7 +65,7 @@ struct RunFlags {
   int max_tasks_per_node = 4;
   double pve_requests_per_second = 200;
   std::string listen = std::string(kDefaultListen);
-  std::chrono::milliseconds heartbeat{15'000};
+  std::string heartbeat_interval = "15s";
   std::string gc_mode = "report";
   std::string gc_grace_period = "10m";
   std::string gc_interval = "5m";
@@ -130,6 +130,14 @@ int RunProvider(RunFlags flags) {
   if (auto valid = provider::ValidateLeaderOptions(leader_options); !valid.ok()) {
     return usage_error(std::string(valid.message()));
   }
+  auto heartbeat = util::ParseDuration(flags.heartbeat_interval, "--heartbeat-interval");
+  if (!heartbeat.ok()) return usage_error(std::string(heartbeat.status().message()));
+  if (*heartbeat < std::chrono::seconds{1} || *heartbeat > std::chrono::seconds{25}) {
+    return usage_error(
+        fmt::format("--heartbeat-interval '{}' must be between 1s and 25s (Omni shows a provider "
+                    "disconnected 31 s after its last heartbeat)",
+                    flags.heartbeat_interval));
+  }
   util::Random identity_random(util::Random::SeedFromDevice());
   leader_options.identity = provider::LeaderIdentity(identity_random);
 
@@ -139,6 +147,14 @@ int RunProvider(RunFlags flags) {
                                                 .mutation_gate = flags.leader_elect ? &gate : nullptr,
                                                 .ungated_state = flags.leader_elect});
   if (!connections.ok()) return usage_error(std::string(connections.status().message()));
+  connections->omni_monitor->OnRejectedFromTheStart([log](const std::string& description) {
+    // No call was accepted yet, so no request was read and nothing written anywhere: exiting from
+    // the call that learned it leaves nothing half done and keeps this the only error line. A
+    // key refused later (its service account destroyed while running) is reported, not fatal.
+    log->error("{}; exiting", description);
+    log->flush();
+    std::_Exit(kExitFailure);
+  });
   auto& state = connections->state;
   const std::string& provider_id = connections->provider_id;
   const std::string& endpoint = connections->endpoint;
@@ -160,7 +176,8 @@ int RunProvider(RunFlags flags) {
   options.concurrency = flags.concurrency;
   options.limits = limits;
   options.image_factory_url = factory;
-  options.heartbeat_interval = flags.heartbeat;
+  options.heartbeat_interval = *heartbeat;
+  options.omni_monitor = connections->omni_monitor.get();
   options.gc_mode = *gc_mode;
   options.gc_grace_period = *gc_grace;
   options.gc_interval = *gc_interval;
@@ -250,6 +267,9 @@ void RegisterRunCommand(CLI::App& root, CommandContext& ctx) {
   cmd->add_option("--leader-local-takeover", flags->leader_local_takeover,
                   "Take over at once from a leader whose process is gone on this host")
       ->group("");
+  cmd->add_option("--heartbeat-interval", flags->heartbeat_interval,
+                  "Time between heartbeats to Omni (InfraProviderHealthStatus), each a check of Proxmox too")
+      ->capture_default_str();
   cmd->add_option("--listen", flags->listen, "Address for /healthz, /readyz and /metrics")
       ->envname(std::string(kListenEnv))
       ->capture_default_str();

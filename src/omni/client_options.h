@@ -2,8 +2,10 @@
 #pragma once
 
 #include <chrono>
+#include <memory>
 #include <string>
 
+#include "omni/call_monitor.h"
 #include "omni/keys.h"
 #include "util/clock.h"
 #include "util/mutation_gate.h"
@@ -36,9 +38,11 @@ struct ClientOptions {
   util::Random* random = nullptr;
   // Deadline of each unary call and of each List stream.
   std::chrono::milliseconds call_timeout{30'000};
-  // Watch reconnect backoff (capped exponential with jitter); never gives up.
+  // Watch reconnect backoff (capped exponential with jitter); never gives up. Capped at 10 s so a
+  // watch notices new work soon after an Omni restart (with a 60 s cap, watches were up to 50 s
+  // behind); a waiting watch also reconnects at once when any other call is answered.
   std::chrono::milliseconds reconnect_base{500};
-  std::chrono::milliseconds reconnect_max{60'000};
+  std::chrono::milliseconds reconnect_max{10'000};
   // Attempts of a read-modify-write on version conflicts (FailedPrecondition) before giving up.
   int conflict_attempts = 10;
   // gRPC client keepalive ping interval (the Go client pings every minute).
@@ -50,6 +54,9 @@ struct ClientOptions {
   // create) goes out; a closed gate fails the call with Aborted and nothing is sent. May be null;
   // must outlive the client.
   const util::MutationGate* mutation_gate = nullptr;
+  // Shared by every client of one process, so refusals of the key are counted once and an answer
+  // to any client re-arms every waiting watch. Null: the client makes its own.
+  std::shared_ptr<CallMonitor> monitor;
 };
 
 }  // namespace omni_proxmox::omni

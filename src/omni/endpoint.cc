@@ -35,6 +35,8 @@ absl::StatusOr<Endpoint> ParseEndpoint(std::string_view url) {
     return Bad(url, fmt::format("unsupported scheme '{}'", scheme));
   }
   std::string_view rest = url.substr(scheme_end + 3);
+  // "https://https://host/" would otherwise parse as host "https" and fail on DNS forever.
+  if (rest.find("://") != std::string_view::npos) return Bad(url, "a second scheme follows the first");
   rest = rest.substr(0, rest.find_first_of("/?#"));
   if (auto at = rest.rfind('@'); at != std::string_view::npos) {
     return Bad(url, "user information is not supported in the URL");
@@ -55,6 +57,9 @@ absl::StatusOr<Endpoint> ParseEndpoint(std::string_view url) {
     port = rest.substr(colon + 1);
   }
   if (host.empty()) return Bad(url, "missing host");
+  if (!rest.empty() && rest.back() == ':') {
+    return Bad(url, "empty port after ':'");
+  }
   if (!port.empty()) {
     int value = 0;
     auto [ptr, ec] = std::from_chars(port.data(), port.data() + port.size(), value);

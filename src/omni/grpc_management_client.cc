@@ -11,7 +11,6 @@ namespace omni_proxmox::omni {
 namespace {
 
 using internal::Connection;
-using internal::FromGrpc;
 
 class GrpcManagementClient final : public ManagementClient {
  public:
@@ -24,10 +23,11 @@ class GrpcManagementClient final : public ManagementClient {
     req.set_raw_schematic(std::string(schematic_yaml));
     req.set_talos_version(std::string(talos_version));
     grpc::ClientContext context;
-    OP_RETURN_IF_ERROR(connection_->Prepare(context, "/management.ManagementService/CreateSchematicFromRaw",
-                                            /*state_call=*/false, /*streaming=*/false));
+    constexpr std::string_view kMethod = "/management.ManagementService/CreateSchematicFromRaw";
+    OP_RETURN_IF_ERROR(connection_->Prepare(context, kMethod, /*state_call=*/false, /*streaming=*/false));
     management::CreateSchematicResponse response;
-    OP_RETURN_IF_ERROR(FromGrpc(stub_->CreateSchematicFromRaw(&context, req, &response), "create schematic"));
+    OP_RETURN_IF_ERROR(
+        connection_->Finish(stub_->CreateSchematicFromRaw(&context, req, &response), kMethod, "create schematic"));
     if (response.schematic_id().empty()) {
       return absl::InternalError("create schematic: Omni returned an empty schematic ID");
     }
@@ -45,11 +45,11 @@ class GrpcManagementClient final : public ManagementClient {
     req.set_format(request.format);
     req.set_secure_boot(request.secure_boot);
     grpc::ClientContext context;
-    OP_RETURN_IF_ERROR(connection_->Prepare(context, "/management.ManagementService/GetBootAssetURL",
-                                            /*state_call=*/false, /*streaming=*/false));
+    constexpr std::string_view kMethod = "/management.ManagementService/GetBootAssetURL";
+    OP_RETURN_IF_ERROR(connection_->Prepare(context, kMethod, /*state_call=*/false, /*streaming=*/false));
     management::GetBootAssetURLResponse response;
-    OP_RETURN_IF_ERROR(FromGrpc(stub_->GetBootAssetURL(&context, req, &response),
-                                fmt::format("get boot asset URL for schematic {}", request.schematic_id)));
+    OP_RETURN_IF_ERROR(connection_->Finish(stub_->GetBootAssetURL(&context, req, &response), kMethod,
+                                           fmt::format("get boot asset URL for schematic {}", request.schematic_id)));
     BootAsset out;
     out.url = response.url();
     out.headers.insert(response.headers().begin(), response.headers().end());

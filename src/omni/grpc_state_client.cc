@@ -25,7 +25,6 @@ namespace {
 
 namespace pb = cosi::resource;
 using internal::Connection;
-using internal::FromGrpc;
 
 constexpr std::string_view kGet = "/cosi.resource.State/Get";
 constexpr std::string_view kList = "/cosi.resource.State/List";
@@ -79,6 +78,7 @@ class GrpcWatcher final : public Watcher {
       // A full resync (bootstrap again, then drop what vanished) unless we can resume from a bookmark.
       bool resync = !bookmark.has_value();
       absl::Status result = RunStream(stop, bookmark, resync, first_open, backoff);
+      const std::uint64_t answers_at_end = connection_->monitor().answers();
       first_open = false;
       if (stop.stop_requested()) break;
       bool invalid_bookmark = result.code() == absl::StatusCode::kFailedPrecondition;
@@ -90,11 +90,47 @@ class GrpcWatcher final : public Watcher {
         ++health_.reconnects;
       }
       auto delay = backoff.Next();
-      log->warn("{}; reconnecting in {} ms{}", std::string(result.message()), delay.count(),
-                bookmark ? " from the last bookmark" : " with a full resync");
-      std::unique_lock lock(mutex_);
-      wake_.wait_for(lock, stop, delay, [] { return false; });
+      log->warn("{}; reconnecting in {} ms{}, or as soon as Omni answers another call", std::string(result.message()),
+                delay.count(), bookmark ? " from the last bookmark" : " with a full resync");
+      // Only a watch that lost Omni is brought back by an answer elsewhere; one refused for its own
+      // reasons waits its backoff.
+      const bool lost_omni =
+          result.code() == absl::StatusCode::kUnavailable || result.code() == absl::StatusCode::kDeadlineExceeded;
+      WaitToReconnect(stop, delay, lost_omni ? std::optional(answers_at_end) : std::nullopt);
     }
+  }
+
+  // Waits `delay`, or less when Omni answers another call meanwhile (after an Omni restart the
+  // heartbeat is answered first): the watch then reopens at once, though never sooner than
+  // kRearmFloor after it ended, so a watch refused for its own reasons cannot spin.
+  // `answers_at_end`: the monitor's answer count when the stream ended (nullopt: no early wake-up),
+  // so an answer that came before the subscription counts too.
+  void WaitToReconnect(const std::stop_token& stop, std::chrono::milliseconds delay,
+                       std::optional<std::uint64_t> answers_at_end) {
+    constexpr std::chrono::milliseconds kRearmFloor{500};
+    const auto deadline = std::chrono::steady_clock::now() + delay;
+    const auto floor = std::chrono::steady_clock::now() + std::min(delay, kRearmFloor);
+    if (!answers_at_end) {
+      std::unique_lock lock(mutex_);
+      wake_.wait_until(lock, stop, deadline, [] { return false; });
+      return;
+    }
+    bool answered = false;
+    const int subscription = connection_->monitor().Subscribe([this, &answered] {
+      std::lock_guard lock(mutex_);
+      answered = true;
+      wake_.notify_all();
+    });
+    {
+      std::lock_guard lock(mutex_);
+      answered = answered || connection_->monitor().answers() != *answers_at_end;
+    }
+    {
+      std::unique_lock lock(mutex_);
+      wake_.wait_until(lock, stop, floor, [] { return false; });
+      wake_.wait_until(lock, stop, deadline, [&answered] { return answered; });
+    }
+    connection_->monitor().Unsubscribe(subscription);
   }
 
   // Opens one stream and pumps it until it ends. Returns why it ended.
@@ -137,6 +173,7 @@ class GrpcWatcher final : public Watcher {
       if (!established) {
         established = true;
         backoff.Reset();
+        (void)connection_->Finish(grpc::Status::OK, kWatch, "");  // Omni answers: re-arms other waiting watches
         std::lock_guard lock(mutex_);
         health_.connected = true;
         health_.last_error.clear();
@@ -208,7 +245,7 @@ class GrpcWatcher final : public Watcher {
     }
     if (!ended.ok()) return ended;
     if (finished.ok()) return absl::UnavailableError("watch stream closed by the server");
-    return FromGrpc(finished, fmt::format("watch {} in namespace '{}'", request_.type, request_.ns));
+    return connection_->Finish(finished, kWatch, fmt::format("watch {} in namespace '{}'", request_.type, request_.ns));
   }
 
   std::shared_ptr<Connection> connection_;
@@ -248,7 +285,8 @@ class GrpcStateClient final : public StateClient {
     std::vector<Resource> out;
     pb::ListResponse response;
     while (reader->Read(&response)) out.push_back(internal::FromProto(response.resource()));
-    OP_RETURN_IF_ERROR(FromGrpc(reader->Finish(), fmt::format("list {} in namespace '{}'", request.type, request.ns)));
+    OP_RETURN_IF_ERROR(connection_->Finish(reader->Finish(), kList,
+                                           fmt::format("list {} in namespace '{}'", request.type, request.ns)));
     return out;
   }
 
@@ -268,7 +306,8 @@ class GrpcStateClient final : public StateClient {
     grpc::ClientContext context;
     OP_RETURN_IF_ERROR(connection_->Prepare(context, kCreate, true, false));
     pb::CreateResponse response;
-    OP_RETURN_IF_ERROR(FromGrpc(stub_->Create(&context, req, &response), Describe("create", resource.pointer())));
+    OP_RETURN_IF_ERROR(
+        connection_->Finish(stub_->Create(&context, req, &response), kCreate, Describe("create", resource.pointer())));
     return internal::FromProto(response.resource());
   }
 
@@ -293,7 +332,7 @@ class GrpcStateClient final : public StateClient {
     grpc::ClientContext context;
     OP_RETURN_IF_ERROR(connection_->Prepare(context, kDestroy, true, false));
     pb::DestroyResponse response;
-    return FromGrpc(stub_->Destroy(&context, req, &response), Describe("destroy", pointer));
+    return connection_->Finish(stub_->Destroy(&context, req, &response), kDestroy, Describe("destroy", pointer));
   }
 
   absl::StatusOr<bool> Teardown(const ResourcePointer& pointer, std::string_view owner) override {
@@ -306,11 +345,10 @@ class GrpcStateClient final : public StateClient {
       grpc::ClientContext context;
       OP_RETURN_IF_ERROR(connection_->Prepare(context, kTeardown, true, false));
       pb::TeardownResponse response;
-      grpc::Status status = stub_->Teardown(&context, req, &response);
+      const absl::Status status =
+          connection_->Finish(stub_->Teardown(&context, req, &response), kTeardown, Describe("tear down", pointer));
       if (status.ok()) return response.destroy_ready();
-      if (status.error_code() != grpc::StatusCode::UNIMPLEMENTED) {
-        return FromGrpc(status, Describe("tear down", pointer));
-      }
+      if (status.code() != absl::StatusCode::kUnimplemented) return status;
       // Omni before 1.8 / COSI runtime before 1.16: remember, and use Get+Update from now on.
       teardown_unimplemented_.store(true);
     }
@@ -355,7 +393,7 @@ class GrpcStateClient final : public StateClient {
     grpc::ClientContext context;
     OP_RETURN_IF_ERROR(connection_->Prepare(context, kGet, true, false));
     pb::GetResponse response;
-    OP_RETURN_IF_ERROR(FromGrpc(stub_->Get(&context, req, &response), Describe("get", pointer)));
+    OP_RETURN_IF_ERROR(connection_->Finish(stub_->Get(&context, req, &response), kGet, Describe("get", pointer)));
     return std::move(*response.mutable_resource());
   }
 
@@ -369,7 +407,8 @@ class GrpcStateClient final : public StateClient {
     grpc::ClientContext context;
     OP_RETURN_IF_ERROR(connection_->Prepare(context, kUpdate, true, false));
     pb::UpdateResponse response;
-    OP_RETURN_IF_ERROR(FromGrpc(stub_->Update(&context, req, &response), Describe("update", pointer)));
+    OP_RETURN_IF_ERROR(
+        connection_->Finish(stub_->Update(&context, req, &response), kUpdate, Describe("update", pointer)));
     return internal::FromProto(response.resource());
   }
 

@@ -50,6 +50,7 @@ RequestSigner::RequestSigner(std::string identity, std::unique_ptr<PgpSigningKey
 RequestSigner::~RequestSigner() = default;
 
 const std::string& RequestSigner::fingerprint() const { return key_->info().fingerprint; }
+const std::string& RequestSigner::user_id() const { return key_->info().primary_uid; }
 
 absl::StatusOr<std::unique_ptr<RequestSigner>> RequestSigner::Create(const ServiceAccountKey& key,
                                                                      const util::Clock& clock,

@@ -56,6 +56,8 @@ class RequestSigner {
 
   const std::string& identity() const { return identity_; }
   const std::string& fingerprint() const;
+  // The key's primary user ID, "<name> <email>": the email is the identity Omni trusts.
+  const std::string& user_id() const;
   // The provider ID for an infra-provider key, else nullopt.
   const std::optional<std::string>& provider_id() const { return provider_id_; }
 

@@ -181,6 +181,11 @@ void Provider::UpdateMetrics(bool with_listings) {
   count_up_to("omni_proxmox_failures_total", "Requests that reached stage FAILED", counters_.failures);
   metrics_.GetGauge("omni_proxmox_teardowns_retrying", "MachineRequests whose teardown retries a failed step")
       .Set(runner_->TeardownsRetrying());
+  if (options_.omni_monitor != nullptr) {
+    count_up_to("omni_proxmox_omni_auth_failures_total",
+                "Omni calls refused as Unauthenticated (invalid signature: the key was destroyed or is another Omni's)",
+                static_cast<double>(options_.omni_monitor->auth_failures()));
+  }
   metrics_.GetGauge("omni_proxmox_queue_depth", "MachineRequests queued or in progress")
       .Set(static_cast<double>(controller_->queue().Size()));
   const auto health = controller_->Health();

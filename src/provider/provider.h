@@ -60,6 +60,8 @@ struct ProviderOptions {
   // held task slots) every fleet_metrics_interval.
   std::chrono::milliseconds metrics_interval{2000};
   std::chrono::milliseconds fleet_metrics_interval{15'000};
+  // The Omni clients' monitor, for omni_proxmox_omni_auth_failures_total; may be null.
+  const omni::CallMonitor* omni_monitor = nullptr;
 };
 
 // Checks what a caller may get wrong: InvalidArgument naming the option and the fix.

@@ -139,6 +139,8 @@ TEST(ValidateCommandTest, JsonOutputForScripts) {
   EXPECT_EQ(first["severity"], "error");
   EXPECT_EQ(first["message"], "OMNI_DOMAIN is a host name, not a URL");
   EXPECT_THAT(first["hint"].get<std::string>(), HasSubstr("drop the scheme"));
+  // `run` takes https:// as meant; in a compose .env it still breaks Omni's own flags.
+  EXPECT_THAT(first["hint"].get<std::string>(), HasSubstr("compose.yaml builds Omni's own --advertised-api-url"));
   EXPECT_TRUE(json["files"][2]["fixed"].is_string());
   EXPECT_THAT(result.out, Not(HasSubstr("bm9wZQ")));  // the key never appears
 }

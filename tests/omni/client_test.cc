@@ -4,6 +4,7 @@
 #include <mutex>
 #include <set>
 
+#include <fmt/format.h>
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
 
@@ -512,6 +513,56 @@ TEST_F(ClientTest, AClosedMutationGateSendsNoWrite) {
   EXPECT_TRUE((*state)->List({ProviderNamespace("proxmox"), ProviderMachineType("proxmox"), {}}).ok());
   gate.open = true;
   EXPECT_TRUE((*state)->Create(MachineState("req-f", "pve1"), owner).ok());
+}
+
+}  // namespace
+}  // namespace omni_proxmox::omni
+
+namespace omni_proxmox::omni {
+namespace {
+
+// Issue 15 item 2: after an Omni restart, a watch waiting out its backoff reconnects as soon as
+// another call is answered (the heartbeat, in the provider), not when its delay runs out.
+TEST_F(ClientTest, AWaitingWatchReconnectsAsSoonAsAnotherCallIsAnswered) {
+  ClientOptions options = options_;
+  options.reconnect_base = 30s;  // every delay 15-30 s: only the re-arm can bring it back sooner
+  options.reconnect_max = 30s;
+  auto client = MakeGrpcStateClient(options);
+  ASSERT_TRUE(client.ok()) << client.status();
+  EventLog log;
+  auto watch = (*client)->Watch({ProviderNamespace("proxmox"), ProviderMachineType("proxmox"), std::nullopt, {}, true},
+                                log.Callback());
+  ASSERT_TRUE(watch.ok()) << watch.status();
+  ASSERT_TRUE(Eventually([&] { return (*watch)->Health().connected; }));
+  standin_->StopServing();
+  ASSERT_TRUE(Eventually([&] { return !(*watch)->Health().connected; }));
+  ASSERT_TRUE(standin_->ResumeServing().ok());
+  // Nothing reconnects the watch by itself for at least 15 s; one answered call does at once.
+  const auto answered = std::chrono::steady_clock::now();
+  ASSERT_TRUE((*client)->List({ProviderNamespace("proxmox"), ProviderMachineType("proxmox"), {}}).ok());
+  ASSERT_TRUE(Eventually([&] { return (*watch)->Health().connected; }));
+  EXPECT_LT(std::chrono::steady_clock::now() - answered, 10s);
+  EXPECT_EQ((*watch)->Health().reconnects, 1);
+}
+
+// Issue 15 items 1 and 8: a refusal names the endpoint and the key; a rejected key is counted.
+TEST_F(ClientTest, ARefusedKeyIsNamedAndCounted) {
+  ClientOptions options = options_;
+  options.monitor = std::make_shared<CallMonitor>();
+  auto client = MakeGrpcStateClient(options);
+  ASSERT_TRUE(client.ok());
+  const ListRequest requests{std::string(kNamespaceInfraProvider), std::string(kTypeMachineRequest), {}};
+  ASSERT_TRUE((*client)->List(requests).ok());
+  EXPECT_TRUE(options.monitor->ever_accepted());
+  EXPECT_EQ(options.monitor->auth_failures(), 0u);
+  ASSERT_TRUE(standin_->DestroyServiceAccount("infra-provider:proxmox").ok());
+  auto refused = (*client)->List(requests);
+  EXPECT_EQ(refused.status().code(), absl::StatusCode::kUnauthenticated);
+  EXPECT_THAT(std::string(refused.status().message()),
+              ::testing::HasSubstr(fmt::format("invalid signature (Omni at {} does not accept the key "
+                                               "'infra-provider:proxmox', fingerprint ",
+                                               standin_->grpc_endpoint())));
+  EXPECT_EQ(options.monitor->auth_failures(), 1u);
 }
 
 }  // namespace

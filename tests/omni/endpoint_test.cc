@@ -29,7 +29,8 @@ TEST(ParseEndpoint, HttpAndGrpcArePlaintext) {
 }
 
 TEST(ParseEndpoint, RejectsWithAFix) {
-  for (const char* bad : {"omni.example.com", "ftp://x", "https://", "https://h:0", "https://h:99999", "http://h:x"}) {
+  for (const char* bad : {"omni.example.com", "ftp://x", "https://", "https://h:0", "https://h:99999", "http://h:x",
+                          "https://https://h/", "https://h:/", "https://[::1]:"}) {
     auto e = ParseEndpoint(bad);
     ASSERT_FALSE(e.ok()) << bad;
     EXPECT_EQ(e.status().code(), absl::StatusCode::kInvalidArgument);

@@ -216,7 +216,8 @@ void CheckOmniAddress(const std::map<std::string, const EnvEntry*>& vars, Sink& 
     const EnvEntry& e = *domain->second;
     if (e.value.find("://") != std::string::npos) {
       sink.Add(Severity::kError, e.line, e.value_column, "OMNI_DOMAIN is a host name, not a URL",
-               fmt::format("drop the scheme: OMNI_DOMAIN={}; the provider adds https://",
+               fmt::format("drop the scheme: OMNI_DOMAIN={}; the provider adds https:// (it accepts "
+                           "https://, but compose.yaml builds Omni's own --advertised-api-url from this name)",
                            e.value.substr(e.value.find("://") + 3)));
     } else if (e.value.find('/') != std::string::npos || e.value.find(' ') != std::string::npos) {
       sink.Add(Severity::kError, e.line, e.value_column, fmt::format("OMNI_DOMAIN '{}' is not a host name", e.value),

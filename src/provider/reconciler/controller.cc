@@ -37,7 +37,11 @@ ProviderController::ProviderController(ControllerOptions options, StepRunner& ru
             Outcome outcome = runner_.Reconcile(id);
             if (outcome.kind == Outcome::Kind::kError) {
               util::LogContext context({{"request_id", id}});
-              util::Logger("provider")->warn("request {}: {} (will retry)", id, std::string(outcome.error.message()));
+              // A refused key does not go away by retrying: the operator must act.
+              const auto level =
+                  outcome.error.code() == absl::StatusCode::kUnauthenticated ? spdlog::level::err : spdlog::level::warn;
+              util::Logger("provider")
+                  ->log(level, "request {}: {} (will retry)", id, std::string(outcome.error.message()));
             }
             return outcome;
           },
@@ -74,17 +78,17 @@ ControllerHealth ProviderController::Health() const {
   return h;
 }
 
-bool ProviderController::Register() {
+absl::Status ProviderController::Register() {
   auto published = omni::PublishProviderStatus(state_, options_.info);
   std::lock_guard lock(mutex_);
   if (!published.ok()) {
     health_.omni_ok = false;
     health_.omni_error = fmt::format("cannot register InfraProviderStatus/{}: {}", options_.info.id,
                                      std::string(published.status().message()));
-    return false;
+    return absl::Status(published.status().code(), health_.omni_error);
   }
   health_.registered = true;
-  return true;
+  return absl::OkStatus();
 }
 
 void ProviderController::Heartbeat() {
@@ -94,6 +98,10 @@ void ProviderController::Heartbeat() {
         fmt::format("Proxmox unreachable or not authenticated: {}", std::string(version.status().message()));
   }
   auto beat = omni::PublishHeartbeat(state_, options_.info.id, clock_.Now(), proxmox_error);
+  if (!beat.ok()) {
+    // Every one: Omni shows the provider disconnected ~31 s after the last beat it accepted.
+    util::Logger("provider")->error("heartbeat to Omni failed: {}", std::string(beat.status().message()));
+  }
   std::lock_guard lock(mutex_);
   health_.proxmox_ok = proxmox_error.empty();
   health_.proxmox_error = proxmox_error;
@@ -189,12 +197,14 @@ void ProviderController::HousekeepingLoop(std::stop_token stop) {
     const auto now = clock_.Monotonic();
     if (leading && !Health().registered && now >= next_register) {
       // Registration first; retried until Omni answers (never fatal).
-      if (Register()) {
+      if (const absl::Status registered = Register(); registered.ok()) {
         log->info("registered as infra provider '{}'", options_.info.id);
         retry = std::chrono::milliseconds{500};
         next_heartbeat = now;
       } else {
-        log->warn("{}", Health().omni_error);
+        // Omni refusing the key is the operator's to fix; unreachable is retried at warning level.
+        const bool refused = registered.code() == absl::StatusCode::kUnauthenticated;
+        log->log(refused ? spdlog::level::err : spdlog::level::warn, "{}", std::string(registered.message()));
         next_register = now + retry;
         retry = std::min(retry * 2, std::chrono::milliseconds{30'000});
       }

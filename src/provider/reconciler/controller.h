@@ -73,7 +73,7 @@ class ProviderController {
   // Starts or stops working the queue as leadership comes and goes.
   void FollowLeadership(bool leading);
   void StartWatches();
-  bool Register();
+  absl::Status Register();
   void Heartbeat();
   void Resync();
   void GarbageLoop(std::stop_token stop);

@@ -333,11 +333,29 @@ std::vector<RegisteredKey> KeyRegistry::Keys() const {
   return out;
 }
 
+namespace {
+// "key <fingerprint> of <identity>" as the signature header claims it, so a refusal names the key
+// whatever check failed (two Omnis answering on one address each refuse the other's keys).
+std::string ClaimedKey(const Metadata& metadata) {
+  auto [begin, end] = metadata.equal_range("x-sidero-signature");
+  if (begin == end) return "unsigned call";
+  std::vector<std::string> parts;
+  for (std::size_t start = 0; parts.size() < 3;) {
+    auto space = begin->second.find(' ', start);
+    parts.push_back(begin->second.substr(start, space == std::string::npos ? std::string::npos : space - start));
+    if (space == std::string::npos) break;
+    start = space + 1;
+  }
+  if (parts.size() < 3) return "malformed signature header";
+  return fmt::format("key {} of {}", parts[2], parts[1]);
+}
+}  // namespace
+
 absl::StatusOr<Caller> KeyRegistry::Verify(const std::string& method, const Metadata& metadata,
                                            std::string* reason) const {
   auto caller = VerifyDetailed(method, metadata);
   if (caller.ok()) return caller;
-  if (reason != nullptr) *reason = std::string(caller.status().message());
+  if (reason != nullptr) *reason = fmt::format("{}: {}", ClaimedKey(metadata), std::string(caller.status().message()));
   return absl::UnauthenticatedError("invalid signature");
 }
 

@@ -282,7 +282,7 @@ class ManagementServiceImpl final : public ::management::ManagementService::Serv
     const Metadata metadata = ClientMetadata(*ctx);
     auto caller = impl_.keys_.Verify(method, metadata, &reason);
     if (!caller.ok()) {
-      impl_.log_->debug("{} refused: {}", method, reason);
+      impl_.LogRefusedSignature(method, reason);
       return caller.status();
     }
     impl_.CountSignedCall(method);

@@ -47,6 +47,24 @@ StandIn::Impl::~Impl() {
   }
 }
 
+void StandIn::Impl::LogRefusedSignature(const char* method, const std::string& reason) {
+  constexpr auto kInterval = std::chrono::seconds{10};
+  const auto now = clock_.Monotonic();
+  std::uint64_t suppressed = 0;
+  {
+    std::lock_guard lock(refusals_mutex_);
+    auto [it, fresh] = refusals_.try_emplace(reason);
+    if (!fresh && now - it->second.last < kInterval) {
+      ++it->second.suppressed;
+      return;
+    }
+    suppressed = std::exchange(it->second.suppressed, 0);
+    it->second.last = now;
+  }
+  log_->warn("{} refused as 'invalid signature': {}{}", method, reason,
+             suppressed == 0 ? "" : fmt::format(" (and {} more like it in the last 10 s or so)", suppressed));
+}
+
 absl::StatusOr<std::pair<Caller, AccessScope>> StandIn::Impl::Admit(grpc::ServerContext* ctx, const char* method,
                                                                     Verb verb, const std::string& ns,
                                                                     const std::string& type, const std::string& id) {
@@ -54,7 +72,7 @@ absl::StatusOr<std::pair<Caller, AccessScope>> StandIn::Impl::Admit(grpc::Server
   const Metadata metadata = ClientMetadata(*ctx);
   auto caller = keys_.Verify(method, metadata, &reason);
   if (!caller.ok()) {
-    log_->debug("{} refused: {}", method, reason);
+    LogRefusedSignature(method, reason);
     return caller.status();
   }
   CountSignedCall(method);

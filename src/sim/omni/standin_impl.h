@@ -145,6 +145,16 @@ class StandIn::Impl {
   mutable std::mutex signed_calls_mutex_;
   std::map<std::string, std::uint64_t> signed_calls_;
   Journal journal_;  // fed by Admit and the store's publish hook
+  // A refused signature at warning level, naming the key and the check that failed: at most one
+  // line per distinct reason every 10 s, with how many were left out, since a provider with a
+  // rejected key makes such calls from every worker at once.
+  void LogRefusedSignature(const char* method, const std::string& reason);
+  struct RefusalLog {
+    util::Clock::MonotonicTime last{};
+    std::uint64_t suppressed = 0;
+  };
+  std::mutex refusals_mutex_;
+  std::map<std::string, RefusalLog> refusals_;
   GeneratedKey admin_key_;
   GeneratedKey provider_key_;
   std::unique_ptr<FakeImageFactory> factory_;
