@@ -186,6 +186,10 @@ class Rig {
     if (auto failed = SetUp()) return failed;
     checker_ = std::jthread([this](std::stop_token stop) { CheckerLoop(stop); });
     StartProvider();
+    // Omni admits the request set only once the provider has published its status.
+    if (!standin_->WaitFor([&] { return standin_->ProviderStatusPublished(kProviderId); }, std::chrono::seconds{60})) {
+      return Fail("the provider did not publish its InfraProviderStatus within 60 s");
+    }
 
     const int phases = workload_.cycles * 2;
     // Stand-in restarts: the first during the first scale-up, the second during the last
