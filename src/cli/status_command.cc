@@ -3,7 +3,9 @@
 // (InfraProviderStatus) and health (the heartbeat in InfraProviderHealthStatus, which Omni calls
 // connected while younger than 31 s), every MachineRequest with its stage, step, error, node, VMID
 // and power state, VMs with our markers whose request is gone (orphans, as `gc` finds them), and
-// provisioned requests whose VM is missing. Takes the same flags and environment as `run`.
+// provisioned requests whose VM is missing. Takes the same flags and environment as `run`. With
+// --omni-operator-key-file (an omnictl service-account key) it also reads the machines' Links,
+// which the provider key may not; --cluster NAME shows a cluster instead (cluster_status.h).
 //
 // Exit code 0 when all is well, 1 when something needs attention (not registered, stale or failing
 // heartbeat, a FAILED request, an orphan, a missing VM, or a side that cannot be read), 2 for bad flags.
@@ -17,6 +19,7 @@
 #include <fmt/format.h>
 #include <nlohmann/json.hpp>
 
+#include "cli/cluster_status.h"
 #include "cli/command.h"
 #include "cli/connection.h"
 #include "cli/gc_view.h"
@@ -41,6 +44,8 @@ constexpr std::int64_t kHeartbeatWindowSeconds = 31;
 struct StatusFlags {
   ConnectionFlags connection;
   std::string grace_period = "10m";
+  std::string cluster;            // --cluster NAME: the cluster view (cluster_status.h)
+  std::string operator_key_file;  // --omni-operator-key-file: reads what the provider key may not
 };
 
 struct ProviderHealth {
@@ -67,40 +72,13 @@ struct RequestRow {
   // machine first connected) and its Machine (spec.connected), both readable with the provider key.
   std::optional<std::int64_t> connected_for_seconds;  // since the registration was created
   bool connected_now = false;
+  // With an operator key: whether the machine's SideroLink Link is up (Links need Reader).
+  std::optional<bool> link_up;
   std::int64_t waiting_seconds = 0;  // since the request was created, while no machine connected
 };
 
 // The machine side of a request as Omni sees it (docs/operator-guide.md, machines not registering).
 constexpr std::string_view kTypeMachine = "Machines.omni.sidero.dev";
-
-std::string HumanSeconds(std::int64_t seconds) {
-  if (seconds < 120) return fmt::format("{}s", std::max<std::int64_t>(seconds, 0));
-  if (seconds < 2 * 3600) return fmt::format("{}m", seconds / 60);
-  if (seconds < 48 * 3600) return fmt::format("{}h", seconds / 3600);
-  return fmt::format("{}d", seconds / 86400);
-}
-
-// A table cell holds one line: a multi-line error (a CEL caret block, several fields) is folded,
-// caret lines dropped, and long text cut; --format json carries it whole.
-std::string FoldCell(const std::string& text, std::size_t max_width = 120) {
-  std::vector<std::string> parts;
-  std::size_t start = 0;
-  while (start <= text.size()) {
-    auto end = text.find('\n', start);
-    if (end == std::string::npos) end = text.size();
-    std::string line = text.substr(start, end - start);
-    start = end + 1;
-    const auto first = line.find_first_not_of(" \t|");
-    if (first == std::string::npos) continue;
-    line = line.substr(first);
-    if (line.find_first_not_of(".^ ") == std::string::npos) continue;  // a caret line
-    while (!line.empty() && (line.back() == ' ' || line.back() == '\r')) line.pop_back();
-    parts.push_back(line);
-  }
-  std::string out = fmt::format("{}", fmt::join(parts, " / "));
-  if (out.size() > max_width) out = out.substr(0, max_width - 3) + "...";
-  return out;
-}
 
 std::string Msg(const absl::Status& s) { return std::string(s.message()); }
 
@@ -247,6 +225,23 @@ int RunStatus(const StatusFlags& flags, OutputFormat output) {
   };
   auto grace = provider::ParseGcDuration(flags.grace_period, "--grace-period");
   if (!grace.ok()) return fail(kExitUsage, Msg(grace.status()));
+  std::optional<OperatorConnection> operator_key;
+  if (!flags.operator_key_file.empty()) {
+    auto connected = ConnectOperator(flags.connection, flags.operator_key_file);
+    if (!connected.ok()) return fail(kExitUsage, Msg(connected.status()));
+    operator_key = *std::move(connected);
+  }
+  if (!flags.cluster.empty()) {
+    if (!operator_key) {
+      return fail(kExitUsage,
+                  "--cluster needs --omni-operator-key-file: clusters and machine sets need the Reader role, which an "
+                  "infra-provider key does not have; create a key with omnictl serviceaccount create status-reader "
+                  "--role Reader");
+    }
+    return RunClusterStatus(*operator_key->state,
+                            {operator_key->key.name, "--omni-operator-key-file " + flags.operator_key_file},
+                            flags.cluster, output, util::RealClock().Now());
+  }
   auto connections = Connect(flags.connection);
   if (!connections.ok()) return fail(kExitUsage, Msg(connections.status()));
   const std::string& provider_id = connections->provider_id;
@@ -261,6 +256,30 @@ int RunStatus(const StatusFlags& flags, OutputFormat output) {
   if (!requests.ok()) {
     return fail(kExitFindings,
                 fmt::format("cannot read the MachineRequests or Proxmox VMs: {}", Msg(requests.status())));
+  }
+  // What the provider key may not read: the machines' SideroLink connections (Links).
+  std::string operator_note;
+  if (operator_key) {
+    auto links = operator_key->state->List({std::string(omni::kNamespaceDefault), "Links.omni.sidero.dev", {}});
+    if (links.ok()) {
+      std::map<std::string, bool> up_by_request;
+      for (const auto& link : *links) {
+        specs::SiderolinkSpec spec;
+        auto request = link.metadata.labels.find(std::string(omni::kLabelMachineRequest));
+        if (request != link.metadata.labels.end() && omni::DecodeSpec(link, spec).ok()) {
+          up_by_request[request->second] = spec.connected();
+        }
+      }
+      for (auto& r : *requests) {
+        auto it = up_by_request.find(r.id);
+        r.link_up = it != up_by_request.end() && it->second;
+      }
+      operator_note = fmt::format("provider key {} (requests, heartbeat); operator key '{}' (machine links)",
+                                  connections->key.name, operator_key->key.name);
+    } else {
+      operator_note = fmt::format("provider key {}; the operator key '{}' could not read Links: {}",
+                                  connections->key.name, operator_key->key.name, Msg(links.status()));
+    }
   }
   provider::GarbageCollector collector({.provider_id = provider_id, .grace_period = *grace}, *connections->pve,
                                        *connections->state, util::RealClock());
@@ -294,6 +313,7 @@ int RunStatus(const StatusFlags& flags, OutputFormat output) {
            {"power", r.power},
            {"vm_missing", r.vm_missing},
            {"machine_connected", r.connected_now},
+           {"machine_link_up", r.link_up ? json(*r.link_up) : json(nullptr)},
            {"machine_seen_seconds_ago", r.connected_for_seconds ? json(*r.connected_for_seconds) : json(nullptr)},
            {"waiting_for_machine_seconds", r.connected_for_seconds ? json(nullptr) : json(r.waiting_seconds)}});
     }
@@ -310,6 +330,9 @@ int RunStatus(const StatusFlags& flags, OutputFormat output) {
         {"health_error", health->health_error},
         {"healthy", health->Healthy()}};
     std::cout << json{{"ok", ok},
+                      {"keys",
+                       {{"provider", connections->key.name},
+                        {"operator", operator_key ? json(operator_key->key.name) : json(nullptr)}}},
                       {"provider", std::move(provider)},
                       {"requests", std::move(request_items)},
                       {"orphans", std::move(orphan_items)},
@@ -339,6 +362,7 @@ int RunStatus(const StatusFlags& flags, OutputFormat output) {
   }
   std::cout << fmt::format("Provider   {} ({})\n", provider_id, registration);
   std::cout << fmt::format("Heartbeat  {}\n", heartbeat);
+  if (!operator_note.empty()) std::cout << fmt::format("Read with  {}\n", operator_note);
   if (!health->health_error.empty()) std::cout << fmt::format("Error      {}\n", health->health_error);
   std::cout << "\n";
   if (requests->empty()) {
@@ -348,8 +372,11 @@ int RunStatus(const StatusFlags& flags, OutputFormat output) {
     for (const auto& r : *requests) {
       std::string machine;
       if (r.connected_for_seconds) {
-        machine = fmt::format("{} (first {} ago)", r.connected_now ? "connected" : "disconnected",
-                              HumanSeconds(*r.connected_for_seconds));
+        machine = fmt::format("{} (first {} ago{})", r.connected_now ? "connected" : "disconnected",
+                              HumanSeconds(*r.connected_for_seconds),
+                              !r.link_up   ? ""
+                              : *r.link_up ? ", link up"
+                                           : ", link down");
       } else {
         machine = fmt::format("not yet ({} waiting)", HumanSeconds(r.waiting_seconds));
       }
@@ -391,12 +418,19 @@ void RegisterStatusCommand(CLI::App& root, CommandContext& ctx) {
       "  omni-proxmox status --config-file config.yaml --omni-service-account-key-file key\n"
       "  omni-proxmox --format json status --config-file config.yaml | jq '.requests[] | select(.stage != "
       "\"PROVISIONED\")'\n"
+      "  omni-proxmox status --cluster talos-default --omni-operator-key-file status-reader.key\n"
       "Exit code: 0 all is well, 1 something needs attention (unhealthy, FAILED request, orphan, missing VM, or a\n"
       "side cannot be read), 2 bad flags.");
   AddConnectionFlags(*cmd, flags->connection);
   cmd->add_option("--grace-period", flags->grace_period,
                   "VMs without a request younger than this are not yet called orphans (as in gc)")
       ->capture_default_str();
+  cmd->add_option("--cluster", flags->cluster,
+                  "Show this cluster's machine sets, their requests and where each is stuck (needs "
+                  "--omni-operator-key-file)");
+  cmd->add_option("--omni-operator-key-file", flags->operator_key_file,
+                  "An omnictl service-account key (Reader or more) for what the infra-provider key may not read: "
+                  "clusters, machine sets, links");
   cmd->callback([flags, &ctx] { ctx.exit_code = RunStatus(*flags, ctx.output); });
 }
 
