@@ -218,6 +218,159 @@ absl::StatusOr<std::vector<RequestRow>> ReadRequests(omni::StateClient& state, p
   return rows;
 }
 
+// Everything one `status` run found, for the JSON or the table.
+struct StatusView {
+  std::string provider_id;
+  std::string provider_key;                 // the name of the key that read the provider's resources
+  std::optional<std::string> operator_key;  // the name of --omni-operator-key-file's key
+  std::string operator_note;                // which key read what, when an operator key was given
+  ProviderHealth health;
+  std::vector<RequestRow> requests;
+  std::vector<provider::Garbage> orphans;
+  int failed = 0;
+  int missing = 0;
+  bool ok() const { return health.Healthy() && failed == 0 && missing == 0 && orphans.empty(); }
+};
+
+// With an operator key: whether each request's machine has its SideroLink Link up (Links need
+// Reader). Returns the note on which key read what.
+std::string ReadLinks(omni::StateClient& operator_state, const std::string& operator_name,
+                      const std::string& provider_name, std::vector<RequestRow>& requests) {
+  auto links = operator_state.List({std::string(omni::kNamespaceDefault), "Links.omni.sidero.dev", {}});
+  if (!links.ok()) {
+    return fmt::format("provider key {}; the operator key '{}' could not read Links: {}", provider_name, operator_name,
+                       Msg(links.status()));
+  }
+  std::map<std::string, bool> up_by_request;
+  for (const auto& link : *links) {
+    specs::SiderolinkSpec spec;
+    auto request = link.metadata.labels.find(std::string(omni::kLabelMachineRequest));
+    if (request != link.metadata.labels.end() && omni::DecodeSpec(link, spec).ok()) {
+      up_by_request[request->second] = spec.connected();
+    }
+  }
+  for (auto& r : requests) {
+    auto it = up_by_request.find(r.id);
+    r.link_up = it != up_by_request.end() && it->second;
+  }
+  return fmt::format("provider key {} (requests, heartbeat); operator key '{}' (machine links)", provider_name,
+                     operator_name);
+}
+
+void PrintJson(const StatusView& view) {
+  const ProviderHealth& health = view.health;
+  json request_items = json::array();
+  for (const auto& r : view.requests) {
+    request_items.push_back(
+        {{"id", r.id},
+         {"request_set", r.request_set},
+         {"stage", r.stage},
+         {"step", r.step},
+         {"error", r.error},
+         {"node", r.node},
+         {"vmid", r.vmid},
+         {"power", r.power},
+         {"vm_missing", r.vm_missing},
+         {"machine_connected", r.connected_now},
+         {"machine_link_up", r.link_up ? json(*r.link_up) : json(nullptr)},
+         {"machine_seen_seconds_ago", r.connected_for_seconds ? json(*r.connected_for_seconds) : json(nullptr)},
+         {"waiting_for_machine_seconds", r.connected_for_seconds ? json(nullptr) : json(r.waiting_seconds)}});
+  }
+  json orphan_items = json::array();
+  for (const auto& g : view.orphans) orphan_items.push_back(GarbageJson(g));
+  json provider = {
+      {"id", view.provider_id},
+      {"registered", health.registered},
+      {"reported", health.reported},
+      {"name", health.name},
+      {"version", health.version},
+      {"heartbeat_age_seconds", health.heartbeat_age_seconds ? json(*health.heartbeat_age_seconds) : json(nullptr)},
+      {"connected", health.Fresh()},
+      {"health_error", health.health_error},
+      {"healthy", health.Healthy()}};
+  std::cout << json{{"ok", view.ok()},
+                    {"keys",
+                     {{"provider", view.provider_key},
+                      {"operator", view.operator_key ? json(*view.operator_key) : json(nullptr)}}},
+                    {"provider", std::move(provider)},
+                    {"requests", std::move(request_items)},
+                    {"orphans", std::move(orphan_items)},
+                    {"failed", view.failed},
+                    {"missing_vms", view.missing}}
+                   .dump(2)
+            << "\n";
+}
+
+void PrintRequestTable(const std::vector<RequestRow>& requests) {
+  std::vector<std::vector<std::string>> rows;
+  for (const auto& r : requests) {
+    std::string machine;
+    if (r.connected_for_seconds) {
+      machine = fmt::format("{} (first {} ago{})", r.connected_now ? "connected" : "disconnected",
+                            HumanSeconds(*r.connected_for_seconds),
+                            !r.link_up   ? ""
+                            : *r.link_up ? ", link up"
+                                         : ", link down");
+    } else {
+      machine = fmt::format("not yet ({} waiting)", HumanSeconds(r.waiting_seconds));
+    }
+    rows.push_back({r.id, r.stage, r.step.empty() ? "-" : FoldCell(r.step), r.node.empty() ? "-" : r.node,
+                    r.vmid == 0 ? "-" : std::to_string(r.vmid), r.power, machine,
+                    r.error.empty() ? "-" : FoldCell(r.error)});
+  }
+  std::cout << RenderTable({"REQUEST", "STAGE", "STEP", "NODE", "VMID", "POWER", "MACHINE IN OMNI", "ERROR"}, rows);
+  const bool waiting = std::any_of(requests.begin(), requests.end(), [](const RequestRow& r) {
+    return r.stage == "PROVISIONED" && !r.connected_for_seconds;
+  });
+  if (waiting) {
+    std::cout << "\nA provisioned VM whose machine Omni has not seen: the VM cannot reach Omni's SideroLink URL, "
+                 "or it booted\nwithout the join config. 'omni-proxmox doctor' checks the usual causes.\n";
+  }
+}
+
+void PrintTable(const StatusView& view) {
+  const ProviderHealth& health = view.health;
+  std::string heartbeat = "never";
+  if (health.heartbeat_age_seconds) {
+    heartbeat = fmt::format("{}s ago ({})", *health.heartbeat_age_seconds,
+                            health.Fresh() ? "connected" : "stale: Omni shows the provider as disconnected");
+  }
+  std::string registration;
+  if (!health.registered) {
+    registration = fmt::format(
+        "not registered: InfraProviders/{} does not exist; create it with omnictl "
+        "infraprovider create {}",
+        view.provider_id, view.provider_id);
+  } else if (!health.reported) {
+    registration = "registered in Omni, but it has not run yet: start 'omni-proxmox run' with this key";
+  } else {
+    registration = fmt::format("registered, running as '{}', version {}", health.name,
+                               health.version.empty() ? "?" : health.version);
+  }
+  std::cout << fmt::format("Provider   {} ({})\n", view.provider_id, registration);
+  std::cout << fmt::format("Heartbeat  {}\n", heartbeat);
+  if (!view.operator_note.empty()) std::cout << fmt::format("Read with  {}\n", view.operator_note);
+  if (!health.health_error.empty()) std::cout << fmt::format("Error      {}\n", health.health_error);
+  std::cout << "\n";
+  if (view.requests.empty()) {
+    std::cout << "No MachineRequests for this provider.\n";
+  } else {
+    PrintRequestTable(view.requests);
+  }
+  if (!view.orphans.empty()) {
+    std::vector<std::vector<std::string>> rows;
+    for (const auto& g : view.orphans) rows.push_back(GarbageRow(g));
+    std::cout << "\nOrphan VMs (our markers, no MachineRequest; 'omni-proxmox gc --delete' removes them):\n"
+              << RenderTable(GarbageHeaders(), rows);
+  }
+  std::cout << "\n"
+            << (view.ok() ? "All is well."
+                          : fmt::format("Needs attention: {}{} failed, {} missing VMs, {} orphans.",
+                                        health.Healthy() ? "" : "provider unhealthy, ", view.failed, view.missing,
+                                        view.orphans.size()))
+            << "\n";
+}
+
 int RunStatus(const StatusFlags& flags, OutputFormat output) {
   const auto fail = [](int code, const std::string& message) {
     std::cerr << "omni-proxmox status: " << message << "\n";
@@ -244,167 +397,46 @@ int RunStatus(const StatusFlags& flags, OutputFormat output) {
   }
   auto connections = Connect(flags.connection);
   if (!connections.ok()) return fail(kExitUsage, Msg(connections.status()));
-  const std::string& provider_id = connections->provider_id;
+  StatusView view;
+  view.provider_id = connections->provider_id;
+  view.provider_key = connections->key.name;
   const auto now_unix =
       std::chrono::duration_cast<std::chrono::seconds>(util::RealClock().Now().time_since_epoch()).count();
 
-  auto health = ReadProviderHealth(*connections->state, provider_id, now_unix);
+  auto health = ReadProviderHealth(*connections->state, view.provider_id, now_unix);
   if (!health.ok()) return fail(kExitFindings, fmt::format("cannot read Omni: {}", Msg(health.status())));
+  view.health = *health;
   // An unregistered provider may read nothing in the provider namespaces: there is nothing to list.
-  auto requests = health->registered ? ReadRequests(*connections->state, *connections->pve, provider_id)
+  auto requests = health->registered ? ReadRequests(*connections->state, *connections->pve, view.provider_id)
                                      : absl::StatusOr<std::vector<RequestRow>>(std::vector<RequestRow>{});
   if (!requests.ok()) {
     return fail(kExitFindings,
                 fmt::format("cannot read the MachineRequests or Proxmox VMs: {}", Msg(requests.status())));
   }
-  // What the provider key may not read: the machines' SideroLink connections (Links).
-  std::string operator_note;
+  view.requests = *std::move(requests);
   if (operator_key) {
-    auto links = operator_key->state->List({std::string(omni::kNamespaceDefault), "Links.omni.sidero.dev", {}});
-    if (links.ok()) {
-      std::map<std::string, bool> up_by_request;
-      for (const auto& link : *links) {
-        specs::SiderolinkSpec spec;
-        auto request = link.metadata.labels.find(std::string(omni::kLabelMachineRequest));
-        if (request != link.metadata.labels.end() && omni::DecodeSpec(link, spec).ok()) {
-          up_by_request[request->second] = spec.connected();
-        }
-      }
-      for (auto& r : *requests) {
-        auto it = up_by_request.find(r.id);
-        r.link_up = it != up_by_request.end() && it->second;
-      }
-      operator_note = fmt::format("provider key {} (requests, heartbeat); operator key '{}' (machine links)",
-                                  connections->key.name, operator_key->key.name);
-    } else {
-      operator_note = fmt::format("provider key {}; the operator key '{}' could not read Links: {}",
-                                  connections->key.name, operator_key->key.name, Msg(links.status()));
-    }
+    view.operator_key = operator_key->key.name;
+    view.operator_note = ReadLinks(*operator_key->state, operator_key->key.name, view.provider_key, view.requests);
   }
-  provider::GarbageCollector collector({.provider_id = provider_id, .grace_period = *grace}, *connections->pve,
+  provider::GarbageCollector collector({.provider_id = view.provider_id, .grace_period = *grace}, *connections->pve,
                                        *connections->state, util::RealClock());
-  std::vector<provider::Garbage> orphans;
   if (health->registered) {  // orphans are judged against requests, which only a registered provider reads
     const provider::GarbageReport garbage = provider::FindGarbage(collector.Observe());
     if (garbage.skipped) return fail(kExitFindings, garbage.skip_reason);
     for (const auto& g : garbage.found) {
-      if (g.kind == provider::GarbageKind::kOrphanVm) orphans.push_back(g);
+      if (g.kind == provider::GarbageKind::kOrphanVm) view.orphans.push_back(g);
     }
   }
-
-  int failed = 0, missing = 0;
-  for (const auto& r : *requests) {
-    failed += r.stage == "FAILED";
-    missing += r.vm_missing;
+  for (const auto& r : view.requests) {
+    view.failed += r.stage == "FAILED";
+    view.missing += r.vm_missing;
   }
-  const bool ok = health->Healthy() && failed == 0 && missing == 0 && orphans.empty();
-
   if (output == OutputFormat::kJson) {
-    json request_items = json::array();
-    for (const auto& r : *requests) {
-      request_items.push_back(
-          {{"id", r.id},
-           {"request_set", r.request_set},
-           {"stage", r.stage},
-           {"step", r.step},
-           {"error", r.error},
-           {"node", r.node},
-           {"vmid", r.vmid},
-           {"power", r.power},
-           {"vm_missing", r.vm_missing},
-           {"machine_connected", r.connected_now},
-           {"machine_link_up", r.link_up ? json(*r.link_up) : json(nullptr)},
-           {"machine_seen_seconds_ago", r.connected_for_seconds ? json(*r.connected_for_seconds) : json(nullptr)},
-           {"waiting_for_machine_seconds", r.connected_for_seconds ? json(nullptr) : json(r.waiting_seconds)}});
-    }
-    json orphan_items = json::array();
-    for (const auto& g : orphans) orphan_items.push_back(GarbageJson(g));
-    json provider = {
-        {"id", provider_id},
-        {"registered", health->registered},
-        {"reported", health->reported},
-        {"name", health->name},
-        {"version", health->version},
-        {"heartbeat_age_seconds", health->heartbeat_age_seconds ? json(*health->heartbeat_age_seconds) : json(nullptr)},
-        {"connected", health->Fresh()},
-        {"health_error", health->health_error},
-        {"healthy", health->Healthy()}};
-    std::cout << json{{"ok", ok},
-                      {"keys",
-                       {{"provider", connections->key.name},
-                        {"operator", operator_key ? json(operator_key->key.name) : json(nullptr)}}},
-                      {"provider", std::move(provider)},
-                      {"requests", std::move(request_items)},
-                      {"orphans", std::move(orphan_items)},
-                      {"failed", failed},
-                      {"missing_vms", missing}}
-                     .dump(2)
-              << "\n";
-    return ok ? kExitOk : kExitFindings;
-  }
-
-  std::string heartbeat = "never";
-  if (health->heartbeat_age_seconds) {
-    heartbeat = fmt::format("{}s ago ({})", *health->heartbeat_age_seconds,
-                            health->Fresh() ? "connected" : "stale: Omni shows the provider as disconnected");
-  }
-  std::string registration;
-  if (!health->registered) {
-    registration = fmt::format(
-        "not registered: InfraProviders/{} does not exist; create it with omnictl "
-        "infraprovider create {}",
-        provider_id, provider_id);
-  } else if (!health->reported) {
-    registration = "registered in Omni, but it has not run yet: start 'omni-proxmox run' with this key";
+    PrintJson(view);
   } else {
-    registration = fmt::format("registered, running as '{}', version {}", health->name,
-                               health->version.empty() ? "?" : health->version);
+    PrintTable(view);
   }
-  std::cout << fmt::format("Provider   {} ({})\n", provider_id, registration);
-  std::cout << fmt::format("Heartbeat  {}\n", heartbeat);
-  if (!operator_note.empty()) std::cout << fmt::format("Read with  {}\n", operator_note);
-  if (!health->health_error.empty()) std::cout << fmt::format("Error      {}\n", health->health_error);
-  std::cout << "\n";
-  if (requests->empty()) {
-    std::cout << "No MachineRequests for this provider.\n";
-  } else {
-    std::vector<std::vector<std::string>> rows;
-    for (const auto& r : *requests) {
-      std::string machine;
-      if (r.connected_for_seconds) {
-        machine = fmt::format("{} (first {} ago{})", r.connected_now ? "connected" : "disconnected",
-                              HumanSeconds(*r.connected_for_seconds),
-                              !r.link_up   ? ""
-                              : *r.link_up ? ", link up"
-                                           : ", link down");
-      } else {
-        machine = fmt::format("not yet ({} waiting)", HumanSeconds(r.waiting_seconds));
-      }
-      rows.push_back({r.id, r.stage, r.step.empty() ? "-" : FoldCell(r.step), r.node.empty() ? "-" : r.node,
-                      r.vmid == 0 ? "-" : std::to_string(r.vmid), r.power, machine,
-                      r.error.empty() ? "-" : FoldCell(r.error)});
-    }
-    std::cout << RenderTable({"REQUEST", "STAGE", "STEP", "NODE", "VMID", "POWER", "MACHINE IN OMNI", "ERROR"}, rows);
-    const bool waiting = std::any_of(requests->begin(), requests->end(), [](const RequestRow& r) {
-      return r.stage == "PROVISIONED" && !r.connected_for_seconds;
-    });
-    if (waiting) {
-      std::cout << "\nA provisioned VM whose machine Omni has not seen: the VM cannot reach Omni's SideroLink URL, "
-                   "or it booted\nwithout the join config. 'omni-proxmox doctor' checks the usual causes.\n";
-    }
-  }
-  if (!orphans.empty()) {
-    std::vector<std::vector<std::string>> rows;
-    for (const auto& g : orphans) rows.push_back(GarbageRow(g));
-    std::cout << "\nOrphan VMs (our markers, no MachineRequest; 'omni-proxmox gc --delete' removes them):\n"
-              << RenderTable(GarbageHeaders(), rows);
-  }
-  std::cout << "\n"
-            << (ok ? "All is well."
-                   : fmt::format("Needs attention: {}{} failed, {} missing VMs, {} orphans.",
-                                 health->Healthy() ? "" : "provider unhealthy, ", failed, missing, orphans.size()))
-            << "\n";
-  return ok ? kExitOk : kExitFindings;
+  return view.ok() ? kExitOk : kExitFindings;
 }
 
 }  // namespace
