@@ -120,7 +120,12 @@ TEST_F(ClusterStatusTest, WaitingForTheProviderThenProvisioned) {
   testing::ProcessResult done;
   ASSERT_TRUE(Eventually([&] {
     done = Cluster("reader.key", true);
-    return done.exit_code == 0;
+    const Json now = Json::parse(done.out, nullptr, false);
+    if (done.exit_code != 0 || !now.is_object() || now["requests"].size() != 3) return false;
+    for (const auto& request : now["requests"]) {
+      if (request["in_machine_set"] != true) return false;
+    }
+    return true;
   })) << done.out
       << done.err << provider.Log();
   status = Json::parse(done.out);

@@ -16,9 +16,12 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include <algorithm>
+#include <cstdlib>
 #include <filesystem>
 #include <fstream>
 #include <map>
+#include <optional>
 #include <regex>
 #include <set>
 #include <sstream>
@@ -128,9 +131,9 @@ int FreePort() {
   addr.sin_family = AF_INET;
   addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
   addr.sin_port = 0;
-  bind(fd, reinterpret_cast<sockaddr*>(&addr), sizeof addr);
+  (void)bind(fd, reinterpret_cast<sockaddr*>(&addr), sizeof addr);
   socklen_t size = sizeof addr;
-  getsockname(fd, reinterpret_cast<sockaddr*>(&addr), &size);
+  (void)getsockname(fd, reinterpret_cast<sockaddr*>(&addr), &size);
   const int port = ntohs(addr.sin_port);
   close(fd);
   return port;

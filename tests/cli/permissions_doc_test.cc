@@ -5,6 +5,8 @@
 // privilege check; and when a step is skipped, the commands doctor prints, applied the same way
 // on top, make it pass.
 
+#include <unistd.h>
+
 #include <filesystem>
 #include <fstream>
 #include <map>
@@ -86,6 +88,7 @@ class AccessModel {
         positional.push_back(words[i]);
       }
     }
+    if (positional.size() < 3) return absl::InvalidArgumentError("too few arguments: " + line);
     const std::string verb = positional[0] + " " + positional[1];
     if (verb == "user add") return UserAdd(positional.at(2));
     if (verb == "role add") return RoleAdd(positional.at(2), options["privs"]);
