@@ -144,10 +144,17 @@ int FreePort() {
 std::string WithPorts(std::string text, const std::map<std::string, int>& ports) {
   for (const auto& [fixed, port] : ports) {
     const std::regex as_port("([: ])" + fixed + "(?![0-9])");
-    text = std::regex_replace(text, as_port, "$1" + std::to_string(port));
+    // "$1" then a marker: "$1" followed by the port's digits would read as a group number.
+    text = std::regex_replace(text, as_port, "$1\x01");
+    for (auto at = text.find('\x01'); at != std::string::npos; at = text.find('\x01', at)) {
+      text.replace(at, 1, std::to_string(port));
+    }
   }
   return text;
 }
+
+// Inside a wait loop: stop waiting when the server ($server, expanded by the outer script) exited.
+constexpr char kAliveOrStop[] = "kill -0 $server 2>/dev/null || exit 1; sleep 0.2";
 
 // A line that starts a server, run in the background; the script then waits until it is ready.
 std::string ServerLine(const std::string& line, int& servers) {
@@ -163,13 +170,14 @@ std::string ServerLine(const std::string& line, int& servers) {
     static const std::regex kListen(R"(--listen ([0-9.]+:[0-9]+))");
     if (!std::regex_search(command, listen, kListen))
       return "echo 'run without --listen: cannot wait for it'; exit 1\n";
-    wait = fmt::format("until /usr/bin/curl -sf http://{}/readyz >/dev/null 2>&1; do sleep 0.2; done", listen[1].str());
+    wait = fmt::format("until /usr/bin/curl -sf http://{}/readyz >/dev/null 2>&1; do {}; done", listen[1].str(),
+                       kAliveOrStop);
   } else {
     const std::string ready = match[1] == "pve-sim" ? "pve-sim listening on" : "omni stand-in running";
-    wait = fmt::format("until grep -q '{}' {}; do sleep 0.2; done", ready, log);
+    wait = fmt::format("until grep -q '{}' {}; do {}; done", ready, log, kAliveOrStop);
   }
   return fmt::format(
-      "{} > {} 2>&1 &\necho \"[doc-example] started: {}\"\n"
+      "{} > {} 2>&1 &\nserver=$!\necho \"[doc-example] started: {}\"\n"
       "timeout 60 bash -c \"{}\" || {{ cat {}; exit 1; }}\n",
       command, log, command, wait, log);
 }
