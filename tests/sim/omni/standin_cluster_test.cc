@@ -99,7 +99,9 @@ TEST_F(StandInClusterTest, MachineSetsGetRequestSetsAndRequestsGetClusterStatuse
   ASSERT_TRUE(machine_set.ok());
   EXPECT_EQ(machine_set->labels.at("omni.sidero.dev/cluster"), "c1");
   EXPECT_TRUE(machine_set->labels.contains("omni.sidero.dev/role-controlplane"));
-  for (const auto& status : *standin_->state().List("default", "ClusterMachineRequestStatuses.omni.sidero.dev")) {
+  const auto statuses = standin_->state().List("default", "ClusterMachineRequestStatuses.omni.sidero.dev");
+  ASSERT_TRUE(statuses.ok()) << statuses.status();
+  for (const auto& status : *statuses) {
     specs::ClusterMachineRequestStatusSpec cluster_status;
     ASSERT_TRUE(cluster_status.ParseFromString(status.proto_spec));
     EXPECT_EQ(cluster_status.stage(), specs::ClusterMachineRequestStatusSpec::PENDING) << status.id;
