@@ -441,14 +441,22 @@ Result RunScenario(const std::string& name, int machines, bool pending_before_st
   result.bound_seconds = LowerBoundSeconds(machines, options.nodes, limit_for_bound) / options.time_scale;
 
   if (pending_before_start) {
+    // Requests Omni admitted while an earlier run of the provider had published its status.
+    if (auto published = env->standin().PublishProviderStatusForTest("proxmox"); !published.ok()) {
+      throw std::runtime_error(std::string(published.message()));
+    }
     auto scaled = env->standin().ScaleMachineRequestSet("bench", "bench", machines);
     if (!scaled.ok()) throw std::runtime_error(std::string(scaled.message()));
   }
   const RequestCounts before_start = CountRequests(env->simulator());
   const auto process_started = Clock::now();
   ProviderProcess provider(argv, log_path);
-  if (!env->standin().WaitFor([&] { return env->standin().ProviderConnected("proxmox") || !provider.running(); },
-                              std::chrono::seconds{60}) ||
+  if (!env->standin().WaitFor(
+          [&] {
+            return (env->standin().ProviderConnected("proxmox") && env->standin().ProviderStatusPublished("proxmox")) ||
+                   !provider.running();
+          },
+          std::chrono::seconds{60}) ||
       !provider.running()) {
     throw std::runtime_error(fmt::format("{}: the provider did not connect; see {}", name, log_path));
   }
@@ -532,8 +540,12 @@ Result RunCycle(int machines, const BenchOptions& options, int limit_for_bound, 
   result.down_bound_seconds = down_bound;
 
   ProviderProcess provider(argv, log_path);
-  if (!env->standin().WaitFor([&] { return env->standin().ProviderConnected("proxmox") || !provider.running(); },
-                              std::chrono::seconds{60}) ||
+  if (!env->standin().WaitFor(
+          [&] {
+            return (env->standin().ProviderConnected("proxmox") && env->standin().ProviderStatusPublished("proxmox")) ||
+                   !provider.running();
+          },
+          std::chrono::seconds{60}) ||
       !provider.running()) {
     throw std::runtime_error(fmt::format("cycle: the provider did not connect; see {}", log_path));
   }

@@ -144,6 +144,38 @@ absl::StatusOr<pve::ClientOptions> ResolvePveOptions(const ConnectionFlags& flag
   return options;
 }
 
+absl::StatusOr<omni::ServiceAccountKey> ReadOperatorKey(const std::string& key_file) {
+  OP_ASSIGN_OR_RETURN(std::string text, ReadSecretFile(key_file, "--omni-operator-key-file"));
+  // omnictl serviceaccount create prints OMNI_SERVICE_ACCOUNT_KEY=<key> among other lines.
+  constexpr std::string_view kAssignment = "OMNI_SERVICE_ACCOUNT_KEY=";
+  if (auto at = text.find(kAssignment); at != std::string::npos) {
+    text = text.substr(at + kAssignment.size());
+    text = text.substr(0, text.find_first_of("\r\n"));
+  }
+  auto key = omni::DecodeServiceAccountKey(text);
+  if (!key.ok()) {
+    return absl::InvalidArgumentError(
+        fmt::format("--omni-operator-key-file '{}': {}; it takes the key of omnictl "
+                    "serviceaccount create NAME --role Reader",
+                    key_file, std::string(key.status().message())));
+  }
+  return *std::move(key);
+}
+
+absl::StatusOr<OperatorConnection> ConnectOperator(const ConnectionFlags& flags, const std::string& key_file) {
+  OperatorConnection out;
+  OP_ASSIGN_OR_RETURN(out.key, ReadOperatorKey(key_file));
+  omni::ClientOptions options;
+  OP_ASSIGN_OR_RETURN(options.endpoint, ResolveOmniEndpoint(flags));
+  options.insecure_skip_verify = flags.insecure_skip_verify;
+  options.key = out.key;
+  options.require_infra_provider_key = false;  // a user's service account, not a provider's
+  out.random = std::make_unique<util::Random>(util::Random::SeedFromDevice());
+  options.random = out.random.get();
+  OP_ASSIGN_OR_RETURN(out.state, omni::MakeGrpcStateClient(options));
+  return out;
+}
+
 absl::StatusOr<Connections> Connect(const ConnectionFlags& flags, const ConnectOptions& extra) {
   Connections out;
   OP_ASSIGN_OR_RETURN(out.key, ResolveProviderKey(flags));

@@ -59,6 +59,18 @@ std::pair<std::string, std::string> ResolveOmniCaFile(const ConnectionFlags& fla
 // Proxmox settings: --config-file, else the environment (pve::ConfigFromEnv).
 absl::StatusOr<pve::ClientOptions> ResolvePveOptions(const ConnectionFlags& flags);
 
+// A service-account key for what the infra-provider key may not read (status --cluster): the file
+// holds the base64 key omnictl prints (alone, or as its OMNI_SERVICE_ACCOUNT_KEY=... line).
+absl::StatusOr<omni::ServiceAccountKey> ReadOperatorKey(const std::string& key_file);
+
+// A State client signed by an operator key (any role), for reads that need Reader or more.
+struct OperatorConnection {
+  omni::ServiceAccountKey key;
+  std::unique_ptr<util::Random> random;  // outlives the client, which borrows it
+  std::unique_ptr<omni::StateClient> state;
+};
+absl::StatusOr<OperatorConnection> ConnectOperator(const ConnectionFlags& flags, const std::string& key_file);
+
 // Everything a command needs to talk to both sides. Clients are created lazily by gRPC and
 // libcurl, so a successful Connect() says the settings are usable, not that the peers answer.
 struct Connections {

@@ -117,7 +117,9 @@ int RunDemo(const DemoOptions& demo, const CommandContext& ctx) {
     return kExitFindings;
   };
 
-  auto standin = sim::omni::StandIn::Start({.provider_id = "proxmox"});
+  // TLS, as every real Omni serves its API (it refuses to start without); the provider trusts the
+  // stand-in's self-signed CA.
+  auto standin = sim::omni::StandIn::Start({.provider_id = "proxmox", .tls = true});
   if (!standin.ok()) return fail(std::string(standin.status().message()));
   std::mutex joined_mutex;
   std::set<std::string> joined;
@@ -135,7 +137,7 @@ int RunDemo(const DemoOptions& demo, const CommandContext& ctx) {
   say(fmt::format("omni-proxmox {} demo", util::kVersion));
   say(fmt::format("  Proxmox VE simulator: {}/api2/json (3 nodes, local-lvm, shared rbd vm_ssd, vmbr0)",
                   (*sim)->base_url()));
-  say(fmt::format("  Omni stand-in:        {} (signed gRPC), Image Factory {}", (*standin)->grpc_endpoint(),
+  say(fmt::format("  Omni stand-in:        {} (signed gRPC over TLS), Image Factory {}", (*standin)->grpc_endpoint(),
                   (*standin)->factory_url()));
 
   pve::ClientOptions pve_options;
@@ -149,6 +151,7 @@ int RunDemo(const DemoOptions& demo, const CommandContext& ctx) {
   util::Random random(util::Random::SeedFromDevice());
   omni::ClientOptions omni_options;
   omni_options.endpoint = (*standin)->grpc_endpoint();
+  omni_options.tls_root_certs_pem = (*standin)->tls_ca_pem();
   omni_options.key = *key;
   omni_options.provider_id = "proxmox";
   omni_options.random = &random;
@@ -229,6 +232,10 @@ int RunDemo(const DemoOptions& demo, const CommandContext& ctx) {
     return false;
   };
 
+  // As Omni, the stand-in admits request sets only for a provider that has published its status.
+  if (!(*standin)->WaitFor([&] { return (*standin)->ProviderStatusPublished("proxmox"); }, std::chrono::seconds{20})) {
+    return fail("the provider did not publish its InfraProviderStatus within 20 s");
+  }
   if (auto s = (*standin)->ApplyMachineClass("worker", kWorkerProviderData); !s.ok()) {
     return fail(std::string(s.message()));
   }

@@ -9,6 +9,8 @@
 //   service-account <name> <role>       omnictl serviceaccount create (prints the key)
 //   destroy-service-account <name>      omnictl serviceaccount destroy
 //   delete-provider <id>                omnictl infraprovider delete
+//   cluster-template <file>             omnictl cluster template sync -f <file>
+//   delete-cluster <name>               omnictl cluster delete <name>
 //
 // Each control line is answered with "ok" or "error: ...". Exit code 0, 1 when a control line
 // failed or a port is in use, 2 for bad flags.
@@ -102,9 +104,21 @@ absl::Status RunControlLine(sim::omni::StandIn& standin, const std::string& line
     if (!(words >> id)) return absl::InvalidArgumentError("usage: delete-provider <id>");
     return standin.DeleteInfraProvider(id);
   }
+  if (verb == "cluster-template") {
+    std::string file;
+    if (!(words >> file)) return absl::InvalidArgumentError("usage: cluster-template <file>");
+    auto data = ReadFile(file);
+    if (!data.ok()) return data.status();
+    return standin.SyncClusterTemplate(*data).status();
+  }
+  if (verb == "delete-cluster") {
+    std::string name;
+    if (!(words >> name)) return absl::InvalidArgumentError("usage: delete-cluster <name>");
+    return standin.DeleteCluster(name);
+  }
   return absl::InvalidArgumentError(
-      fmt::format("unknown control '{}': use class, scale, join, plant, service-account, destroy-service-account or "
-                  "delete-provider",
+      fmt::format("unknown control '{}': use class, scale, join, plant, service-account, destroy-service-account, "
+                  "delete-provider, cluster-template or delete-cluster",
                   verb));
 }
 

@@ -16,7 +16,8 @@
 //   kBadParameter      InvalidArgument     400 with per-parameter errors (ParameterErrors())
 //   kTaskFailed        Unknown             a task ended with an unclassified error exit status
 //   kTimeout           DeadlineExceeded    a request or task wait ran past its deadline
-//   kTls               FailedPrecondition  certificate verification failed: fix caFile / insecureSkipVerify
+//   kTls               FailedPrecondition  certificate verification failed: fix caFile / insecureSkipVerify;
+//                                          or the URL's scheme is not what the port speaks (https/http)
 //   kUnsupported       Unimplemented       501 (unknown path or method)
 //   kOther             Unknown             any other 500 (PVE's catch-all for handler errors)
 

@@ -22,6 +22,7 @@
 #include "pve/parse/error.h"
 #include "pve/parse/json.h"
 #include "pve/parse/responses.h"
+#include "pve/scheme_probe.h"
 #include "util/backoff.h"
 #include "util/log.h"
 #include "util/status_macros.h"
@@ -722,6 +723,8 @@ class HttpClient final : public Client {
     curl_easy_getinfo(h, CURLINFO_RESPONSE_CODE, &status);
     long new_connections = 0;
     curl_easy_getinfo(h, CURLINFO_NUM_CONNECTS, &new_connections);
+    curl_off_t handshake_done_us = 0;  // 0: no TLS handshake completed (always for http://)
+    curl_easy_getinfo(h, CURLINFO_APPCONNECT_TIME_T, &handshake_done_us);
     result.response.status = status;
     curl_slist_free_all(headers);
     if (mime != nullptr) curl_mime_free(mime);
@@ -749,6 +752,13 @@ class HttpClient final : public Client {
       result.reached_server = false;
       return result;
     }
+    if (code != CURLE_OK && new_connections > 0 && handshake_done_us == 0) {
+      if (auto mismatch = SchemeMismatch(code, what); !mismatch.ok()) {
+        result.status = std::move(mismatch);
+        result.reached_server = false;  // no HTTP request was understood
+        return result;
+      }
+    }
     if (code != CURLE_OK) {
       result.status = TransportError(code, what, state.too_large, timeout);
       result.reached_server =
@@ -760,6 +770,36 @@ class HttpClient final : public Client {
           parse::ErrorFromHttp(static_cast<int>(status), result.response.reason, result.response.body, what);
     }
     return result;
+  }
+
+  // A new connection that failed before any HTTP reply, for a reason a scheme that does not match
+  // the server explains: an https:// handshake that got no answer (a plain-http server waits for a
+  // request line that never comes) or a garbled one, an http:// request a TLS server dropped. Asks
+  // the port in the other scheme (scheme_probe.h) and returns a kTls error naming the fix when it
+  // answers there; OK when it does not (the ordinary transport error applies).
+  absl::Status SchemeMismatch(CURLcode code, const std::string& what) {
+    const std::string& base = options_.base_url;
+    const bool https = base.rfind("https://", 0) == 0;
+    const bool suspicious = https ? code == CURLE_OPERATION_TIMEDOUT || code == CURLE_SSL_CONNECT_ERROR ||
+                                        code == CURLE_RECV_ERROR || code == CURLE_GOT_NOTHING
+                                  : code == CURLE_GOT_NOTHING || code == CURLE_RECV_ERROR;
+    if (!suspicious) return absl::OkStatus();
+    const milliseconds probe_timeout = std::min(options_.connect_timeout, milliseconds{2'000});
+    const Speaks speaks = ProbeScheme(base, probe_timeout);
+    if (https && speaks == Speaks::kPlainHttp) {
+      return MakeError(ErrorKind::kTls,
+                       fmt::format("{}: {} answers plain http, not TLS (the TLS handshake failed: {}): Proxmox serves "
+                                   "its API over https on port 8006, so check the port in proxmox.url; only for a "
+                                   "plain-http proxy write {}",
+                                   what, base, curl_easy_strerror(code), WithOtherScheme(base)));
+    }
+    if (!https && speaks == Speaks::kTls) {
+      return MakeError(ErrorKind::kTls,
+                       fmt::format("{}: {} speaks TLS, not plain http (it closed the connection without a reply: "
+                                   "{}): write {} in proxmox.url",
+                                   what, base, curl_easy_strerror(code), WithOtherScheme(base)));
+    }
+    return absl::OkStatus();
   }
 
   absl::Status TransportError(CURLcode code, const std::string& what, bool too_large, milliseconds timeout) {

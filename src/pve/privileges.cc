@@ -108,7 +108,11 @@ std::vector<std::string> GrantCommands(const Permissions& permissions, const std
     std::string suffix = path == "/" ? "Root" : path.substr(path.rfind('/') + 1);
     if (!suffix.empty()) suffix[0] = static_cast<char>(std::toupper(static_cast<unsigned char>(suffix[0])));
     const std::string role_name = role + suffix;
-    out.push_back(fmt::format("pveum role add {} --privs \"{}\"", role_name, fmt::join(privileges, ",")));
+    // The role may exist already (docs/proxmox-permissions.md creates the same names, and `role add`
+    // refuses an existing role): then the privileges are appended to it.
+    const std::string privs = fmt::format("{}", fmt::join(privileges, ","));
+    out.push_back(fmt::format("pveum role add {0} --privs \"{1}\" || pveum role modify {0} --append 1 --privs \"{1}\"",
+                              role_name, privs));
     out.push_back(fmt::format("pveum acl modify {} --roles {} --users {}", path, role_name, user));
     if (token) out.push_back(fmt::format("pveum acl modify {} --roles {} --tokens '{}'", path, role_name, auth_id));
   }

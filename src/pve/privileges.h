@@ -35,7 +35,8 @@ absl::Status CheckPrivileges(const Permissions& permissions, const std::vector<R
                              const std::string& auth_id);
 
 // The pveum commands that grant what CheckPrivileges finds missing (empty when nothing is): per
-// path one role "<role><Path>" (OmniProxmoxVms, ...) holding the privileges missing there, granted
+// path one role "<role><Path>" (OmniProxmoxVms, ...) holding the privileges missing there (created,
+// or appended to when it exists: `pveum role add R ... || pveum role modify R --append 1 ...`), granted
 // to the user, and for an API token (auth_id "user@realm!name") to the token too, since a token
 // with privilege separation gets only what both hold. See docs/proxmox-permissions.md.
 std::vector<std::string> GrantCommands(const Permissions& permissions, const std::vector<RequiredPrivilege>& required,

@@ -188,7 +188,9 @@ TEST_F(GcCommandTest, TwoOmniInstancesWithOneProviderIdNeverCollectEachOthers) {
       {OP_BINARY, "run", "--config-file", Path("config.yaml"), "--omni-api-endpoint", standin_->grpc_endpoint(),
        "--omni-service-account-key-file", Path("key"), "--listen", "127.0.0.1:0"},
       {}, Path("provider.log"));
-  ASSERT_TRUE(standin_->WaitFor([&] { return standin_->ProviderConnected("proxmox"); }, std::chrono::seconds{30}))
+  ASSERT_TRUE(standin_->WaitFor(
+      [&] { return standin_->ProviderConnected("proxmox") && standin_->ProviderStatusPublished("proxmox"); },
+      std::chrono::seconds{30}))
       << provider.Log();
   ASSERT_TRUE(standin_->ScaleMachineRequestSet("workers", "workers", 2).ok());
   ASSERT_TRUE(standin_->WaitFor([&] { return standin_->JoinedMachines().size() == 2; }, std::chrono::seconds{60}))

@@ -207,5 +207,30 @@ TEST_F(PlanCommand, InvalidProviderDataAndUnreadableFile) {
   EXPECT_THAT(missing.err, HasSubstr("nope.yaml"));
 }
 
+TEST_F(PlanCommand, AProviderIdDifferingOnlyInCaseIsWarnedAbout) {
+  std::string shouted(kWorkerClass);
+  shouted.replace(shouted.find("providerid: proxmox"), 19, "providerid: Proxmox");
+  Write("shouted.yaml", shouted);
+  auto table = Run({"plan", Path("shouted.yaml"), "--config-file", Path("config.yaml")});
+  EXPECT_EQ(table.exit_code, 0) << table.out << table.err;  // a warning, as in validate: the plan still runs
+  EXPECT_THAT(table.out, HasSubstr("warning: providerid 'Proxmox' of"));
+  EXPECT_THAT(table.out, HasSubstr("differs only in case from the provider's ID 'proxmox' (the default --id); Omni "
+                                   "IDs are case-sensitive, so no provider would serve this class: write providerid: "
+                                   "proxmox"));
+  auto json = Run({"--format", "json", "plan", Path("shouted.yaml"), "--config-file", Path("config.yaml")});
+  const auto out = ParseJson(json.out);
+  ASSERT_TRUE(out.is_object()) << json.out;
+  ASSERT_EQ(out["warnings"].size(), 1u) << json.out;
+  EXPECT_THAT(out["warnings"][0].get<std::string>(), HasSubstr("differs only in case"));
+  // The same class for a provider of that exact ID, and a class for another provider: no warning.
+  auto exact =
+      Run({"--format", "json", "plan", Path("shouted.yaml"), "--id", "Proxmox", "--config-file", Path("config.yaml")});
+  EXPECT_TRUE(ParseJson(exact.out)["warnings"].empty()) << exact.out;
+  Write("worker.yaml", kWorkerClass);
+  auto other =
+      Run({"--format", "json", "plan", Path("worker.yaml"), "--id", "vsphere", "--config-file", Path("config.yaml")});
+  EXPECT_TRUE(ParseJson(other.out)["warnings"].empty()) << other.out;
+}
+
 }  // namespace
 }  // namespace omni_proxmox::cli

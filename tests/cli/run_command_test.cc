@@ -73,7 +73,9 @@ TEST_F(RunCommandTest, GoProviderFlagsProvisionAndStopCleanlyOnSigterm) {
       {OP_BINARY, "--config-file", Path("config.yaml"), "--omni-api-endpoint", standin_->grpc_endpoint(),
        "--omni-service-account-key-file", Path("key"), "--listen", "127.0.0.1:0"},
       {}, Path("provider.log"));
-  ASSERT_TRUE(standin_->WaitFor([&] { return standin_->ProviderConnected("proxmox"); }, std::chrono::seconds{30}))
+  ASSERT_TRUE(standin_->WaitFor(
+      [&] { return standin_->ProviderConnected("proxmox") && standin_->ProviderStatusPublished("proxmox"); },
+      std::chrono::seconds{30}))
       << provider.Log();
   ASSERT_TRUE(standin_->ScaleMachineRequestSet("workers", "workers", 2).ok());
   ASSERT_TRUE(standin_->WaitFor([&] { return standin_->JoinedMachines().size() == 2; }, std::chrono::seconds{60}))
@@ -115,7 +117,9 @@ TEST_F(RunCommandTest, KeyFileFromTheEnvironmentIsReadAndAMissingOneNamed) {
   ChildProcess provider({OP_BINARY, "--config-file", Path("config.yaml"), "--listen", "127.0.0.1:0"},
                         {"OMNI_INFRA_PROVIDER_KEY_FILE=" + Path("key"), "OMNI_ENDPOINT=" + standin_->grpc_endpoint()},
                         Path("provider.log"));
-  EXPECT_TRUE(standin_->WaitFor([&] { return standin_->ProviderConnected("proxmox"); }, std::chrono::seconds{30}))
+  EXPECT_TRUE(standin_->WaitFor(
+      [&] { return standin_->ProviderConnected("proxmox") && standin_->ProviderStatusPublished("proxmox"); },
+      std::chrono::seconds{30}))
       << provider.Log();
   provider.Signal(SIGTERM);
   EXPECT_EQ(provider.Wait(std::chrono::seconds{30}), 0) << provider.Log();
@@ -134,7 +138,9 @@ TEST_F(RunCommandTest, OperatorEnvNamesWork) {
       {OP_BINARY, "run", "--config-file", Path("config.yaml"), "--listen", "127.0.0.1:0"},
       {"OMNI_INFRA_PROVIDER_KEY=" + standin_->provider_key(), "OMNI_ENDPOINT=" + standin_->grpc_endpoint()},
       Path("provider.log"));
-  EXPECT_TRUE(standin_->WaitFor([&] { return standin_->ProviderConnected("proxmox"); }, std::chrono::seconds{30}))
+  EXPECT_TRUE(standin_->WaitFor(
+      [&] { return standin_->ProviderConnected("proxmox") && standin_->ProviderStatusPublished("proxmox"); },
+      std::chrono::seconds{30}))
       << provider.Log();
   provider.Signal(SIGINT);
   EXPECT_EQ(provider.Wait(std::chrono::seconds{30}), 0) << provider.Log();
@@ -172,6 +178,8 @@ TEST_F(RunCommandTest, LimitsMetricsReadinessAndJsonLogs) {
       },
       std::chrono::seconds{60}))
       << provider.Log();
+  ASSERT_TRUE(
+      standin_->WaitFor([&] { return standin_->ProviderStatusPublished("proxmox"); }, std::chrono::seconds{30}));
 
   ASSERT_TRUE(standin_->ScaleMachineRequestSet("workers", "workers", 2).ok());
   ASSERT_TRUE(standin_->WaitFor([&] { return standin_->JoinedMachines().size() == 2; }, std::chrono::seconds{60}))

@@ -51,7 +51,9 @@ TEST_F(StatusCommandTest, HealthyThenOrphanThenMissingVm) {
       {OP_BINARY, "run", "--config-file", Path("config.yaml"), "--omni-api-endpoint", standin_->grpc_endpoint(),
        "--omni-service-account-key-file", Path("key"), "--listen", "127.0.0.1:0"},
       {}, Path("provider.log"));
-  ASSERT_TRUE(standin_->WaitFor([&] { return standin_->ProviderConnected("proxmox"); }, std::chrono::seconds{60}))
+  ASSERT_TRUE(standin_->WaitFor(
+      [&] { return standin_->ProviderConnected("proxmox") && standin_->ProviderStatusPublished("proxmox"); },
+      std::chrono::seconds{60}))
       << provider.Log();
   ASSERT_TRUE(standin_->ScaleMachineRequestSet("workers", "workers", 1).ok());
   ASSERT_TRUE(standin_->WaitFor([&] { return standin_->JoinedMachines().size() == 1; }, std::chrono::seconds{90}))
@@ -189,7 +191,9 @@ TEST_F(StatusCommandTest, MultiLineErrorsAreFoldedIntoTheirCell) {
       {OP_BINARY, "run", "--config-file", Path("config.yaml"), "--omni-api-endpoint", standin_->grpc_endpoint(),
        "--omni-service-account-key-file", Path("key"), "--listen", "127.0.0.1:0"},
       {}, Path("provider.log"));
-  ASSERT_TRUE(standin_->WaitFor([&] { return standin_->ProviderConnected("proxmox"); }, std::chrono::seconds{60}))
+  ASSERT_TRUE(standin_->WaitFor(
+      [&] { return standin_->ProviderConnected("proxmox") && standin_->ProviderStatusPublished("proxmox"); },
+      std::chrono::seconds{60}))
       << provider.Log();
   // Omni would refuse this providerdata today; a request set admitted under an older schema left it.
   ASSERT_TRUE(

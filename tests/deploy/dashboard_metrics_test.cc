@@ -162,7 +162,10 @@ TEST_F(DashboardMetricsTest, EveryQueryNamesWhatARunningProviderExports) {
     port = std::stoi(m[1]);
     return true;
   })) << provider.Log();
-  // One machine up and down: creates, starts, deletes, task slots, step timings.
+  // One machine up and down: creates, starts, deletes, task slots, step timings (once the provider
+  // has published its status, which Omni needs to admit the request set).
+  ASSERT_TRUE(standin_->WaitFor([&] { return standin_->ProviderStatusPublished("proxmox"); }, std::chrono::seconds{60}))
+      << provider.Log();
   ASSERT_TRUE(standin_->ScaleMachineRequestSet("workers", "workers", 1).ok());
   ASSERT_TRUE(Eventually([&] { return standin_->JoinedMachines().size() == 1; })) << provider.Log();
   ASSERT_TRUE(standin_->ScaleMachineRequestSet("workers", "workers", 0).ok());

@@ -145,7 +145,14 @@ class E2EFixture : public ::testing::Test {
     return options;
   }
 
-  void StartProvider() { provider_->Start(); }
+  // Starts the provider and waits for its InfraProviderStatus: Omni admits request sets only for a
+  // provider that has published it (an operator applies classes once the provider runs).
+  void StartProvider() {
+    provider_->Start();
+    ASSERT_TRUE(
+        standin_->WaitFor([&] { return standin_->ProviderStatusPublished("proxmox"); }, std::chrono::seconds{30}))
+        << "the provider did not publish its InfraProviderStatus";
+  }
 
   void TearDown() override {
     if (provider_) provider_->Stop();

@@ -94,6 +94,8 @@ class GarbageE2ETest : public ::testing::Test {
     ASSERT_TRUE(provider.ok()) << provider.status();
     provider_ = std::move(*provider);
     provider_->Start();
+    // Omni admits request sets only once the provider has published its status.
+    ASSERT_TRUE(standin_->WaitFor([&] { return standin_->ProviderStatusPublished("proxmox"); }, seconds{30}));
   }
 
   void StopProvider() {

@@ -223,9 +223,10 @@ TEST_F(ProviderE2ETest, LogsMetricsAndTaskLimitsWhileScaling) {
 
 TEST_F(ProviderE2ETest, InvalidProviderDataFailsWithoutAVm) {
   StartProvider();
+  // Omni would refuse this class today (the schema has no 'memroy'); a request admitted under an
+  // older schema still reaches the provider, which must fail it without a VM.
   ASSERT_TRUE(
-      standin_->ApplyMachineClass("broken", "cores: 4\nmemroy: 8192\ndisk_size: 40\nstorage_selector: x\n").ok());
-  ASSERT_TRUE(standin_->ScaleMachineRequestSet("broken", "broken", 1).ok());
+      standin_->PlantMachineRequest("broken-1", "cores: 4\nmemroy: 8192\ndisk_size: 40\nstorage_selector: x\n").ok());
   ASSERT_TRUE(WaitFor([&] {
     for (const auto& [id, spec] : StatusSpecs()) {
       if (spec.stage() == Stage::FAILED) return true;
@@ -392,6 +393,8 @@ TEST_F(ProviderE2ETest, HeartbeatCarriesTheProxmoxErrorUntilProxmoxRecovers) {
 }
 
 TEST_F(ProviderE2ETest, GoProviderStateIsAdoptedAndTornDown) {
+  // The Go provider ran before us: it had published its status, so Omni admitted the request set.
+  ASSERT_TRUE(standin_->PublishProviderStatusForTest("proxmox", ProviderDataJsonSchema()).ok());
   ASSERT_TRUE(standin_->ApplyMachineClass("workers", kWorkerClass).ok());
   ASSERT_TRUE(standin_->ScaleMachineRequestSet("workers", "workers", 2).ok());
   ASSERT_TRUE(WaitFor([&] { return MachineRequests() == 2; }));

@@ -105,7 +105,10 @@ class ClientTest : public ::testing::Test {
   }
 
   // Omni's controllers create a MachineRequest for a MachineRequestSet of one.
+  // The request set is admitted once the provider has published its status; publish one without a
+  // schema (these tests are about the client, not the providerdata).
   Resource WaitForMachineRequest() {
+    EXPECT_TRUE(standin_->PublishProviderStatusForTest("proxmox").ok());
     EXPECT_TRUE(standin_->ApplyMachineClass("mc", "cores: 2\n").ok());
     EXPECT_TRUE(standin_->ScaleMachineRequestSet("set1", "mc", 1).ok());
     std::vector<Resource> requests;
@@ -444,6 +447,7 @@ TEST_F(ClientTest, MachineRequestWatchFollowsTheRequestSet) {
                              log.Callback());
   ASSERT_TRUE(watch.ok()) << watch.status();
   ASSERT_TRUE(log.WaitFor([](const auto& e) { return Has(e, EventType::kBootstrapped, ""); }));
+  ASSERT_TRUE(standin_->PublishProviderStatusForTest("proxmox").ok());
   ASSERT_TRUE(standin_->ApplyMachineClass("mc", "cores: 2\n").ok());
   ASSERT_TRUE(standin_->ScaleMachineRequestSet("set1", "mc", 2).ok());
   auto created = [](const std::vector<WatchEvent>& events) {

@@ -54,13 +54,16 @@ TEST(PrivilegesTest, GrantCommandsGrantExactlyWhatIsMissingToUserAndToken) {
   perms["/nodes"].erase("Sys.AccessNetwork");
   perms["/"].erase("Sys.Modify");
   const std::vector<std::string> expected = {
-      "pveum role add OmniProxmoxStorage --privs \"Datastore.AllocateTemplate\"",
+      "pveum role add OmniProxmoxStorage --privs \"Datastore.AllocateTemplate\" || pveum role modify "
+      "OmniProxmoxStorage --append 1 --privs \"Datastore.AllocateTemplate\"",
       "pveum acl modify /storage --roles OmniProxmoxStorage --users omni@pve",
       "pveum acl modify /storage --roles OmniProxmoxStorage --tokens 'omni@pve!provider'",
-      "pveum role add OmniProxmoxLocalnetwork --privs \"SDN.Use\"",
+      "pveum role add OmniProxmoxLocalnetwork --privs \"SDN.Use\" || pveum role modify OmniProxmoxLocalnetwork "
+      "--append 1 --privs \"SDN.Use\"",
       "pveum acl modify /sdn/zones/localnetwork --roles OmniProxmoxLocalnetwork --users omni@pve",
       "pveum acl modify /sdn/zones/localnetwork --roles OmniProxmoxLocalnetwork --tokens 'omni@pve!provider'",
-      "pveum role add OmniProxmoxNodes --privs \"Sys.AccessNetwork\"",
+      "pveum role add OmniProxmoxNodes --privs \"Sys.AccessNetwork\" || pveum role modify OmniProxmoxNodes --append 1 "
+      "--privs \"Sys.AccessNetwork\"",
       "pveum acl modify /nodes --roles OmniProxmoxNodes --users omni@pve",
       "pveum acl modify /nodes --roles OmniProxmoxNodes --tokens 'omni@pve!provider'",
   };

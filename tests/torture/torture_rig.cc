@@ -182,6 +182,10 @@ class Rig {
     checker_ = std::jthread([this](std::stop_token stop) { CheckerLoop(stop); });
     replicas_.resize(static_cast<std::size_t>(std::max(workload_.replicas, 1)));
     for (std::size_t slot = 0; slot < replicas_.size(); ++slot) StartProvider(slot);
+    // Omni admits the request set only once the provider has published its status.
+    if (!standin_->WaitFor([&] { return standin_->ProviderStatusPublished(kProviderId); }, std::chrono::seconds{60})) {
+      return Fail("the provider did not publish its InfraProviderStatus within 60 s");
+    }
 
     const int phases = workload_.cycles * 2;
     // Stand-in restarts: the first during the first scale-up, the second during the last

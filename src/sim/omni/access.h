@@ -23,6 +23,11 @@ inline constexpr char kInfraProviderPrivateNsPrefix[] = "infra-provider:";
 inline constexpr char kProviderIdLabel[] = "omni.sidero.dev/infra-provider-id";
 inline constexpr char kMachineRequestLabel[] = "omni.sidero.dev/machine-request";
 inline constexpr char kMachineRequestSetLabel[] = "omni.sidero.dev/machine-request-set";
+inline constexpr char kClusterLabel[] = "omni.sidero.dev/cluster";
+inline constexpr char kMachineSetLabel[] = "omni.sidero.dev/machine-set";
+inline constexpr char kRoleControlPlaneLabel[] = "omni.sidero.dev/role-controlplane";
+inline constexpr char kRoleWorkerLabel[] = "omni.sidero.dev/role-worker";
+inline constexpr char kMachineRequestInUseLabel[] = "omni.sidero.dev/machine-request-in-use";
 
 inline constexpr char kMachineRequestType[] = "MachineRequests.omni.sidero.dev";
 inline constexpr char kMachineRequestStatusType[] = "MachineRequestStatuses.omni.sidero.dev";
@@ -42,6 +47,13 @@ inline constexpr char kConnectionParamsType[] = "ConnectionParams.omni.sidero.de
 inline constexpr char kFeaturesConfigType[] = "FeaturesConfigs.omni.sidero.dev";
 inline constexpr char kMachineType[] = "Machines.omni.sidero.dev";
 inline constexpr char kTalosVersionType[] = "TalosVersions.omni.sidero.dev";
+// What operators read about clusters; the InfraProvider role may not (section 8.1).
+inline constexpr char kClusterType[] = "Clusters.omni.sidero.dev";
+inline constexpr char kMachineSetType[] = "MachineSets.omni.sidero.dev";
+inline constexpr char kMachineSetStatusType[] = "MachineSetStatuses.omni.sidero.dev";
+inline constexpr char kMachineSetNodeType[] = "MachineSetNodes.omni.sidero.dev";
+inline constexpr char kClusterMachineRequestStatusType[] = "ClusterMachineRequestStatuses.omni.sidero.dev";
+inline constexpr char kLinkType[] = "Links.omni.sidero.dev";
 inline constexpr char kResourceDefinitionType[] = "ResourceDefinitions.meta.cosi.dev";
 inline constexpr char kNamespaceType[] = "Namespaces.meta.cosi.dev";
 

@@ -31,6 +31,14 @@ std::unique_ptr<google::protobuf::Message> NewSpec(const std::string& type) {
   if (type == kInfraMachineRegistrationType) return std::make_unique<specs::MachineRegistrationSpec>();
   if (type == kFeaturesConfigType) return std::make_unique<specs::FeaturesConfigSpec>();
   if (type == kMachineType) return std::make_unique<specs::MachineSpec>();
+  if (type == kMachineClassType) return std::make_unique<specs::MachineClassSpec>();
+  if (type == kMachineRequestSetType) return std::make_unique<specs::MachineRequestSetSpec>();
+  if (type == kClusterType) return std::make_unique<specs::ClusterSpec>();
+  if (type == kMachineSetType) return std::make_unique<specs::MachineSetSpec>();
+  if (type == kMachineSetStatusType) return std::make_unique<specs::MachineSetStatusSpec>();
+  if (type == kMachineSetNodeType) return std::make_unique<specs::MachineSetNodeSpec>();
+  if (type == kClusterMachineRequestStatusType) return std::make_unique<specs::ClusterMachineRequestStatusSpec>();
+  if (type == kLinkType) return std::make_unique<specs::SiderolinkSpec>();
   if (type == kResourceDefinitionType) return std::make_unique<pb::meta::ResourceDefinitionSpec>();
   if (type == kNamespaceType) return std::make_unique<pb::meta::NamespaceSpec>();
   return nullptr;

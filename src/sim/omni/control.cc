@@ -29,6 +29,8 @@ int HttpStatusFor(const absl::Status& status) {
     case absl::StatusCode::kAlreadyExists:
     case absl::StatusCode::kFailedPrecondition:
       return 409;
+    case absl::StatusCode::kUnimplemented:
+      return 501;
     default:
       return 500;
   }
@@ -89,6 +91,17 @@ absl::Status StandIn::Impl::StartControl(StandIn& standin) {
   // The mutation journal and lease history (journal.h), for checkers of two-replica runs.
   control_->Get("/journal", [self](const httplib::Request&, httplib::Response& res) {
     res.set_content(self->journal().ToJson().dump() + "\n", "application/json");
+  });
+  control_->Post("/cluster-templates", [self](const httplib::Request& req, httplib::Response& res) {
+    auto name = self->SyncClusterTemplate(req.body);
+    if (!name.ok()) {
+      Reply(res, name.status());
+      return;
+    }
+    res.set_content(fmt::format("cluster {} synced\n", *name), "text/plain");
+  });
+  control_->Delete(R"(/clusters/([^/]+))", [self](const httplib::Request& req, httplib::Response& res) {
+    Reply(res, self->DeleteCluster(req.matches[1]));
   });
   control_->Get("/status", [self](const httplib::Request&, httplib::Response& res) {
     nlohmann::json requests = nlohmann::json::array();

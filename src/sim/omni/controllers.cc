@@ -5,8 +5,6 @@
 #include <algorithm>
 #include <set>
 
-#include <nlohmann/json.hpp>
-
 #include "omni/specs/omni.pb.h"
 #include "sim/omni/standin_impl.h"
 
@@ -21,6 +19,7 @@ void StandIn::Impl::ControllerLoop(std::stop_token stop) {
 }
 
 void StandIn::Impl::ReconcileOnce() {
+  ReconcileClusters();
   ReconcileRequestSets();
   ReconcileStatuses();
 }
@@ -31,19 +30,10 @@ void StandIn::Impl::ReconcileRequestSets() {
   std::set<std::string> live_sets;
   for (const auto& set : *sets) {
     live_sets.insert(set.id);
-    auto spec = nlohmann::json::parse(set.yaml_spec, nullptr, false);
-    if (spec.is_discarded()) continue;
-    const int count = spec.value("machine_count", 0);
-    const std::string class_id = spec.value("machine_class", "");
-    auto klass = store_.Get(kDefaultNs, kMachineClassType, class_id);
-    if (!klass.ok()) {
-      log_->warn("machine request set {}: machine class '{}' does not exist", set.id, class_id);
-      continue;
-    }
-    auto auto_provision = nlohmann::json::parse(klass->yaml_spec, nullptr, false);
-    if (auto_provision.is_discarded()) continue;
-    auto_provision = auto_provision["auto_provision"];
-    const std::string provider = auto_provision.value("provider_id", options_.provider_id);
+    specs::MachineRequestSetSpec spec;
+    if (!spec.ParseFromString(set.proto_spec)) continue;
+    const int count = spec.machine_count();
+    const std::string provider = spec.provider_id().empty() ? options_.provider_id : spec.provider_id();
 
     ResourceFilter filter;
     filter.label_queries = {{{{kMachineRequestSetLabel, LabelOp::kEqual, {set.id}, false}}}};
@@ -55,18 +45,12 @@ void StandIn::Impl::ReconcileRequestSets() {
     }
     for (int i = static_cast<int>(running.size()); i < count; ++i) {
       specs::MachineRequestSpec request;
-      request.set_talos_version(spec.value("talos_version", options_.talos_version));
-      request.set_provider_data(auto_provision.value("provider_data", ""));
-      for (const auto& arg : auto_provision.value("kernel_args", std::vector<std::string>{}))
-        request.add_kernel_args(arg);
-      for (const auto& ext : auto_provision.value("extensions", std::vector<std::string>{}))
-        request.add_extensions(ext);
-      for (const auto& meta : auto_provision.value("meta_values", nlohmann::json::array())) {
-        auto* mv = request.add_meta_values();
-        mv->set_key(meta.value("key", 0u));
-        mv->set_value(meta.value("value", ""));
-      }
-      request.set_grpc_tunnel(static_cast<specs::GrpcTunnelMode>(auto_provision.value("grpc_tunnel", 0)));
+      request.set_talos_version(spec.talos_version().empty() ? options_.talos_version : spec.talos_version());
+      request.set_provider_data(spec.provider_data());
+      *request.mutable_kernel_args() = spec.kernel_args();
+      *request.mutable_extensions() = spec.extensions();
+      *request.mutable_meta_values() = spec.meta_values();
+      request.set_grpc_tunnel(spec.grpc_tunnel());
       for (int attempt = 0; attempt < 10; ++attempt) {
         const std::string id = set.id + "-" + RandomString(random_, 6, "abcdefghijklmnopqrstuvwxyz0123456789");
         auto created = store_.Create(MakeResource(kInfraProviderNs, kMachineRequestType, id, request,
@@ -116,9 +100,12 @@ void StandIn::Impl::ReconcileStatuses() {
       // Omni removes the machine's links (and so its registration) before letting go.
       specs::MachineRequestStatusSpec spec;
       if (spec.ParseFromString(s.proto_spec) && !spec.id().empty()) {
-        auto registration = store_.Get(kInfraProviderNs, kInfraMachineRegistrationType, spec.id());
-        if (registration.ok()) {
-          (void)store_.Destroy(kInfraProviderNs, kInfraMachineRegistrationType, spec.id(), registration->owner);
+        for (const auto& [ns, type] :
+             std::vector<std::pair<const char*, const char*>>{{kInfraProviderNs, kInfraMachineRegistrationType},
+                                                              {kDefaultNs, kLinkType},
+                                                              {kDefaultNs, kMachineType}}) {
+          auto gone = store_.Get(ns, type, spec.id());
+          if (gone.ok()) (void)store_.Destroy(ns, type, spec.id(), gone->owner);
         }
       }
       (void)store_.Modify(s.ns, s.type, s.id, [](Resource& r) {

@@ -32,23 +32,19 @@ absl::Status StandIn::Impl::AdmitProviderData(const std::string& provider_id, co
 
 absl::Status StandIn::ApplyMachineClass(std::string id, std::string providerdata_yaml, MachineClassOptions extra) {
   if (id.empty()) return absl::InvalidArgumentError("machine class id: must not be empty");
-  nlohmann::json meta = nlohmann::json::array();
-  for (const auto& [key, value] : extra.meta_values) meta.push_back({{"key", key}, {"value", value}});
-  nlohmann::json spec = {{"auto_provision",
-                          {{"provider_id", extra.provider_id.empty() ? impl_->options_.provider_id : extra.provider_id},
-                           {"provider_data", providerdata_yaml},
-                           {"kernel_args", extra.kernel_args},
-                           {"extensions", extra.extensions},
-                           {"meta_values", meta},
-                           {"grpc_tunnel", extra.grpc_tunnel}}}};
-  OP_RETURN_IF_ERROR(impl_->AdmitProviderData(
-      extra.provider_id.empty() ? impl_->options_.provider_id : extra.provider_id, providerdata_yaml,
-      /*require_status=*/false));
-  Resource r;
-  r.ns = kDefaultNs;
-  r.type = kMachineClassType;
-  r.id = id;
-  r.yaml_spec = spec.dump();
+  specs::MachineClassSpec spec;
+  auto* provision = spec.mutable_auto_provision();
+  provision->set_provider_id(extra.provider_id.empty() ? impl_->options_.provider_id : extra.provider_id);
+  provision->set_provider_data(providerdata_yaml);
+  for (const auto& arg : extra.kernel_args) provision->add_kernel_args(arg);
+  for (const auto& [key, value] : extra.meta_values) {
+    auto* meta = provision->add_meta_values();
+    meta->set_key(key);
+    meta->set_value(value);
+  }
+  provision->set_grpc_tunnel(static_cast<specs::GrpcTunnelMode>(extra.grpc_tunnel));
+  OP_RETURN_IF_ERROR(impl_->AdmitProviderData(provision->provider_id(), providerdata_yaml, /*require_status=*/false));
+  Resource r = MakeResource(kDefaultNs, kMachineClassType, id, spec);
   auto current = impl_->store_.Get(kDefaultNs, kMachineClassType, id);
   if (!current.ok()) return impl_->store_.Create(r, "").status();
   r.version = current->version;
@@ -65,24 +61,30 @@ absl::Status StandIn::ScaleMachineRequestSet(std::string set_id, std::string mac
                     "line or ApplyMachineClass)",
                     machine_class));
   }
+  specs::MachineClassSpec class_spec;
+  (void)class_spec.ParseFromString(klass->proto_spec);
+  const auto& provision = class_spec.auto_provision();
+  const std::string provider_id =
+      provision.provider_id().empty() ? impl_->options_.provider_id : provision.provider_id();
   if (count > 0) {
-    const auto spec = nlohmann::json::parse(klass->yaml_spec, nullptr, false);
-    const auto auto_provision =
-        spec.is_object() ? spec.value("auto_provision", nlohmann::json::object()) : nlohmann::json::object();
-    OP_RETURN_IF_ERROR(impl_->AdmitProviderData(auto_provision.value("provider_id", impl_->options_.provider_id),
-                                                auto_provision.value("provider_data", ""),
-                                                /*require_status=*/true));
+    OP_RETURN_IF_ERROR(impl_->AdmitProviderData(provider_id, provision.provider_data(), /*require_status=*/true));
   }
-  Resource r;
-  r.ns = kDefaultNs;
-  r.type = kMachineRequestSetType;
-  r.id = set_id;
-  r.yaml_spec = nlohmann::json{{"provider_id", impl_->options_.provider_id},
-                               {"machine_class", machine_class},
-                               {"machine_count", count},
-                               {"talos_version", impl_->options_.talos_version}}
-                    .dump();
   auto current = impl_->store_.Get(kDefaultNs, kMachineRequestSetType, set_id);
+  if (current.ok() && current->owner != "") {
+    return absl::PermissionDeniedError(
+        fmt::format("machine request set {} is managed by {} (a cluster's machine set): scale the machine set in "
+                    "its cluster template instead",
+                    set_id, current->owner));
+  }
+  specs::MachineRequestSetSpec spec;
+  spec.set_provider_id(provider_id);
+  spec.set_machine_count(count);
+  spec.set_talos_version(impl_->options_.talos_version);
+  spec.set_provider_data(provision.provider_data());
+  *spec.mutable_kernel_args() = provision.kernel_args();
+  *spec.mutable_meta_values() = provision.meta_values();
+  spec.set_grpc_tunnel(provision.grpc_tunnel());
+  Resource r = MakeResource(kDefaultNs, kMachineRequestSetType, set_id, spec);
   if (!current.ok()) return impl_->store_.Create(r, "").status();
   r.version = current->version;
   return impl_->store_.Update(r, current->owner, std::nullopt).status();
@@ -154,7 +156,15 @@ absl::Status StandIn::MachineJoined(const std::string& user_data, const std::str
                                    "InfraMachineRegistrationController")
                            .status());
   }
-  // Omni's Machines resource (ns default) with the Link's labels; an infra provider may read it.
+  // The machine's SideroLink connection (Links, ns default; Reader or more may read it), and
+  // Omni's Machines resource with the Link's labels, which an infra provider may read.
+  specs::SiderolinkSpec link;
+  link.set_connected(true);  // the stand-in has no WireGuard: no addresses or endpoints
+  Labels link_labels = labels;
+  (void)impl_->store_.Destroy(kDefaultNs, kLinkType, machine_uuid, "SiderolinkManager");
+  OP_RETURN_IF_ERROR(
+      impl_->store_.Create(MakeResource(kDefaultNs, kLinkType, machine_uuid, link, link_labels), "SiderolinkManager")
+          .status());
   Labels machine_labels = labels;
   if (!request_id.empty()) {
     auto request = impl_->store_.Get(kInfraProviderNs, kMachineRequestType, request_id);
@@ -208,6 +218,10 @@ absl::Status StandIn::RevokeKey(const std::string& encoded_key) {
     if (issued.key.encoded.Reveal() == encoded_key) return impl_->keys_.Revoke(issued.key.fingerprint);
   }
   return absl::NotFoundError("key: not issued by this stand-in");
+}
+
+bool StandIn::ProviderStatusPublished(const std::string& provider_id) const {
+  return impl_->store_.Get(kInfraProviderNs, kInfraProviderStatusType, provider_id).ok();
 }
 
 bool StandIn::ProviderConnected(const std::string& provider_id) const {

@@ -146,6 +146,12 @@ absl::Status StandIn::Impl::SeedFresh() {
       {kConnectionParamsType, kDefaultNs},
       {kFeaturesConfigType, kDefaultNs},
       {kMachineType, kDefaultNs},
+      {kClusterType, kDefaultNs},
+      {kMachineSetType, kDefaultNs},
+      {kMachineSetStatusType, kDefaultNs},
+      {kMachineSetNodeType, kDefaultNs},
+      {kClusterMachineRequestStatusType, kDefaultNs},
+      {kLinkType, kDefaultNs},
   };
   for (const auto& [type, ns] : definitions) {
     pb::meta::ResourceDefinitionSpec spec;

@@ -44,10 +44,9 @@ struct StandInOptions {
   std::string state_dir;
   // Omni's admission of MachineClasses and MachineRequestSets (section 8): providerdata checked
   // against the provider's published schema, request sets refused for a provider without an
-  // InfraProviderStatus. `omni-sim` turns it on unless --lenient. TODO(#18): default to true once
-  // the e2e, torture, client and CLI fixtures wait for the provider's status before scaling, and
-  // the provider tests that feed invalid providerdata use PlantMachineRequest.
-  bool omni_admission = false;
+  // InfraProviderStatus. On, as in Omni: scale after the provider has published its status, and
+  // feed deliberately bad providerdata with PlantMachineRequest. `omni-sim --lenient` turns it off.
+  bool omni_admission = true;
   const util::Clock* clock = nullptr;  // optional injected clock
   // The mutation journal's clock (journal.h); nullptr = util::RealClock(), whose monotonic time
   // the Proxmox simulator's journal and a test's own clock share. Not `clock`: that one may be simulated.
@@ -71,7 +70,6 @@ struct StandInOptions {
 struct MachineClassOptions {
   std::string provider_id;  // empty = the stand-in's provider
   std::vector<std::string> kernel_args;
-  std::vector<std::string> extensions;
   std::map<std::uint32_t, std::string> meta_values;
   int grpc_tunnel = 0;  // specs.GrpcTunnelMode
 };
@@ -111,6 +109,15 @@ class StandIn {
   // published its InfraProviderStatus (FailedPrecondition "failed to get provider ..." otherwise)
   // and providerdata that satisfies its schema, as Omni admits request sets.
   absl::Status ScaleMachineRequestSet(std::string set_id, std::string machine_class, int count);
+  // `omnictl cluster template sync -f`: the multi-document template (kind Cluster, ControlPlane,
+  // Workers with machineClass {name, size}) becomes Clusters/<name> and MachineSets
+  // "<name>-control-planes", "<name>-workers" / "<name>-<workers name>"; machine sets the template
+  // no longer names are removed. The controllers then make a MachineRequestSet per machine set
+  // whose class auto-provisions (cluster_controllers.cc). Returns the cluster's name. The classes
+  // must exist (NotFound); static machines are not simulated (Unimplemented).
+  absl::StatusOr<std::string> SyncClusterTemplate(const std::string& template_yaml);
+  // `omnictl cluster delete NAME`: its machine sets go, then their request sets and requests.
+  absl::Status DeleteCluster(const std::string& name);
   // A machine booted with `user_data`: verifies the join token (HMAC against the provider's join
   // token, provider ID, machine request) and registers the machine (InfraMachineRegistrations/<uuid>).
   absl::Status MachineJoined(const std::string& user_data, const std::string& machine_uuid);
@@ -142,6 +149,9 @@ class StandIn {
 
   // --- inspection ---------------------------------------------------------------------------
   StateStore& state();
+  // Whether the provider has published InfraProviderStatuses/<id> (it does when it starts): from
+  // then on Omni admits request sets for it, checked against the schema it published.
+  bool ProviderStatusPublished(const std::string& provider_id) const;
   // Whether Omni would show the provider as connected: heartbeat younger than heartbeat_window.
   bool ProviderConnected(const std::string& provider_id) const;
   std::vector<JoinedMachine> JoinedMachines() const;

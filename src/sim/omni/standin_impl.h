@@ -42,6 +42,12 @@ namespace omni_proxmox::sim::omni {
 namespace pb = ::cosi::resource;
 
 inline constexpr char kCleanupFinalizer[] = "MachineRequestStatusCleanupController";
+// Owners of what the stand-in's cluster controllers write (Omni's controller names).
+inline constexpr char kMachineProvisionController[] = "MachineProvisionController";
+inline constexpr char kMachineSetNodeController[] = "MachineSetNodeController";
+inline constexpr char kMachineSetStatusController[] = "MachineSetStatusController";
+inline constexpr char kClusterMachineRequestStatusController[] = "ClusterMachineRequestStatusController";
+inline constexpr char kClusterController[] = "ClusterTemplateSync";
 inline constexpr char kSiderolinkConfigId[] = "siderolink-config";
 inline constexpr char kFeaturesConfigId[] = "features-config";
 inline constexpr char kSiderolinkHost[] = "fdae:41e4:649b:9303::1";  // Omni's fixed SideroLink address
@@ -113,6 +119,13 @@ class StandIn::Impl {
   void ReconcileOnce();
   void ReconcileRequestSets();
   void ReconcileStatuses();
+  // Omni's cluster controllers (cluster_controllers.cc): request sets for auto-provisioned
+  // machine sets, machine set nodes and statuses, ClusterMachineRequestStatuses.
+  void ReconcileClusters();
+  void ReconcileMachineProvision();
+  void ReconcileMachineSetNodes();
+  void ReconcileMachineSetStatuses();
+  void ReconcileClusterMachineRequestStatuses();
 
   // Seeds what a fresh Omni has (namespaces, definitions, keys, join configs); not when a
   // snapshot was loaded from --state-dir.

@@ -247,9 +247,16 @@ TEST_F(StepRunnerTest, ATerminalFailureIsNotRetriedUntilTheRequestChanges) {
 }
 
 TEST_F(StepRunnerTest, InvalidProviderdataFailsOnceWithTheFieldsAndCreatesNothing) {
-  ASSERT_TRUE(standin_->ApplyMachineClass("worker", "cores: 0\nmemory: 2048\ndisk_size: 10\n").ok());
+  // Omni refuses such a class against the published schema; a request admitted under an older
+  // schema still reaches the provider.
+  EXPECT_FALSE(standin_->ApplyMachineClass("worker", "cores: 0\nmemory: 2048\ndisk_size: 10\n").ok());
+  ASSERT_TRUE(standin_->PlantMachineRequest("old-1", "cores: 0\nmemory: 2048\ndisk_size: 10\n").ok());
   StepRunner runner = MakeRunner(ProvisionSteps(*services_), TeardownSteps(*services_));
-  const std::string id = Scale(1).at(0);
+  const std::string id = "old-1";
+  ASSERT_TRUE(Eventually([&] {
+    auto got = cache_->Get({std::string(omni::kNamespaceInfraProvider), std::string(omni::kTypeMachineRequest), id});
+    return got.ok() && got->has_value();
+  }));
   EXPECT_EQ(runner.Reconcile(id).kind, Outcome::Kind::kDone);
   auto status = StatusOf(id);
   ASSERT_TRUE(status.has_value());

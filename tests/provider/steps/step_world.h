@@ -63,6 +63,9 @@ class StepWorld : public ::testing::Test {
     auto standin = sim::omni::StandIn::Start({.provider_id = "proxmox", .clock = &clock_});
     ASSERT_TRUE(standin.ok()) << standin.status();
     standin_ = std::move(*standin);
+    // No provider runs here; its status is published as it would be at startup, so Omni admits
+    // request sets against the provider's real schema.
+    ASSERT_TRUE(standin_->PublishProviderStatusForTest("proxmox", provider::ProviderDataJsonSchema()).ok());
     sim::pve::SimulatorOptions sim_options;
     sim_options.scenario_yaml = kStepScenario;
     sim_options.clock = &clock_;

@@ -98,6 +98,21 @@ TEST_F(OmniSimCliTest, ListeningBeyondLoopbackWarnsThatTheControlEndpointIsOpen)
       << result.err;
 }
 
+TEST_F(OmniSimCliTest, TheOldBindSpellingBeyondLoopbackWarnsToo) {
+  auto result = testing::RunProcess(
+      {OP_BINARY, "--log-level", "warn", "omni-sim", "--bind", "0.0.0.0", "--provider-id", "a b", "--stdin"}, "");
+  EXPECT_EQ(result.exit_code, 2);
+  EXPECT_NE(result.err.find("warning: listening on 0.0.0.0 beyond loopback"), std::string::npos) << result.err;
+  // Loopback, in either spelling, is quiet.
+  for (const char* flag : {"--bind", "--listen"}) {
+    const std::string value = std::string(flag) == "--bind" ? "127.0.0.1" : "127.0.0.1:0";
+    auto quiet = testing::RunProcess(
+        {OP_BINARY, "--log-level", "warn", "omni-sim", flag, value, "--provider-id", "a b", "--stdin"}, "");
+    EXPECT_EQ(quiet.exit_code, 2) << flag;
+    EXPECT_EQ(quiet.err.find("beyond loopback"), std::string::npos) << flag << ": " << quiet.err;
+  }
+}
+
 TEST_F(OmniSimCliTest, ListenIsCheckedAndNotMixedWithTheOldSpellings) {
   auto bad = testing::RunProcess({OP_BINARY, "omni-sim", "--listen", "nonsense", "--stdin"}, "");
   EXPECT_EQ(bad.exit_code, 2);

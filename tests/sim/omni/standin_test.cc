@@ -57,8 +57,10 @@ class StandInTest : public ::testing::Test {
     return *standin_->state().List("infra-provider", "MachineRequests.omni.sidero.dev");
   }
 
-  // A machine request created the way Omni's controller does (owner "", labelled).
+  // A machine request created the way Omni's controller does (owner "", labelled), for a provider
+  // that has published its status (schema-less: admission has its tests in standin_fidelity_test).
   std::string MakeRequestFor(const std::string& provider) {
+    EXPECT_TRUE(standin_->PublishProviderStatusForTest(provider).ok());
     EXPECT_TRUE(standin_->ApplyMachineClass("cls-" + provider, "node: pve1\n", ForProvider(provider)).ok());
     EXPECT_TRUE(standin_->ScaleMachineRequestSet("set-" + provider, "cls-" + provider, 1).ok());
     std::string id;
@@ -312,6 +314,7 @@ TEST_F(StandInTest, RequestSetControllerCreatesAndTearsDownRequests) {
   MachineClassOptions small;
   small.kernel_args = {"console=ttyS0"};
   ASSERT_TRUE(standin_->ApplyMachineClass("small", "cores: 2\n", small).ok());
+  ASSERT_TRUE(standin_->PublishProviderStatusForTest("proxmox").ok());  // as the provider does when it starts
   EXPECT_EQ(standin_->ScaleMachineRequestSet("workers", "missing", 1).code(), absl::StatusCode::kNotFound);
   ASSERT_TRUE(standin_->ScaleMachineRequestSet("workers", "small", 2).ok());
   ASSERT_TRUE(standin_->WaitFor([&] { return Requests().size() == 2; }, kWait));
@@ -650,6 +653,12 @@ TEST(StandInControlTest, ShellControlsDriveTheStandIn) {
   auto missing = http.Put("/machine-request-sets/workers?machine_class=nope&count=1", "", "text/plain");
   ASSERT_TRUE(missing);
   EXPECT_EQ(missing->status, 404);
+  // As in Omni, no request set before the provider has published its status.
+  auto early = http.Put("/machine-request-sets/workers?machine_class=small&count=2", "", "text/plain");
+  ASSERT_TRUE(early);
+  EXPECT_EQ(early->status, 409);
+  EXPECT_NE(early->body.find("failed to get provider \"proxmox\""), std::string::npos) << early->body;
+  ASSERT_TRUE((*standin)->PublishProviderStatusForTest("proxmox").ok());
   auto scale = http.Put("/machine-request-sets/workers?machine_class=small&count=2", "", "text/plain");
   ASSERT_TRUE(scale);
   EXPECT_EQ(scale->status, 200);
