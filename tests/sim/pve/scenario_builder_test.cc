@@ -89,8 +89,8 @@ TEST(ScenarioBuilderTest, TheSimulatorRunsTheClusterDescribed) {
   EXPECT_EQ((*sim)->default_token_secret(), kRootTokenSecret);
   SimClient root(**sim, testing::TokenHeader(**sim));
   EXPECT_EQ(root.Get("/cluster/nextid").data(), "200");
-  EXPECT_EQ(root.Get("/nodes/pve1/storage/fast/status").status, 500);
-  EXPECT_EQ(root.Get("/nodes/pve2/storage/fast/status").status, 200);
+  EXPECT_EQ(root.Get("/nodes/pve1/storage/fast/status").data()["active"], 0);
+  EXPECT_EQ(root.Get("/nodes/pve2/storage/fast/status").data()["active"], 1);
 
   // A create takes the scenario's 0.25 simulated seconds.
   auto created = root.PostJson("/nodes/pve1/qemu", {{"vmid", 200}, {"memory", "512"}, {"scsi0", "local-lvm:1"}});
