@@ -159,10 +159,20 @@ TEST_F(ProviderE2ETest, LogsMetricsAndTaskLimitsWhileScaling) {
   ASSERT_TRUE(standin_->ScaleMachineRequestSet("workers", "workers", 2).ok());
   ASSERT_TRUE(standin_->ScaleMachineRequestSet("pinned", "pinned", 6).ok());
   ASSERT_TRUE(WaitFor([&] { return Provisioned() == 8; }, std::chrono::seconds{120})) << Dump();
-  ASSERT_TRUE(
-      UpdateFleetMetrics(*pve_, provider_->cache(), "proxmox", Scope{"proxmox", OurInstance()}, world_->metrics())
-          .ok());
-  std::string text = world_->metrics().RenderText();
+  // The gauges count what the provider's cache holds, which follows Omni's store by a watch event.
+  std::string text;
+  const auto fleet_metrics_show = [&](const std::string& line) {
+    return testing::Eventually(
+        [&] {
+          EXPECT_TRUE(UpdateFleetMetrics(*pve_, provider_->cache(), "proxmox", Scope{"proxmox", OurInstance()},
+                                         world_->metrics())
+                          .ok());
+          text = world_->metrics().RenderText();
+          return text.find(line) != std::string::npos;
+        },
+        std::chrono::seconds{10});
+  };
+  ASSERT_TRUE(fleet_metrics_show("omni_proxmox_requests{stage=\"provisioned\"} 8\n")) << text;
   int managed = 0;
   const std::regex managed_line("omni_proxmox_vms_managed\\{node=\"(pve[1-4])\"\\} ([0-9]+)");
   for (auto it = std::sregex_iterator(text.begin(), text.end(), managed_line); it != std::sregex_iterator(); ++it) {
@@ -185,9 +195,7 @@ TEST_F(ProviderE2ETest, LogsMetricsAndTaskLimitsWhileScaling) {
   EXPECT_GE(most_heavy.load(), 1);
   EXPECT_LE(most_heavy.load(), kTasksPerNode);
 
-  ASSERT_TRUE(
-      UpdateFleetMetrics(*pve_, provider_->cache(), "proxmox", Scope{"proxmox", OurInstance()}, world_->metrics())
-          .ok());
+  ASSERT_TRUE(fleet_metrics_show("omni_proxmox_requests{stage=\"provisioned\"} 0\n")) << text;
   pve_->PollHeldTasks();
   text = world_->metrics().RenderText();
   EXPECT_THAT(text, HasSubstr("omni_proxmox_vms_managed{node=\"pve2\"} 0\n"));
