@@ -109,7 +109,7 @@ absl::Status World::StartOmni() {
   standin_ = std::move(*standin);
   state_ = std::move(*state);
   management_ = std::move(*management);
-  std::lock_guard lock(mutex_);
+  absl::MutexLock lock(&mutex_);
   joins_to_ = standin_.get();
   return absl::OkStatus();
 }
@@ -117,14 +117,14 @@ absl::Status World::StartOmni() {
 void World::OnVmStarted(const sim::pve::VmBootInfo& boot) {
   sim::omni::StandIn* standin = nullptr;
   {
-    std::lock_guard lock(mutex_);
+    absl::MutexLock lock(&mutex_);
     boots_.push_back(boot);
     standin = joins_to_;
   }
   // Outside the lock: the stand-in outlives the simulator, and it takes its own locks.
   const absl::Status joined = standin != nullptr ? standin->MachineJoined(boot.user_data, boot.smbios_uuid)
                                                  : absl::FailedPreconditionError("no Omni stand-in runs to join");
-  std::lock_guard lock(mutex_);
+  absl::MutexLock lock(&mutex_);
   if (joined.ok()) {
     joined_.insert(boot.smbios_uuid);
   } else {
@@ -133,17 +133,17 @@ void World::OnVmStarted(const sim::pve::VmBootInfo& boot) {
 }
 
 std::vector<sim::pve::VmBootInfo> World::Boots() const {
-  std::lock_guard lock(mutex_);
+  absl::MutexLock lock(&mutex_);
   return boots_;
 }
 
 std::set<std::string> World::Joined() const {
-  std::lock_guard lock(mutex_);
+  absl::MutexLock lock(&mutex_);
   return joined_;
 }
 
 std::vector<std::string> World::JoinErrors() const {
-  std::lock_guard lock(mutex_);
+  absl::MutexLock lock(&mutex_);
   return join_errors_;
 }
 

@@ -14,13 +14,13 @@
 #include <filesystem>
 #include <map>
 #include <memory>
-#include <mutex>
 #include <set>
 #include <string>
 #include <vector>
 
 #include "absl/base/thread_annotations.h"
 #include "absl/status/statusor.h"
+#include "absl/synchronization/mutex.h"
 
 #include "omni/client_options.h"
 #include "omni/management_client.h"
@@ -149,7 +149,7 @@ class World {
   std::unique_ptr<util::MetricsRegistry> metrics_;
   std::unique_ptr<provider::Provider> provider_;
 
-  mutable std::mutex mutex_;
+  mutable absl::Mutex mutex_;
   sim::omni::StandIn* joins_to_ ABSL_GUARDED_BY(mutex_) = nullptr;  // the stand-in, once it runs
   std::vector<sim::pve::VmBootInfo> boots_ ABSL_GUARDED_BY(mutex_);
   std::set<std::string> joined_ ABSL_GUARDED_BY(mutex_);
