@@ -53,9 +53,10 @@
 #include <nlohmann/json.hpp>
 #include <spdlog/spdlog.h>
 
+#include "cli/world.h"
 #include "omni/specs/omni.pb.h"
 #include "sim/omni/standin.h"
-#include "sim/omni/state_store.h"
+#include "sim/pve/scenario_builder.h"
 #include "sim/pve/simulator.h"
 
 namespace {
@@ -115,24 +116,21 @@ struct BenchOptions {
   std::string work_dir;
 };
 
-std::string Scenario(int nodes) {
-  std::string yaml = "cluster:\n  name: bench\n  vmid_range: [100, 100000]\nnodes:\n";
-  for (int i = 1; i <= nodes; ++i) {
-    yaml += fmt::format("  - {{name: pve{}, cpus: 128, memory_gib: 2048, bridges: [vmbr0]}}\n", i);
-  }
-  yaml += R"(storages:
-  - {id: local, type: dir, content: [iso], size_gib: 1000}
-  - {id: local-lvm, type: lvmthin, content: [images], size_gib: 100000}
-users:
-  - userid: root@pam
-    password: pve-sim-root
-    tokens: [{name: omni, secret: 0b6e2d5c-7a41-4f0e-9d3b-5c8a1e2f4b70, privsep: false}]
-)";
-  yaml += fmt::format(
-      "tasks:\n  durations: {{download: {}, qmcreate: {}, qmstart: {}, qmshutdown: {}, qmdestroy: {}, imgcopy: 0, "
-      "qmconfig: 0, imgdel: 0}}\n",
-      kDownloadSeconds, kCreateSeconds, kStartSeconds, kShutdownSeconds, kDestroySeconds);
-  return yaml;
+sim::pve::Scenario BenchScenario(int nodes) {
+  sim::pve::Scenario scenario;
+  scenario.name = "bench";
+  scenario.vmid_upper = 100000;
+  scenario.nodes = sim::pve::NumberedNodes(nodes, 128, 2048);
+  scenario.storages = {sim::pve::LocalDirStorage(1000), sim::pve::LocalLvmThinStorage(100000)};
+  scenario.task_seconds = {{"download", kDownloadSeconds},
+                           {"qmcreate", kCreateSeconds},
+                           {"qmstart", kStartSeconds},
+                           {"qmshutdown", kShutdownSeconds},
+                           {"qmdestroy", kDestroySeconds},
+                           {"imgcopy", 0},
+                           {"qmconfig", 0},
+                           {"imgdel", 0}};
+  return scenario;
 }
 
 // The fastest any provider could finish, in simulated seconds: VMs spread evenly, each node
@@ -308,59 +306,34 @@ std::map<std::string, std::uint64_t> Minus(std::map<std::string, std::uint64_t> 
   return after;
 }
 
-class Environment {
- public:
-  static std::unique_ptr<Environment> Start(const BenchOptions& options, const std::filesystem::path& dir) {
-    auto env = std::unique_ptr<Environment>(new Environment());
-    auto standin = sim::omni::StandIn::Start({.provider_id = "proxmox"});
-    if (!standin.ok()) throw std::runtime_error(std::string(standin.status().message()));
-    env->standin_ = std::move(*standin);
-    sim::pve::SimulatorOptions sim_options;
-    sim_options.scenario_yaml = Scenario(options.nodes);
-    sim_options.time_scale = options.time_scale;
-    sim_options.on_vm_started = [standin = env->standin_.get()](const sim::pve::VmBootInfo& boot) {
-      (void)standin->MachineJoined(boot.user_data, boot.smbios_uuid);
-    };
-    auto simulator = sim::pve::Simulator::Start(sim_options);
-    if (!simulator.ok()) throw std::runtime_error(std::string(simulator.status().message()));
-    env->simulator_ = std::move(*simulator);
-    std::filesystem::create_directories(dir);
-    env->Write(
-        dir / "config.yaml",
-        fmt::format("proxmox:\n  url: {}/api2/json\n  tokenID: \"{}\"\n  tokenSecretFile: {}\n",
-                    env->simulator_->base_url(), env->simulator_->default_token_id(), (dir / "secret").string()));
-    env->Write(dir / "secret", env->simulator_->default_token_secret());
-    env->Write(dir / "key", env->standin_->provider_key());
-    auto applied = env->standin_->ApplyMachineClass("bench", kProviderData);
+// The simulators of one scenario, with the benchmark's MachineClass and the files the provider reads.
+struct Environment {
+  std::unique_ptr<omni_proxmox::cli::World> world;
+  omni_proxmox::cli::CommandFiles files;
+
+  static Environment Start(const BenchOptions& options, const std::filesystem::path& dir) {
+    Environment env;
+    auto world =
+        omni_proxmox::cli::World::Start({.scenario = BenchScenario(options.nodes), .time_scale = options.time_scale});
+    if (!world.ok()) throw std::runtime_error(std::string(world.status().message()));
+    env.world = std::move(*world);
+    auto files = env.world->WriteCommandFiles(dir);
+    if (!files.ok()) throw std::runtime_error(std::string(files.status().message()));
+    env.files = *files;
+    auto applied = env.standin().ApplyMachineClass("bench", kProviderData);
     if (!applied.ok()) throw std::runtime_error(std::string(applied.message()));
     return env;
   }
 
-  sim::omni::StandIn& standin() { return *standin_; }
-  sim::pve::Simulator& simulator() { return *simulator_; }
-
- private:
-  Environment() = default;
-  void Write(const std::filesystem::path& path, const std::string& content) {
-    std::ofstream out(path);
-    out << content;
-  }
-  std::unique_ptr<sim::omni::StandIn> standin_;
-  std::unique_ptr<sim::pve::Simulator> simulator_;
+  sim::omni::StandIn& standin() { return world->standin(); }
+  sim::pve::Simulator& simulator() { return world->sim(); }
 };
 
-std::vector<std::string> ProviderArgv(const BenchOptions& options, const std::filesystem::path& dir, Environment& env,
+std::vector<std::string> ProviderArgv(const BenchOptions& options, const Environment& env,
                                       std::vector<std::string>& flags_used) {
-  std::vector<std::string> argv = {options.binary,
-                                   "run",
-                                   "--config-file",
-                                   (dir / "config.yaml").string(),
-                                   "--omni-api-endpoint",
-                                   env.standin().grpc_endpoint(),
-                                   "--omni-service-account-key-file",
-                                   (dir / "key").string(),
-                                   "--listen",
-                                   "127.0.0.1:0"};
+  std::vector<std::string> argv = {options.binary, "run"};
+  for (const auto& flag : env.files.ConnectionFlags()) argv.push_back(flag);
+  argv.insert(argv.end(), {"--listen", "127.0.0.1:0"});
   flags_used = {"--concurrency", std::to_string(options.concurrency)};
   if (options.max_tasks_per_node >= 0) {
     flags_used.push_back("--max-tasks-per-node");
@@ -377,12 +350,9 @@ std::vector<std::string> ProviderArgv(const BenchOptions& options, const std::fi
 // The error of the first MachineRequest the provider marked FAILED, if any: a benchmark that can
 // no longer finish should say why at once, not at its timeout.
 std::optional<std::string> FirstFailure(Environment& env) {
-  auto statuses = env.standin().state().List("infra-provider", "MachineRequestStatuses.omni.sidero.dev");
-  if (!statuses.ok()) return std::nullopt;
-  for (const auto& resource : *statuses) {
-    specs::MachineRequestStatusSpec status;
-    if (status.ParseFromString(resource.proto_spec) && status.stage() == specs::MachineRequestStatusSpec::FAILED) {
-      return fmt::format("MachineRequest {} failed: {}", resource.id, status.error());
+  for (const auto& [id, status] : env.world->RequestStatuses()) {
+    if (status.stage() == specs::MachineRequestStatusSpec::FAILED) {
+      return fmt::format("MachineRequest {} failed: {}", id, status.error());
     }
   }
   return std::nullopt;
@@ -430,7 +400,7 @@ Result RunScenario(const std::string& name, int machines, bool pending_before_st
                    int limit_for_bound, std::vector<std::string>& flags_used) {
   const std::filesystem::path dir = std::filesystem::path(options.work_dir) / name;
   auto env = Environment::Start(options, dir);
-  const auto argv = ProviderArgv(options, dir, *env, flags_used);
+  const auto argv = ProviderArgv(options, env, flags_used);
   const std::string log_path = (dir / "provider.log").string();
   const auto timeout = std::chrono::seconds{
       static_cast<int>(60 + 20 * LowerBoundSeconds(machines, options.nodes, limit_for_bound) / options.time_scale)};
@@ -442,18 +412,18 @@ Result RunScenario(const std::string& name, int machines, bool pending_before_st
 
   if (pending_before_start) {
     // Requests Omni admitted while an earlier run of the provider had published its status.
-    if (auto published = env->standin().PublishProviderStatusForTest("proxmox"); !published.ok()) {
+    if (auto published = env.standin().PublishProviderStatusForTest("proxmox"); !published.ok()) {
       throw std::runtime_error(std::string(published.message()));
     }
-    auto scaled = env->standin().ScaleMachineRequestSet("bench", "bench", machines);
+    auto scaled = env.standin().ScaleMachineRequestSet("bench", "bench", machines);
     if (!scaled.ok()) throw std::runtime_error(std::string(scaled.message()));
   }
-  const RequestCounts before_start = CountRequests(env->simulator());
+  const RequestCounts before_start = CountRequests(env.simulator());
   const auto process_started = Clock::now();
   ProviderProcess provider(argv, log_path);
-  if (!env->standin().WaitFor(
+  if (!env.standin().WaitFor(
           [&] {
-            return (env->standin().ProviderConnected("proxmox") && env->standin().ProviderStatusPublished("proxmox")) ||
+            return (env.standin().ProviderConnected("proxmox") && env.standin().ProviderStatusPublished("proxmox")) ||
                    !provider.running();
           },
           std::chrono::seconds{60}) ||
@@ -464,28 +434,28 @@ Result RunScenario(const std::string& name, int machines, bool pending_before_st
   Clock::time_point measured_from = process_started;
   RequestCounts baseline = before_start;
   ProcessSample cpu_baseline;
-  auto omni_baseline = env->standin().SignedCalls();
+  auto omni_baseline = env.standin().SignedCalls();
   if (pending_before_start) omni_baseline.clear();  // the start-up is part of this scenario
   if (!pending_before_start) {
     // Idle provider: measure only the scale-up, not the start-up.
-    baseline = CountRequests(env->simulator());
+    baseline = CountRequests(env.simulator());
     if (auto sample = SampleProcess(provider.pid())) cpu_baseline = *sample;
     result.idle_rss_mib = cpu_baseline.peak_rss_mib;
     measured_from = Clock::now();
-    auto scaled = env->standin().ScaleMachineRequestSet("bench", "bench", machines);
+    auto scaled = env.standin().ScaleMachineRequestSet("bench", "bench", machines);
     if (!scaled.ok()) throw std::runtime_error(std::string(scaled.message()));
   }
-  if (std::string failure; !WaitForJoined(*env, provider, static_cast<std::size_t>(machines), timeout, failure)) {
+  if (std::string failure; !WaitForJoined(env, provider, static_cast<std::size_t>(machines), timeout, failure)) {
     throw std::runtime_error(fmt::format("{}: {} of {} machines joined ({}); see {}", name,
-                                         env->standin().JoinedMachines().size(), machines,
+                                         env.standin().JoinedMachines().size(), machines,
                                          failure.empty() ? "timeout or provider exit" : failure, log_path));
   }
   result.wall_seconds = std::chrono::duration<double>(Clock::now() - measured_from).count();
   const auto sample = SampleProcess(provider.pid());
-  const RequestCounts after = CountRequests(env->simulator());
-  const Json requests = env->simulator().StateForTest().value("requests", Json::object());
+  const RequestCounts after = CountRequests(env.simulator());
+  const Json requests = env.simulator().StateForTest().value("requests", Json::object());
   for (const auto& [endpoint, count] : requests.items()) result.requests_by_endpoint[endpoint] = count;
-  result.omni_calls_by_method = Minus(env->standin().SignedCalls(), omni_baseline);
+  result.omni_calls_by_method = Minus(env.standin().SignedCalls(), omni_baseline);
   result.omni_calls_per_vm = static_cast<double>(Total(result.omni_calls_by_method)) / machines;
 
   const auto [exit_code, usage] = provider.Stop(std::chrono::seconds{30});
@@ -519,8 +489,7 @@ std::size_t VmsLeft(Environment& env) {
 }
 
 std::size_t RequestsLeft(Environment& env) {
-  auto requests = env.standin().state().List("infra-provider", "MachineRequests.omni.sidero.dev");
-  return requests.ok() ? requests->size() : 0;
+  return static_cast<std::size_t>(std::max(env.world->MachineRequestCount(), 0));
 }
 
 // Up and down again with an idle provider: the issue-17 CPU figure (per VM over the whole cycle)
@@ -528,7 +497,7 @@ std::size_t RequestsLeft(Environment& env) {
 Result RunCycle(int machines, const BenchOptions& options, int limit_for_bound, std::vector<std::string>& flags_used) {
   const std::filesystem::path dir = std::filesystem::path(options.work_dir) / "cycle";
   auto env = Environment::Start(options, dir);
-  const auto argv = ProviderArgv(options, dir, *env, flags_used);
+  const auto argv = ProviderArgv(options, env, flags_used);
   const std::string log_path = (dir / "provider.log").string();
   const double up_bound = LowerBoundSeconds(machines, options.nodes, limit_for_bound) / options.time_scale;
   const double down_bound = DownBoundSeconds(machines, options.nodes, limit_for_bound) / options.time_scale;
@@ -540,61 +509,61 @@ Result RunCycle(int machines, const BenchOptions& options, int limit_for_bound, 
   result.down_bound_seconds = down_bound;
 
   ProviderProcess provider(argv, log_path);
-  if (!env->standin().WaitFor(
+  if (!env.standin().WaitFor(
           [&] {
-            return (env->standin().ProviderConnected("proxmox") && env->standin().ProviderStatusPublished("proxmox")) ||
+            return (env.standin().ProviderConnected("proxmox") && env.standin().ProviderStatusPublished("proxmox")) ||
                    !provider.running();
           },
           std::chrono::seconds{60}) ||
       !provider.running()) {
     throw std::runtime_error(fmt::format("cycle: the provider did not connect; see {}", log_path));
   }
-  const RequestCounts idle = CountRequests(env->simulator());
-  const auto idle_by_endpoint = RequestsByEndpoint(env->simulator());
-  const auto omni_idle = env->standin().SignedCalls();
+  const RequestCounts idle = CountRequests(env.simulator());
+  const auto idle_by_endpoint = RequestsByEndpoint(env.simulator());
+  const auto omni_idle = env.standin().SignedCalls();
   ProcessSample cpu_idle;
   if (auto sample = SampleProcess(provider.pid())) cpu_idle = *sample;
   result.idle_rss_mib = cpu_idle.peak_rss_mib;
 
   auto started = Clock::now();
-  if (auto s = env->standin().ScaleMachineRequestSet("bench", "bench", machines); !s.ok()) {
+  if (auto s = env.standin().ScaleMachineRequestSet("bench", "bench", machines); !s.ok()) {
     throw std::runtime_error(std::string(s.message()));
   }
-  if (std::string failure; !WaitForJoined(*env, provider, static_cast<std::size_t>(machines), timeout, failure)) {
+  if (std::string failure; !WaitForJoined(env, provider, static_cast<std::size_t>(machines), timeout, failure)) {
     throw std::runtime_error(fmt::format("cycle: {} of {} machines joined ({}); see {}",
-                                         env->standin().JoinedMachines().size(), machines,
+                                         env.standin().JoinedMachines().size(), machines,
                                          failure.empty() ? "timeout or provider exit" : failure, log_path));
   }
   result.wall_seconds = std::chrono::duration<double>(Clock::now() - started).count();
   // The way up ends when every request is PROVISIONED (the last task polls come after the boot),
   // and the way down starts from there.
-  while (Provisioned(*env) < static_cast<std::size_t>(machines)) {
+  while (Provisioned(env) < static_cast<std::size_t>(machines)) {
     if (Clock::now() - started > timeout || !provider.running()) {
       throw std::runtime_error(
-          fmt::format("cycle: {} of {} requests PROVISIONED; see {}", Provisioned(*env), machines, log_path));
+          fmt::format("cycle: {} of {} requests PROVISIONED; see {}", Provisioned(env), machines, log_path));
     }
     std::this_thread::sleep_for(std::chrono::milliseconds{20});
   }
-  const RequestCounts up = CountRequests(env->simulator());
-  const auto up_by_endpoint = RequestsByEndpoint(env->simulator());
-  const auto omni_up = env->standin().SignedCalls();
+  const RequestCounts up = CountRequests(env.simulator());
+  const auto up_by_endpoint = RequestsByEndpoint(env.simulator());
+  const auto omni_up = env.standin().SignedCalls();
 
   started = Clock::now();
-  if (auto s = env->standin().ScaleMachineRequestSet("bench", "bench", 0); !s.ok()) {
+  if (auto s = env.standin().ScaleMachineRequestSet("bench", "bench", 0); !s.ok()) {
     throw std::runtime_error(std::string(s.message()));
   }
-  while (VmsLeft(*env) > 0 || RequestsLeft(*env) > 0) {
+  while (VmsLeft(env) > 0 || RequestsLeft(env) > 0) {
     if (Clock::now() - started > timeout || !provider.running()) {
       throw std::runtime_error(fmt::format("cycle: {} VMs and {} MachineRequests left after the scale-down; see {}",
-                                           VmsLeft(*env), RequestsLeft(*env), log_path));
+                                           VmsLeft(env), RequestsLeft(env), log_path));
     }
     std::this_thread::sleep_for(std::chrono::milliseconds{20});
   }
   result.down_wall_seconds = std::chrono::duration<double>(Clock::now() - started).count();
   const auto sample = SampleProcess(provider.pid());
-  const RequestCounts down = CountRequests(env->simulator());
-  const auto omni_down = env->standin().SignedCalls();
-  result.requests_by_endpoint = RequestsByEndpoint(env->simulator());
+  const RequestCounts down = CountRequests(env.simulator());
+  const auto omni_down = env.standin().SignedCalls();
+  result.requests_by_endpoint = RequestsByEndpoint(env.simulator());
   result.up_requests_by_endpoint = Minus(up_by_endpoint, idle_by_endpoint);
   result.down_requests_by_endpoint = Minus(result.requests_by_endpoint, up_by_endpoint);
   provider.Stop(std::chrono::seconds{30});

@@ -9,28 +9,22 @@
 #include <algorithm>
 #include <chrono>
 #include <cmath>
+#include <functional>
 #include <iostream>
-#include <map>
-#include <mutex>
-#include <set>
+#include <string>
 #include <thread>
+#include <vector>
 
 #include <fmt/format.h>
 #include <nlohmann/json.hpp>
 
 #include "cli/command.h"
-#include "omni/keys.h"
-#include "omni/management_client.h"
-#include "omni/specs.h"
+#include "cli/world.h"
 #include "omni/specs/omni.pb.h"
-#include "omni/state_client.h"
-#include "provider/model/providerdata.h"
 #include "provider/provider.h"
-#include "pve/client.h"
-#include "sim/omni/standin.h"
-#include "sim/pve/simulator.h"
+#include "sim/pve/scenario_builder.h"
 #include "util/log.h"
-#include "util/metrics.h"
+#include "util/random.h"
 #include "util/version.h"
 
 namespace omni_proxmox::cli {
@@ -41,26 +35,17 @@ using Stage = specs::MachineRequestStatusSpec;
 using std::chrono::milliseconds;
 
 // The cluster of the operator document: LVM-thin per node, a shared Ceph RBD pool named vm_ssd, vmbr0.
-constexpr const char* kDemoScenario = R"yaml(
-cluster:
-  name: demo
-  vmid_range: [100, 10000]
-nodes:
-  - {name: pve1, cpus: 32, memory_gib: 128, bridges: [vmbr0]}
-  - {name: pve2, cpus: 32, memory_gib: 128, bridges: [vmbr0]}
-  - {name: pve3, cpus: 32, memory_gib: 128, bridges: [vmbr0]}
-storages:
-  - {id: local, type: dir, content: [iso, vztmpl, backup], size_gib: 100}
-  - {id: local-lvm, type: lvmthin, content: [images, rootdir], size_gib: 1000}
-  - {id: vm_ssd, type: rbd, content: [images], shared: true, size_gib: 4000}
-users:
-  - userid: root@pam
-    password: pve-sim-root
-    tokens:
-      - {name: omni, secret: 5f0c3a52-8d1e-4b7a-9c3d-2e6f1a7b9c40, privsep: false}
-tasks:
-  durations: {qmcreate: 2, qmstart: 1, qmstop: 1, qmshutdown: 2, qmconfig: 0.5, download: 6, imgcopy: 1, qmdestroy: 2, imgdel: 0.5}
-)yaml";
+sim::pve::Scenario DemoScenario() {
+  sim::pve::Scenario scenario;
+  scenario.name = "demo";
+  scenario.vmid_upper = 10000;
+  scenario.nodes = sim::pve::NumberedNodes(3, 32, 128);
+  scenario.storages = {sim::pve::LocalDirStorage(), sim::pve::LocalLvmThinStorage(1000), sim::pve::CephPoolStorage()};
+  scenario.task_seconds = sim::pve::QuickTaskSeconds();
+  scenario.task_seconds["qmshutdown"] = 2;
+  scenario.task_seconds["download"] = 6;
+  return scenario;
+}
 
 // docs/examples/machineclass-worker.yaml's providerdata.
 constexpr const char* kWorkerProviderData = R"(cores: 4
@@ -117,92 +102,41 @@ int RunDemo(const DemoOptions& demo, const CommandContext& ctx) {
     return kExitFindings;
   };
 
-  // TLS, as every real Omni serves its API (it refuses to start without); the provider trusts the
-  // stand-in's self-signed CA.
-  auto standin = sim::omni::StandIn::Start({.provider_id = "proxmox", .tls = true});
-  if (!standin.ok()) return fail(std::string(standin.status().message()));
-  std::mutex joined_mutex;
-  std::set<std::string> joined;
-  sim::pve::SimulatorOptions sim_options;
-  sim_options.scenario_yaml = kDemoScenario;
-  sim_options.time_scale = demo.fast ? 40 : 8;
-  sim_options.on_vm_started = [&](const sim::pve::VmBootInfo& boot) {
-    if ((*standin)->MachineJoined(boot.user_data, boot.smbios_uuid).ok()) {
-      std::lock_guard lock(joined_mutex);
-      joined.insert(boot.smbios_uuid);
-    }
-  };
-  auto sim = sim::pve::Simulator::Start(sim_options);
-  if (!sim.ok()) return fail(std::string(sim.status().message()));
+  auto world_started = World::Start({.scenario = DemoScenario(),
+                                     .time_scale = demo.fast ? 40.0 : 8.0,
+                                     .client_seed = util::Random::SeedFromDevice(),
+                                     .omni_tls = true});
+  if (!world_started.ok()) return fail(std::string(world_started.status().message()));
+  World& world = **world_started;
   say(fmt::format("omni-proxmox {} demo", util::kVersion));
   say(fmt::format("  Proxmox VE simulator: {}/api2/json (3 nodes, local-lvm, shared rbd vm_ssd, vmbr0)",
-                  (*sim)->base_url()));
-  say(fmt::format("  Omni stand-in:        {} (signed gRPC over TLS), Image Factory {}", (*standin)->grpc_endpoint(),
-                  (*standin)->factory_url()));
-
-  pve::ClientOptions pve_options;
-  pve_options.base_url = (*sim)->base_url() + "/api2/json";
-  pve_options.token_id = (*sim)->default_token_id();
-  pve_options.token_secret = util::Secret<std::string>((*sim)->default_token_secret());
-  auto pve = pve::MakeHttpClient(pve_options, util::RealClock());
-  if (!pve.ok()) return fail(std::string(pve.status().message()));
-  auto key = omni::DecodeServiceAccountKey((*standin)->provider_key());
-  if (!key.ok()) return fail(std::string(key.status().message()));
-  util::Random random(util::Random::SeedFromDevice());
-  omni::ClientOptions omni_options;
-  omni_options.endpoint = (*standin)->grpc_endpoint();
-  omni_options.tls_root_certs_pem = (*standin)->tls_ca_pem();
-  omni_options.key = *key;
-  omni_options.provider_id = "proxmox";
-  omni_options.random = &random;
-  auto state = omni::MakeGrpcStateClient(omni_options);
-  if (!state.ok()) return fail(std::string(state.status().message()));
-  auto management = omni::MakeGrpcManagementClient(omni_options);
-  if (!management.ok()) return fail(std::string(management.status().message()));
+                  world.sim().base_url()));
+  say(fmt::format("  Omni stand-in:        {} (signed gRPC over TLS), Image Factory {}",
+                  world.standin().grpc_endpoint(), world.standin().factory_url()));
 
   // The provider exactly as `run` assembles it (task slots, garbage collection in report mode),
   // with the demo's quicker heartbeat, resync and polls.
-  provider::ProviderOptions options;
-  options.info = {.id = "proxmox",
-                  .name = "Proxmox (demo)",
-                  .description = "omni-proxmox demo",
-                  .icon = "",
-                  .schema = provider::ProviderDataJsonSchema(),
-                  .version = util::kVersion};
-  options.image_factory_url = (*standin)->factory_url();
+  provider::ProviderOptions options = world.ProviderDefaults();
+  options.info.name = "Proxmox (demo)";
+  options.info.description = "omni-proxmox demo";
   options.fleet.task_poll = milliseconds{demo.fast ? 50 : 200};
   options.steps.shutdown_timeout = std::chrono::seconds{10};
   options.heartbeat_interval = milliseconds{2000};
   options.resync_interval = milliseconds{5000};
   options.gc_interval = milliseconds{5000};
-  util::MetricsRegistry metrics;
-  auto provider =
-      provider::Provider::Assemble(options, **pve, **state, **management, metrics, util::RealClock(), random);
-  if (!provider.ok()) return fail(std::string(provider.status().message()));
-  (*provider)->Start();
+  auto assembled = world.AssembleProvider(options);
+  if (!assembled.ok()) return fail(std::string(assembled.status().message()));
+  provider::Provider& provider = **assembled;
+  provider.Start();
 
   const auto rows = [&]() {
     std::vector<Row> out;
-    auto list =
-        (*state)->List({std::string(omni::kNamespaceInfraProvider), std::string(omni::kTypeMachineRequestStatus), {}});
-    if (!list.ok()) return out;
-    for (const auto& r : *list) {
-      Stage spec;
-      if (!omni::DecodeSpec(r, spec).ok()) continue;
-      out.push_back({r.metadata.id, spec.stage(), spec.status(), spec.error()});
-    }
+    for (const auto& [id, spec] : world.RequestStatuses())
+      out.push_back({id, spec.stage(), spec.status(), spec.error()});
     return out;
   };
-  const auto requests = [&]() {
-    auto list =
-        (*state)->List({std::string(omni::kNamespaceInfraProvider), std::string(omni::kTypeMachineRequest), {}});
-    return list.ok() ? static_cast<int>(list->size()) : -1;
-  };
-  const auto vms = [&]() { return (*sim)->StateForTest()["vms"]; };
-  const auto joined_count = [&]() {
-    std::lock_guard lock(joined_mutex);
-    return static_cast<int>(joined.size());
-  };
+  const auto vms = [&]() { return world.sim().StateForTest()["vms"]; };
+  const auto joined_count = [&]() { return static_cast<int>(world.Joined().size()); };
 
   // Progress: redrawn in place on a terminal, printed on change otherwise.
   std::size_t drawn_lines = 0;
@@ -233,15 +167,16 @@ int RunDemo(const DemoOptions& demo, const CommandContext& ctx) {
   };
 
   // As Omni, the stand-in admits request sets only for a provider that has published its status.
-  if (!(*standin)->WaitFor([&] { return (*standin)->ProviderStatusPublished("proxmox"); }, std::chrono::seconds{20})) {
+  if (!world.standin().WaitFor([&] { return world.standin().ProviderStatusPublished("proxmox"); },
+                               std::chrono::seconds{20})) {
     return fail("the provider did not publish its InfraProviderStatus within 20 s");
   }
-  if (auto s = (*standin)->ApplyMachineClass("worker", kWorkerProviderData); !s.ok()) {
+  if (auto s = world.standin().ApplyMachineClass("worker", kWorkerProviderData); !s.ok()) {
     return fail(std::string(s.message()));
   }
   say("\nMachineClass 'worker': 4 cores, 8 GiB, 40 GiB on storage_selector: type == \"rbd\" && name == \"vm_ssd\"");
   say(fmt::format("Scaling MachineRequestSet 'workers' to {}...", demo.machines));
-  if (auto s = (*standin)->ScaleMachineRequestSet("workers", "worker", demo.machines); !s.ok()) {
+  if (auto s = world.standin().ScaleMachineRequestSet("workers", "worker", demo.machines); !s.ok()) {
     return fail(std::string(s.message()));
   }
   const auto provisioned = [&]() {
@@ -271,15 +206,16 @@ int RunDemo(const DemoOptions& demo, const CommandContext& ctx) {
     }
     std::cout << "\nScaling 'workers' to 0...\n";
   }
-  (void)(*standin)->ScaleMachineRequestSet("workers", "worker", 0);
+  (void)world.standin().ScaleMachineRequestSet("workers", "worker", 0);
   const bool down = wait_until(
-      "tearing down", [&] { return demo.machines - requests(); }, demo.machines, std::chrono::seconds{50});
+      "tearing down", [&] { return demo.machines - world.MachineRequestCount(); }, demo.machines,
+      std::chrono::seconds{50});
   const int vms_remaining = static_cast<int>(vms().size());
-  (*provider)->Stop();
+  provider.Stop();
   const double duration_s = std::chrono::duration<double>(std::chrono::steady_clock::now() - started).count();
   const bool ok =
       up && down && machines_provisioned == demo.machines && machines_joined == demo.machines && vms_remaining == 0;
-  const auto& stats = (*provider)->counters();
+  const auto& stats = provider.counters();
   if (json) {
     std::cout << Json{{"machines_requested", demo.machines},
                       {"machines_provisioned", machines_provisioned},

@@ -378,11 +378,11 @@ void PrintTable(const StatusView& view) {
               << RenderTable(GarbageHeaders(), rows);
   }
   std::cout << "\n"
-            << (view.ok() ? "All is well."
-                          : fmt::format("Needs attention: {}{} failed, {} missing VMs, {} teardowns retrying, {} orphans.",
-                                        health.Healthy() ? "" : "provider unhealthy, ", view.failed, view.missing,
-                                        view.retrying,
-                                        view.orphans.size()))
+            << (view.ok()
+                    ? "All is well."
+                    : fmt::format("Needs attention: {}{} failed, {} missing VMs, {} teardowns retrying, {} orphans.",
+                                  health.Healthy() ? "" : "provider unhealthy, ", view.failed, view.missing,
+                                  view.retrying, view.orphans.size()))
             << "\n";
 }
 

@@ -5,10 +5,10 @@
 #include <gtest/gtest.h>
 
 #include "cli/operator_world.h"
+#include "cli/world.h"
 #include "omni/provider_status.h"
 #include "omni/state_client.h"
 #include "support/private_ca.h"
-#include "support/standin_client_options.h"
 #include "util/random.h"
 
 namespace omni_proxmox::cli {
@@ -26,7 +26,7 @@ class DoctorCommand : public OperatorWorld {
 
   // Publishes the provider's heartbeat as `run` does, dated `age` ago.
   void Heartbeat(std::chrono::seconds age, const std::string& error = "") {
-    auto options = testing::StandInClientOptions(*standin_, &random_);
+    auto options = StandInClientOptions(*standin_, &random_);
     ASSERT_TRUE(options.ok()) << options.status();
     auto state = omni::MakeGrpcStateClient(*options);
     ASSERT_TRUE(state.ok()) << state.status();

@@ -1,23 +1,18 @@
 // SPDX-License-Identifier: Apache-2.0
 #pragma once
 
-// A Proxmox simulator and an Omni stand-in for running operator commands (`gc`, `status`) as
-// separate processes, with the config.yaml, token secret and provider key they read in a
-// per-test directory, plus helpers to plant VMs and ISOs the way the provider would.
-
-#include <unistd.h>
+// A Proxmox simulator and an Omni stand-in (support/world_test.h) for running the provider and the
+// operator commands (`run`, `gc`, `status`) as separate processes, with the config.yaml, token
+// secret and provider key they read in a per-test directory, plus helpers to plant VMs and ISOs
+// the way the provider would.
 
 #include <chrono>
-#include <filesystem>
-#include <fstream>
 #include <functional>
 #include <string>
-#include <thread>
 #include <vector>
 
 #include <fmt/format.h>
 #include <gtest/gtest.h>
-#include <nlohmann/json.hpp>
 
 #include "omni/join_config.h"
 #include "provider/ownership/iso_names.h"
@@ -25,61 +20,31 @@
 #include "pve/client.h"
 #include "sim/omni/standin.h"
 #include "sim/pve/simulator.h"
-#include "support/sim_pve_client.h"
 #include "support/subprocess.h"
+#include "support/world_test.h"
+#include "util/clock.h"
 
 namespace omni_proxmox::cli {
 
-class ProviderWorld : public ::testing::Test {
+class ProviderWorld : public testing::WorldTest {
  protected:
   void SetUp() override {
-    dir_ = std::filesystem::temp_directory_path() / fmt::format("op-world-{}-{}", getpid(), counter_++);
-    std::filesystem::create_directories(dir_);
-    auto standin = sim::omni::StandIn::Start({.provider_id = "proxmox"});
-    ASSERT_TRUE(standin.ok()) << standin.status();
-    standin_ = std::move(*standin);
-    sim::pve::SimulatorOptions options;
-    options.time_scale = 25;
-    options.on_vm_started = [this](const sim::pve::VmBootInfo& boot) {
-      (void)standin_->MachineJoined(boot.user_data, boot.smbios_uuid);
-    };
-    auto sim = sim::pve::Simulator::Start(options);
-    ASSERT_TRUE(sim.ok()) << sim.status();
-    sim_ = std::move(*sim);
-    const std::string config = fmt::format("proxmox:\n  url: {}/api2/json\n  tokenID: \"{}\"\n  tokenSecretFile: {}\n",
-                                           sim_->base_url(), sim_->default_token_id(), Path("secret"));
-    for (const auto& [name, content] : {std::pair<std::string, std::string>{"config.yaml", config},
-                                        {"secret", sim_->default_token_secret()},
-                                        {"key", standin_->provider_key()}}) {
-      std::ofstream(dir_ / name) << content;
-    }
-    auto pve = testing::SimPveClient(*sim_);
-    ASSERT_TRUE(pve.ok()) << pve.status();
-    pve_ = std::move(*pve);
+    WorldTest::SetUp();
+    if (HasFatalFailure()) return;
+    WriteCommandFiles();
+    pve_ = &world_->pve();
   }
-
-  void TearDown() override { std::filesystem::remove_all(dir_); }
-
-  std::string Path(const std::string& name) const { return (dir_ / name).string(); }
 
   // omni-proxmox [--format json] <command> <connection flags> <extra...>
   testing::ProcessResult Run(const std::string& command, std::vector<std::string> extra, bool json = false) {
     std::vector<std::string> argv = {OP_BINARY};
     if (json) argv.insert(argv.end(), {"--format", "json"});
-    argv.insert(argv.end(), {command, "--config-file", Path("config.yaml"), "--omni-api-endpoint",
-                             standin_->grpc_endpoint(), "--omni-service-account-key-file", Path("key")});
+    argv.push_back(command);
+    for (const auto& flag : files().ConnectionFlags()) argv.push_back(flag);
     argv.insert(argv.end(), extra.begin(), extra.end());
     return testing::RunProcess(argv, "", {}, std::chrono::seconds{120});
   }
 
-  // A VM on `node` with `tags` (empty: none), created and waited for.
-  void CreateVm(const std::string& node, int vmid, const std::string& name, const std::string& tags) {
-    pve::FormFields fields = {{"name", name}, {"memory", "1024"}, {"scsi0", "local-lvm:2"}};
-    if (!tags.empty()) fields.emplace_back("tags", tags);
-    auto upid = pve_->CreateVm(node, vmid, fields);
-    ASSERT_TRUE(upid.ok()) << upid.status();
-    ASSERT_TRUE(pve_->WaitTask(*upid, util::RealClock().Monotonic() + std::chrono::seconds{60}).ok());
-  }
   // The markers our provider puts on the VM of `request` of this stand-in's Omni
   // ("omni-proxmox;omni-provider.<p>;omni-instance.<i>;omni-request.<r>").
   std::string Markers(const std::string& provider, const std::string& request) const {
@@ -104,37 +69,14 @@ class ProviderWorld : public ::testing::Test {
     ASSERT_TRUE(upid.ok()) << upid.status();
     ASSERT_TRUE(pve_->WaitTask(*upid, util::RealClock().Monotonic() + std::chrono::seconds{60}).ok());
   }
-  bool HasVm(int vmid) {
-    const nlohmann::json state = sim_->StateForTest();
-    for (const auto& vm : state["vms"]) {
-      if (vm["vmid"] == vmid) return true;
-    }
-    return false;
-  }
-  bool HasVolume(const std::string& volid) {
-    const nlohmann::json state = sim_->StateForTest();
-    for (const auto& v : state["volumes"]) {
-      if (v.value("volid", "") == volid) return true;
-    }
-    return false;
-  }
 
   // Polls `predicate` (it may run a command) until it holds or `timeout` passes.
   static bool Eventually(const std::function<bool()>& predicate,
                          std::chrono::seconds timeout = std::chrono::seconds{90}) {
-    const auto deadline = std::chrono::steady_clock::now() + timeout;
-    while (!predicate()) {
-      if (std::chrono::steady_clock::now() > deadline) return false;
-      std::this_thread::sleep_for(std::chrono::milliseconds{250});
-    }
-    return true;
+    return testing::Eventually(predicate, timeout, std::chrono::milliseconds{250});
   }
 
-  static inline int counter_ = 0;
-  std::filesystem::path dir_;
-  std::unique_ptr<sim::omni::StandIn> standin_;
-  std::unique_ptr<sim::pve::Simulator> sim_;
-  std::unique_ptr<pve::Client> pve_;
+  pve::Client* pve_ = nullptr;  // the world's client of the simulator
 };
 
 }  // namespace omni_proxmox::cli

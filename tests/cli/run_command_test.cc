@@ -5,8 +5,6 @@
 #include <signal.h>
 
 #include <cstdio>
-#include <filesystem>
-#include <fstream>
 #include <regex>
 #include <sstream>
 
@@ -15,8 +13,7 @@
 #include <gtest/gtest.h>
 #include <nlohmann/json.hpp>
 
-#include "sim/omni/standin.h"
-#include "sim/pve/simulator.h"
+#include "cli/provider_world.h"
 #include "support/subprocess.h"
 
 namespace omni_proxmox::cli {
@@ -26,41 +23,8 @@ using omni_proxmox::testing::ChildProcess;
 using omni_proxmox::testing::RunProcess;
 using ::testing::HasSubstr;
 
-class RunCommandTest : public ::testing::Test {
- protected:
-  void SetUp() override {
-    dir_ = std::filesystem::temp_directory_path() / fmt::format("op-run-{}-{}", getpid(), counter_++);
-    std::filesystem::create_directories(dir_);
-    auto standin = sim::omni::StandIn::Start({.provider_id = "proxmox"});
-    ASSERT_TRUE(standin.ok()) << standin.status();
-    standin_ = std::move(*standin);
-    sim::pve::SimulatorOptions options;
-    options.time_scale = 25;
-    options.on_vm_started = [this](const sim::pve::VmBootInfo& boot) {
-      (void)standin_->MachineJoined(boot.user_data, boot.smbios_uuid);
-    };
-    auto sim = sim::pve::Simulator::Start(options);
-    ASSERT_TRUE(sim.ok()) << sim.status();
-    sim_ = std::move(*sim);
-    Write("config.yaml", fmt::format("proxmox:\n  url: {}/api2/json\n  tokenID: \"{}\"\n  tokenSecretFile: secret\n",
-                                     sim_->base_url(), sim_->default_token_id()));
-    Write("secret", sim_->default_token_secret());
-    Write("key", standin_->provider_key());
-  }
-
-  void TearDown() override { std::filesystem::remove_all(dir_); }
-
-  void Write(const std::string& name, const std::string& content) {
-    std::ofstream out(dir_ / name);
-    out << content;
-  }
-  std::string Path(const std::string& name) const { return (dir_ / name).string(); }
-
-  static inline int counter_ = 0;
-  std::filesystem::path dir_;
-  std::unique_ptr<sim::omni::StandIn> standin_;
-  std::unique_ptr<sim::pve::Simulator> sim_;
-};
+// The simulator's built-in cluster and the stand-in, with the files `run` reads.
+class RunCommandTest : public ProviderWorld {};
 
 TEST_F(RunCommandTest, GoProviderFlagsProvisionAndStopCleanlyOnSigterm) {
   ASSERT_TRUE(standin_

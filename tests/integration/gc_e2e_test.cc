@@ -5,15 +5,12 @@
 // the grace period; a foreign VM and another provider's VM are never touched; ISOs left after
 // scaling to 0 are removed.
 
-#include <thread>
-
 #include <fmt/format.h>
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
 #include <nlohmann/json.hpp>
 
 #include "omni/join_config.h"
-#include "omni/management_client.h"
 #include "omni/specs.h"
 #include "omni/state_client.h"
 #include "provider/gc/collector.h"
@@ -23,9 +20,8 @@
 #include "pve/client.h"
 #include "sim/omni/standin.h"
 #include "sim/pve/simulator.h"
-#include "support/sim_pve_client.h"
-#include "support/standin_client_options.h"
-#include "util/metrics.h"
+#include "support/world_test.h"
+#include "util/clock.h"
 
 namespace omni_proxmox::provider {
 namespace {
@@ -41,78 +37,35 @@ constexpr seconds kGrace{300};  // 12 s of real time
 
 constexpr const char* kClass = "cores: 2\nmemory: 2048\ndisk_size: 10\nstorage_selector: type == \"lvmthin\"\n";
 
-class GarbageE2ETest : public ::testing::Test {
+class GarbageE2ETest : public testing::WorldTest {
  protected:
-  void SetUp() override {
-    auto standin = sim::omni::StandIn::Start({.provider_id = "proxmox"});
-    ASSERT_TRUE(standin.ok()) << standin.status();
-    standin_ = std::move(*standin);
-    sim::pve::SimulatorOptions sim_options;
-    sim_options.clock = &clock_;
-    sim_options.on_vm_started = [this](const sim::pve::VmBootInfo& boot) {
-      (void)standin_->MachineJoined(boot.user_data, boot.smbios_uuid);
-    };
-    auto sim = sim::pve::Simulator::Start(sim_options);
-    ASSERT_TRUE(sim.ok()) << sim.status();
-    sim_ = std::move(*sim);
-    auto pve = testing::SimPveClient(*sim_);
-    ASSERT_TRUE(pve.ok()) << pve.status();
-    pve_ = std::move(*pve);
-    auto omni_options = testing::StandInClientOptions(*standin_, &random_);
-    ASSERT_TRUE(omni_options.ok()) << omni_options.status();
-    auto state = omni::MakeGrpcStateClient(*omni_options);
-    ASSERT_TRUE(state.ok()) << state.status();
-    state_ = std::move(*state);
-    auto management = omni::MakeGrpcManagementClient(*omni_options);
-    ASSERT_TRUE(management.ok()) << management.status();
-    management_ = std::move(*management);
-  }
-
-  void TearDown() override { StopProvider(); }
+  // The simulator's built-in cluster, on the scaled clock the provider shares.
+  cli::WorldOptions MakeWorldOptions() const override { return {.clock = &clock_, .client_seed = 7}; }
 
   // The provider as `run --gc-mode <mode>` assembles it, on the scaled clock, with a fresh
   // registry per start.
   void StartProvider(GcMode mode) {
-    StopProvider();
-    metrics_ = std::make_unique<util::MetricsRegistry>();
-    ProviderOptions options;
-    options.info = {.id = "proxmox",
-                    .name = "Proxmox",
-                    .description = "gc under test",
-                    .icon = "",
-                    .schema = ProviderDataJsonSchema(),
-                    .version = "test"};
-    options.image_factory_url = standin_->factory_url();
-    options.fleet.task_poll = milliseconds{100};
-    options.steps.shutdown_timeout = seconds{5};
-    options.heartbeat_interval = milliseconds{1000};
+    ProviderOptions options = testing::QuickProviderOptions(*world_);
+    options.info.description = "gc under test";
     options.resync_interval = milliseconds{2000};
     options.gc_mode = mode;
     options.gc_grace_period = kGrace;
     options.gc_interval = milliseconds{500};
-    auto provider = Provider::Assemble(options, *pve_, *state_, *management_, *metrics_, clock_, random_);
+    auto provider = world_->AssembleProvider(options);
     ASSERT_TRUE(provider.ok()) << provider.status();
-    provider_ = std::move(*provider);
-    provider_->Start();
+    (*provider)->Start();
     // Omni admits request sets only once the provider has published its status.
     ASSERT_TRUE(standin_->WaitFor([&] { return standin_->ProviderStatusPublished("proxmox"); }, seconds{30}));
   }
 
-  void StopProvider() {
-    if (provider_) provider_->Stop();
-    provider_.reset();
-  }
+  void StopProvider() { world_->StopProvider(); }
 
   double Metric(const std::string& series) {
-    const std::string text = metrics_->RenderText();
+    const std::string text = world_->metrics().RenderText();
     const auto at = text.find("\n" + series + " ");
     return at == std::string::npos ? -1 : std::stod(text.substr(at + series.size() + 2));
   }
 
-  Json Vms() {
-    const Json state = sim_->StateForTest();
-    return state["vms"];
-  }
   std::vector<std::string> IsoVolumes(const std::string& prefix) {
     const Json state = sim_->StateForTest();
     std::vector<std::string> out;
@@ -122,42 +75,21 @@ class GarbageE2ETest : public ::testing::Test {
     }
     return out;
   }
-  bool HasVm(int vmid) {
-    for (const auto& vm : Vms()) {
-      if (vm["vmid"] == vmid) return true;
-    }
-    return false;
-  }
   // Polls: several conditions here (metrics, simulator state) change without any Omni write.
   static bool WaitFor(const std::function<bool()>& predicate, seconds timeout = seconds{120}) {
-    const auto deadline = std::chrono::steady_clock::now() + timeout;
-    while (!predicate()) {
-      if (std::chrono::steady_clock::now() > deadline) return false;
-      std::this_thread::sleep_for(milliseconds{100});
-    }
-    return true;
+    return testing::Eventually(predicate, timeout);
   }
   std::vector<omni::Resource> Requests() {
-    auto list = state_->List({std::string(omni::kNamespaceInfraProvider), std::string(omni::kTypeMachineRequest), {}});
+    auto list =
+        world_->state().List({std::string(omni::kNamespaceInfraProvider), std::string(omni::kTypeMachineRequest), {}});
     return list.ok() ? *list : std::vector<omni::Resource>{};
   }
 
   void CreateVm(int vmid, const std::string& name, const std::string& tags) {
-    pve::FormFields fields = {{"name", name}, {"memory", "1024"}, {"scsi0", "local-lvm:2"}, {"tags", tags}};
-    auto upid = pve_->CreateVm("pve2", vmid, fields);
-    ASSERT_TRUE(upid.ok()) << upid.status();
-    ASSERT_TRUE(pve_->WaitTask(*upid, util::RealClock().Monotonic() + seconds{60}).ok());
+    WorldTest::CreateVm("pve2", vmid, name, tags);
   }
 
   util::ScaledClock clock_{kTimeScale};
-  util::Random random_{7};
-  std::unique_ptr<sim::omni::StandIn> standin_;
-  std::unique_ptr<sim::pve::Simulator> sim_;
-  std::unique_ptr<pve::Client> pve_;
-  std::unique_ptr<omni::StateClient> state_;
-  std::unique_ptr<omni::ManagementClient> management_;
-  std::unique_ptr<util::MetricsRegistry> metrics_;
-  std::unique_ptr<Provider> provider_;
 };
 
 TEST_F(GarbageE2ETest, OrphanReportedThenDeletedForeignKeptIsosRemovedAfterScaleToZero) {
@@ -198,7 +130,7 @@ TEST_F(GarbageE2ETest, OrphanReportedThenDeletedForeignKeptIsosRemovedAfterScale
   // Report mode: the orphan is counted once it is older than the grace period, and left alone.
   StartProvider(GcMode::kReport);
   ASSERT_TRUE(WaitFor([&] { return Metric("omni_proxmox_gc_findings{kind=\"orphan_vm\"}") == 1; }))
-      << metrics_->RenderText();
+      << world_->metrics().RenderText();
   EXPECT_TRUE(HasVm(orphan_vmid));
   EXPECT_EQ(Metric("omni_proxmox_gc_deleted_total{kind=\"orphan_vm\"}"), 0);
 
@@ -206,7 +138,7 @@ TEST_F(GarbageE2ETest, OrphanReportedThenDeletedForeignKeptIsosRemovedAfterScale
   StartProvider(GcMode::kDelete);
   ASSERT_TRUE(WaitFor([&] { return !HasVm(orphan_vmid); })) << Vms().dump(1);
   ASSERT_TRUE(WaitFor([&] { return Metric("omni_proxmox_gc_deleted_total{kind=\"orphan_vm\"}") == 1; }))
-      << metrics_->RenderText();
+      << world_->metrics().RenderText();
   EXPECT_TRUE(HasVm(4242));
   EXPECT_TRUE(HasVm(4343));
   ASSERT_TRUE(WaitFor([&] {
@@ -224,7 +156,7 @@ TEST_F(GarbageE2ETest, OrphanReportedThenDeletedForeignKeptIsosRemovedAfterScale
   ASSERT_TRUE(WaitFor([&] { return IsoVolumes("talos-").empty() && IsoVolumes("omni-cidata-").empty(); }))
       << sim_->StateForTest()["volumes"].dump(1);
   EXPECT_TRUE(WaitFor([&] { return Metric("omni_proxmox_gc_deleted_total{kind=\"talos_iso\"}") >= 1; }))
-      << metrics_->RenderText();
+      << world_->metrics().RenderText();
   EXPECT_TRUE(HasVm(4242));
   EXPECT_TRUE(HasVm(4343));
   EXPECT_EQ(Vms().size(), 2u);
@@ -240,7 +172,7 @@ TEST_F(GarbageE2ETest, NothingIsCollectedWhileOmniCannotBeRead) {
                               .grace_period = seconds{0},
                               .shutdown_timeout = seconds{5},
                               .task_timeout = seconds{60}},
-                             *pve_, *state_, clock_);
+                             world_->pve(), world_->state(), clock_);
   standin_->StopServing();
   auto cycle = collector.RunCycle(GcMode::kDelete);
   EXPECT_TRUE(cycle.report.skipped);

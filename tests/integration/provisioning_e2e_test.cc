@@ -6,7 +6,6 @@
 
 #include <array>
 #include <map>
-#include <mutex>
 #include <set>
 #include <thread>
 
@@ -18,8 +17,6 @@
 
 #include "integration/e2e_fixture.h"
 #include "omni/join_config.h"
-#include "omni/keys.h"
-#include "omni/management_client.h"
 #include "omni/specs.h"
 #include "omni/specs/omni.pb.h"
 #include "omni/state_client.h"
@@ -28,6 +25,7 @@
 #include "pve/client.h"
 #include "pve/limited_client.h"
 #include "sim/omni/standin.h"
+#include "sim/pve/scenario_builder.h"
 #include "sim/pve/simulator.h"
 #include "util/metrics.h"
 
@@ -41,10 +39,14 @@ using std::chrono::milliseconds;
 using Stage = specs::MachineRequestStatusSpec;
 using e2e::Str;
 
-// The fixture's four nodes, where "local" holds ISOs per node, plus "isos": one cephfs storage every
-// node sees.
-const std::string kScenario =
-    e2e::WithStorage(e2e::kDefaultScenario, "{id: isos, type: cephfs, content: [iso], shared: true, size_gib: 200}");
+// The fixture's four nodes, where "local" holds ISOs per node, plus "isos" (listed first): one cephfs
+// storage every node sees.
+sim::pve::Scenario WithSharedIsoStorage() {
+  sim::pve::Scenario scenario = e2e::FourNodeScenario();
+  scenario.storages.insert(scenario.storages.begin(),
+                           {.id = "isos", .type = "cephfs", .content = {"iso"}, .size_gib = 200, .shared = true});
+  return scenario;
+}
 
 constexpr const char* kLocalIsoClass = R"(cores: 2
 memory: 4096
@@ -64,7 +66,7 @@ iso_storage_selector: name == "isos"
 
 class ProvisioningE2ETest : public e2e::E2EFixture {
  protected:
-  std::string Scenario() const override { return kScenario; }
+  sim::pve::Scenario Scenario() const override { return WithSharedIsoStorage(); }
 };
 
 std::map<std::string, int> DownloadsPerNode(const Json& tasks) {
@@ -182,10 +184,7 @@ TEST_F(ProvisioningE2ETest, NoHostnameConfigPatchAndCidataCarriesJoinConfigAndHo
   ASSERT_TRUE(standin_->ApplyMachineClass("workers", kSharedIsoClass).ok());
   ASSERT_TRUE(standin_->ScaleMachineRequestSet("workers", "workers", 2).ok());
   ASSERT_TRUE(WaitFor([&] { return Provisioned() == 2; }, std::chrono::seconds{120})) << Dump();
-  ASSERT_TRUE(WaitFor([&] {
-    std::lock_guard lock(mutex_);
-    return joined_.size() == 2;
-  })) << Dump();
+  ASSERT_TRUE(WaitFor([&] { return world_->Joined().size() == 2; })) << Dump();
 
   for (const auto& [ns, type] :
        {std::pair{omni::kNamespaceInfraProvider, omni::kTypeConfigPatchRequest},
@@ -197,11 +196,7 @@ TEST_F(ProvisioningE2ETest, NoHostnameConfigPatchAndCidataCarriesJoinConfigAndHo
   }
 
   const auto statuses = StatusSpecs();
-  std::vector<sim::pve::VmBootInfo> boots;
-  {
-    std::lock_guard lock(mutex_);
-    boots = boots_;
-  }
+  const std::vector<sim::pve::VmBootInfo> boots = world_->Boots();
   ASSERT_EQ(boots.size(), 2u);
   for (const auto& boot : boots) {
     std::string request;
@@ -301,7 +296,7 @@ TEST_F(ProvisioningE2ETest, RequestsDeletedWhileTheirVmsAreCreatedAreTornDown) {
   ASSERT_TRUE(standin_->ScaleMachineRequestSet("workers", "workers", 0).ok());
   ASSERT_TRUE(WaitFor([&] { return MachineRequests() == 0 && Vms().empty(); }, std::chrono::seconds{120}))
       << Dump() << Vms().dump(1);
-  EXPECT_TRUE(Statuses().empty()) << Dump();
+  EXPECT_TRUE(StatusSpecs().empty()) << Dump();
   auto states = state_->List({omni::ProviderNamespace("proxmox"), omni::ProviderMachineType("proxmox"), {}});
   ASSERT_TRUE(states.ok()) << states.status();
   EXPECT_TRUE(states->empty());

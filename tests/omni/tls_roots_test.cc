@@ -15,11 +15,11 @@
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
 
+#include "cli/world.h"
 #include "omni/specs.h"
 #include "omni/state_client.h"
 #include "sim/omni/standin.h"
 #include "support/private_ca.h"
-#include "support/standin_client_options.h"
 #include "util/random.h"
 
 namespace omni_proxmox::omni {
@@ -91,7 +91,7 @@ TEST_F(TlsRootsFiles, ClientVerifiesAPrivateCaOmniWithTheCaFile) {
       {.provider_id = "proxmox", .tls = true, .tls_cert_pem = ca_.server_cert_pem, .tls_key_pem = ca_.server_key_pem});
   ASSERT_TRUE(standin.ok()) << standin.status();
   util::Random random(3);
-  auto options = testing::StandInClientOptions(**standin, &random);
+  auto options = cli::StandInClientOptions(**standin, &random);
   ASSERT_TRUE(options.ok()) << options.status();
   const ResourcePointer join_config{std::string(kNamespaceInfraProvider), "ProviderJoinConfigs.omni.sidero.dev",
                                     "proxmox"};

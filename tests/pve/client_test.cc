@@ -22,6 +22,7 @@
 
 #include "pve/errors.h"
 #include "pve/privileges.h"
+#include "sim/pve/scenario_builder.h"
 #include "sim/pve/simulator.h"
 #include "support/switch_gate.h"
 #include "util/clock.h"
@@ -33,27 +34,19 @@ namespace {
 using std::chrono::milliseconds;
 using namespace std::chrono_literals;
 
-constexpr char kScenario[] = R"yaml(
-cluster:
-  name: pve-sim
-nodes:
-  - {name: pve1, cpus: 16, memory_gib: 64, bridges: [vmbr0]}
-  - {name: pve2, cpus: 16, memory_gib: 64, bridges: [vmbr0]}
-storages:
-  - {id: local, type: dir, content: [iso, vztmpl, backup, images], path: /var/lib/vz, size_gib: 100}
-  - {id: local-lvm, type: lvmthin, content: [images, rootdir], size_gib: 500}
-users:
-  - userid: root@pam
-    password: pve-sim-root
-    tokens:
-      - {name: omni, secret: 5f0c3a52-8d1e-4b7a-9c3d-2e6f1a7b9c40, privsep: false}
-  - userid: auditor@pve
-    password: audit-pw
-    tokens:
-      - {name: ro, secret: 0a1b2c3d-0000-4000-8000-000000000001, privsep: false}
-acls:
-  - {path: /, ugid: auditor@pve, role: PVEAuditor}
-)yaml";
+// Two nodes with a directory storage for ISOs and disks and LVM-thin; root@pam's token and a
+// read-only auditor with a token of its own.
+sim::pve::Scenario Scenario() {
+  sim::pve::Scenario scenario;
+  scenario.nodes = sim::pve::NumberedNodes(2, 16, 64);
+  scenario.storages = {{.id = "local", .content = {"iso", "vztmpl", "backup", "images"}, .path = "/var/lib/vz"},
+                       sim::pve::LocalLvmThinStorage()};
+  scenario.users.push_back({.userid = "auditor@pve",
+                            .password = "audit-pw",
+                            .tokens = {{.name = "ro", .secret = "0a1b2c3d-0000-4000-8000-000000000001"}}});
+  scenario.acls = {{.path = "/", .ugid = "auditor@pve", .role = "PVEAuditor"}};
+  return scenario;
+}
 
 constexpr char kRootPassword[] = "pve-sim-root";
 
@@ -68,7 +61,7 @@ class ClientTest : public ::testing::Test {
  protected:
   void SetUp() override {
     sim::pve::SimulatorOptions options;
-    options.scenario_yaml = kScenario;
+    options.scenario_yaml = Scenario().Yaml();
     options.tls = true;
     options.clock = &clock_;
     options.seed = 7;
@@ -388,7 +381,7 @@ TEST_F(ClientTest, ErrorClassesFromTheServer) {
 TEST_F(ClientTest, ClassifiesFromTheReasonPhraseAloneLikePveBefore83) {
   // PVE < 8.3 sends {"data":null} without "message": only the status line carries the text.
   sim::pve::SimulatorOptions options;
-  options.scenario_yaml = kScenario;
+  options.scenario_yaml = Scenario().Yaml();
   options.tls = true;
   options.clock = &clock_;
   options.error_message_field = false;

@@ -23,6 +23,7 @@
 #include <nlohmann/json.hpp>
 
 #include "pve/errors.h"
+#include "sim/pve/scenario_builder.h"
 #include "sim/pve/simulator.h"
 #include "util/clock.h"
 #include "util/metrics.h"
@@ -39,21 +40,15 @@ const bool kSigpipeIgnored = [] {
   return true;
 }();
 
-constexpr char kScenario[] = R"yaml(
-nodes:
-  - {name: pve1, cpus: 64, memory_gib: 256, bridges: [vmbr0]}
-  - {name: pve2, cpus: 64, memory_gib: 256, bridges: [vmbr0]}
-storages:
-  - {id: local, type: dir, content: [iso, images], path: /var/lib/vz, size_gib: 100}
-  - {id: local-lvm, type: lvmthin, content: [images, rootdir], size_gib: 2000}
-users:
-  - userid: root@pam
-    password: pve-sim-root
-    tokens:
-      - {name: omni, secret: 5f0c3a52-8d1e-4b7a-9c3d-2e6f1a7b9c40, privsep: false}
-tasks:
-  durations: {qmcreate: 2}
-)yaml";
+// Two large nodes, so only the limits under test hold work back; creates take 2 simulated seconds.
+sim::pve::Scenario Scenario() {
+  sim::pve::Scenario scenario;
+  scenario.nodes = sim::pve::NumberedNodes(2, 64, 256);
+  scenario.storages = {{.id = "local", .content = {"iso", "images"}, .path = "/var/lib/vz"},
+                       sim::pve::LocalLvmThinStorage(2000)};
+  scenario.task_seconds = {{"qmcreate", 2}};
+  return scenario;
+}
 
 // Waits (in real time, generously) for `condition`; false when it never held.
 template <typename Condition>
@@ -70,7 +65,7 @@ class LimitedClientTest : public ::testing::Test {
  protected:
   void SetUp() override {
     sim::pve::SimulatorOptions options;
-    options.scenario_yaml = kScenario;
+    options.scenario_yaml = Scenario().Yaml();
     options.tls = true;
     options.clock = &clock_;
     auto sim = sim::pve::Simulator::Start(options);

@@ -12,6 +12,7 @@
 #include <gtest/gtest.h>
 #include <nlohmann/json.hpp>
 
+#include "sim/pve/scenario_builder.h"
 #include "sim/pve/simulator.h"
 #include "support/subprocess.h"
 
@@ -23,29 +24,23 @@ const bool kSigpipeIgnored = [] {
   return true;
 }();
 
-constexpr char kScenario[] = R"yaml(
-nodes:
-  - {name: pve1, bridges: [vmbr0]}
-  - {name: pve2, bridges: [vmbr0]}
-storages:
-  - {id: local, type: dir, content: [iso, images], path: /var/lib/vz, size_gib: 100}
-users:
-  - userid: root@pam
-    password: pve-sim-root
-    tokens:
-      - {name: omni, secret: 5f0c3a52-8d1e-4b7a-9c3d-2e6f1a7b9c40, privsep: false}
-  - userid: auditor@pve
-    tokens:
-      - {name: ro, secret: 0a1b2c3d-0000-4000-8000-000000000001, privsep: false}
-acls:
-  - {path: /, ugid: auditor@pve, role: PVEAuditor}
-)yaml";
+// Two nodes of the simulator's default size with one directory storage; root@pam's token and a
+// read-only auditor's.
+sim::pve::Scenario Scenario() {
+  sim::pve::Scenario scenario;
+  scenario.nodes = sim::pve::NumberedNodes(2, 8, 32);
+  scenario.storages = {{.id = "local", .content = {"iso", "images"}, .path = "/var/lib/vz"}};
+  scenario.users.push_back(
+      {.userid = "auditor@pve", .tokens = {{.name = "ro", .secret = "0a1b2c3d-0000-4000-8000-000000000001"}}});
+  scenario.acls = {{.path = "/", .ugid = "auditor@pve", .role = "PVEAuditor"}};
+  return scenario;
+}
 
 class PveCheckCliTest : public ::testing::Test {
  protected:
   void SetUp() override {
     sim::pve::SimulatorOptions options;
-    options.scenario_yaml = kScenario;
+    options.scenario_yaml = Scenario().Yaml();
     options.tls = true;
     auto sim = sim::pve::Simulator::Start(options);
     ASSERT_TRUE(sim.ok()) << sim.status();

@@ -1,7 +1,8 @@
 // SPDX-License-Identifier: Apache-2.0
 // The scenario document (YAML) that describes the simulated cluster: cluster settings, nodes, storages,
-// hardware mappings, users, tokens, roles, ACLs, task durations, faults and download sources, plus the
-// built-in default cluster. Every error names the scenario field at fault. Serves no endpoint.
+// hardware mappings, users, tokens, roles, ACLs, task durations, faults and download sources; without one,
+// the built-in cluster of scenario_builder.h (DefaultScenario). Every error names the scenario field at
+// fault. Serves no endpoint.
 
 #include <algorithm>
 #include <regex>
@@ -11,6 +12,7 @@
 
 #include "sim/pve/internal/impl.h"
 #include "sim/pve/internal/text.h"
+#include "sim/pve/scenario_builder.h"
 #include "util/status_macros.h"
 
 namespace omni_proxmox::sim::pve {
@@ -18,30 +20,6 @@ namespace {
 
 using std::chrono::milliseconds;
 using std::chrono::seconds;
-
-// The default scenario: a 3-node cluster with local, thin LVM, thick LVM and shared NFS storage.
-constexpr const char* kDefaultScenario = R"yaml(
-cluster:
-  name: pve-sim
-  vmid_range: [100, 1000000]
-nodes:
-  - {name: pve1, cpus: 16, memory_gib: 64, bridges: [vmbr0, vmbr1], ip: 10.0.0.11}
-  - {name: pve2, cpus: 16, memory_gib: 64, bridges: [vmbr0], ip: 10.0.0.12}
-  - {name: pve3, cpus: 8, memory_gib: 32, bridges: [vmbr0], ip: 10.0.0.13}
-storages:
-  - {id: local, type: dir, content: [iso, vztmpl, backup, images], path: /var/lib/vz, size_gib: 100}
-  - {id: local-lvm, type: lvmthin, content: [images, rootdir], size_gib: 500}
-  - {id: fast-lvm, type: lvm, content: [images], size_gib: 50, nodes: [pve1]}
-  - {id: nas, type: nfs, content: [iso, images, backup], shared: true, path: /mnt/pve/nas, size_gib: 2000}
-mappings:
-  pci:
-    - {id: gpu, nodes: [pve1]}
-users:
-  - userid: root@pam
-    password: pve-sim-root
-    tokens:
-      - {name: omni, secret: 5f0c3a52-8d1e-4b7a-9c3d-2e6f1a7b9c40, privsep: false}
-)yaml";
 
 template <typename T>
 T YamlGet(const YAML::Node& node, const char* key, T fallback) {
@@ -85,7 +63,7 @@ FaultSpec ParseFault(const YAML::Node& node) {
 absl::Status Simulator::Impl::LoadScenario(const std::string& text) {
   YAML::Node root;
   try {
-    root = YAML::Load(text.empty() ? kDefaultScenario : text);
+    root = YAML::Load(text.empty() ? DefaultScenario().Yaml() : text);
   } catch (const YAML::Exception& e) {
     return absl::InvalidArgumentError(fmt::format("scenario: not valid YAML: {}", e.what()));
   }

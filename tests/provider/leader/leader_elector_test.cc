@@ -10,10 +10,10 @@
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
 
+#include "cli/world.h"
 #include "omni/specs.h"
 #include "provider/machine.pb.h"
 #include "sim/omni/standin.h"
-#include "support/standin_client_options.h"
 
 namespace omni_proxmox::provider {
 namespace {
@@ -28,9 +28,8 @@ class LeaderElectorTest : public ::testing::Test {
     auto standin = sim::omni::StandIn::Start({.provider_id = "proxmox", .clock = &clock_});
     ASSERT_TRUE(standin.ok()) << standin.status();
     standin_ = std::move(*standin);
-    auto options = testing::StandInClientOptions(*standin_, &random_);
+    auto options = cli::StandInClientOptions(*standin_, &random_, clock_);
     ASSERT_TRUE(options.ok()) << options.status();
-    options->clock = &clock_;
     auto state = omni::MakeGrpcStateClient(*options);
     ASSERT_TRUE(state.ok()) << state.status();
     state_ = std::move(*state);

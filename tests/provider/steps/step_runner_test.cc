@@ -47,7 +47,7 @@ class StepRunnerTest : public StepWorld {
   void SetUp() override {
     StepWorld::SetUp();
     if (HasFatalFailure()) return;
-    cache_ = std::make_unique<omni::ResourceCache>(*state_);
+    cache_ = std::make_unique<omni::ResourceCache>(world_->state());
     const std::string ns(omni::kNamespaceInfraProvider);
     const omni::LabelQuery ours = {omni::LabelTerm::Equal(std::string(omni::kLabelInfraProviderId), "proxmox")};
     ASSERT_TRUE(cache_->Watch(ns, std::string(omni::kTypeMachineRequest), ours).ok());
@@ -55,25 +55,23 @@ class StepRunnerTest : public StepWorld {
     ASSERT_TRUE(cache_->Watch(omni::ProviderNamespace("proxmox"), omni::ProviderMachineType("proxmox"), {}).ok());
     ASSERT_TRUE(cache_->Watch(ns, std::string(omni::kTypeConfigPatchRequest), ours).ok());
     ASSERT_TRUE(cache_->WaitForSync(std::chrono::seconds{10}));
-    records_ = std::make_unique<RequestRecords>("proxmox", *state_, *cache_);
+    records_ = std::make_unique<RequestRecords>("proxmox", world_->state(), *cache_);
     ASSERT_TRUE(standin_->ApplyMachineClass("worker", kWorkerData).ok());
   }
 
-  void TearDown() override { cache_->Stop(); }
+  void TearDown() override {
+    if (cache_) cache_->Stop();  // before the world its watches read from
+    StepWorld::TearDown();
+  }
 
   StepRunner MakeRunner(StepList provision, StepList teardown = {}) {
     return StepRunner(RunnerOptions{.provider_id = "proxmox", .retry = {}}, *records_, std::move(provision),
-                      std::move(teardown), *fleet_, counters_, clock_, random_);
+                      std::move(teardown), *fleet_, counters_, clock_, world_->random());
   }
 
   // Polls `predicate` in real time (the cache follows Omni over the network) until it holds.
   static bool Eventually(const std::function<bool()>& predicate) {
-    const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds{10};
-    while (!predicate()) {
-      if (std::chrono::steady_clock::now() > deadline) return false;
-      std::this_thread::sleep_for(milliseconds{5});
-    }
-    return true;
+    return omni_proxmox::testing::Eventually(predicate, std::chrono::seconds{10}, milliseconds{5});
   }
 
   // Scales the set to `count` and returns the request IDs once the cache holds them.

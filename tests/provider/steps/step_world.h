@@ -2,9 +2,9 @@
 #pragma once
 
 // What a step or the step runner needs, on simulated time: the Proxmox simulator and the Omni
-// stand-in in process (real sockets), clients for both, the fleet's views, Omni's boot assets and
-// join configuration, all on one util::ManualClock the test advances. A step's wait is a clock
-// advance, never a sleep: Proxmox's tasks end when the clock passes their duration.
+// stand-in in process (real sockets) with clients for both (support/world_test.h), the fleet's views, Omni's boot
+// assets and join configuration, all on one util::ManualClock the test advances. A step's wait is a clock advance,
+// never a sleep: Proxmox's tasks end when the clock passes their duration.
 
 #include <chrono>
 #include <memory>
@@ -14,9 +14,7 @@
 #include <nlohmann/json.hpp>
 #include <spdlog/spdlog.h>
 
-#include "omni/management_client.h"
 #include "omni/specs/omni.pb.h"
-#include "omni/state_client.h"
 #include "provider/fleet/fleet_view.h"
 #include "provider/machine.pb.h"
 #include "provider/model/providerdata.h"
@@ -24,79 +22,63 @@
 #include "provider/reconciler/step.h"
 #include "provider/steps/services.h"
 #include "pve/limited_client.h"
-#include "sim/omni/standin.h"
-#include "sim/pve/simulator.h"
-#include "support/sim_pve_client.h"
-#include "support/standin_client_options.h"
+#include "sim/pve/scenario_builder.h"
+#include "support/world_test.h"
 #include "util/clock.h"
-#include "util/random.h"
 
 namespace omni_proxmox::provider::steptest {
 
 // Two nodes with local ISO storage and LVM-thin, a shared Ceph pool; tasks of a few seconds.
-inline constexpr const char* kStepScenario = R"yaml(
-cluster:
-  name: steps
-  vmid_range: [100, 100000]
-nodes:
-  - {name: pve1, cpus: 16, memory_gib: 64, bridges: [vmbr0]}
-  - {name: pve2, cpus: 16, memory_gib: 64, bridges: [vmbr0]}
-storages:
-  - {id: local, type: dir, content: [iso, vztmpl, backup], size_gib: 100}
-  - {id: local-lvm, type: lvmthin, content: [images, rootdir], size_gib: 500}
-  - {id: vm_ssd, type: rbd, content: [images], shared: true, size_gib: 4000}
-users:
-  - userid: root@pam
-    password: pve-sim-root
-    tokens:
-      - {name: omni, secret: 5f0c3a52-8d1e-4b7a-9c3d-2e6f1a7b9c40, privsep: false}
-tasks:
-  durations: {qmcreate: 2, qmstart: 1, qmstop: 1, qmshutdown: 1, qmconfig: 0.5, download: 5, imgcopy: 1, qmdestroy: 2, imgdel: 0.5}
-)yaml";
+inline sim::pve::Scenario TwoNodeScenario() {
+  sim::pve::Scenario scenario;
+  scenario.name = "steps";
+  scenario.vmid_upper = 100000;
+  scenario.nodes = sim::pve::NumberedNodes(2, 16, 64);
+  scenario.storages = {sim::pve::LocalDirStorage(), sim::pve::LocalLvmThinStorage(), sim::pve::CephPoolStorage()};
+  scenario.task_seconds = sim::pve::QuickTaskSeconds();
+  return scenario;
+}
 
 inline constexpr const char* kWorkerData =
     "cores: 2\nmemory: 2048\ndisk_size: 10\nnetwork_bridge: vmbr0\nstorage_selector: type == \"lvmthin\"\n";
 
-class StepWorld : public ::testing::Test {
+class StepWorld : public omni_proxmox::testing::WorldTest {
  protected:
+  // Everything on clock_: the simulator's tasks, the stand-in, the Omni clients' signatures.
+  cli::WorldOptions MakeWorldOptions() const override {
+    return {.scenario = TwoNodeScenario(), .clock = &clock_, .omni_clock = &clock_};
+  }
+
   void SetUp() override {
-    auto standin = sim::omni::StandIn::Start({.provider_id = "proxmox", .clock = &clock_});
-    ASSERT_TRUE(standin.ok()) << standin.status();
-    standin_ = std::move(*standin);
+    WorldTest::SetUp();
+    if (HasFatalFailure()) return;
+    pve_http_ = &world_->pve();
     // No provider runs here; its status is published as it would be at startup, so Omni admits
     // request sets against the provider's real schema.
     ASSERT_TRUE(standin_->PublishProviderStatusForTest("proxmox", provider::ProviderDataJsonSchema()).ok());
-    sim::pve::SimulatorOptions sim_options;
-    sim_options.scenario_yaml = kStepScenario;
-    sim_options.clock = &clock_;
-    auto sim = sim::pve::Simulator::Start(sim_options);
-    ASSERT_TRUE(sim.ok()) << sim.status();
-    sim_ = std::move(*sim);
-    auto pve = omni_proxmox::testing::SimPveClient(*sim_);
-    ASSERT_TRUE(pve.ok()) << pve.status();
-    pve_http_ = std::move(*pve);
     limited_ = std::make_unique<pve::LimitedClient>(
         *pve_http_, pve::LimitOptions{.max_tasks_per_node = 2, .requests_per_second = 0}, clock_, nullptr);
-    auto omni_options = omni_proxmox::testing::StandInClientOptions(*standin_, &random_);
-    ASSERT_TRUE(omni_options.ok()) << omni_options.status();
-    omni_options->clock = &clock_;
-    auto state = omni::MakeGrpcStateClient(*omni_options);
-    ASSERT_TRUE(state.ok()) << state.status();
-    state_ = std::move(*state);
-    auto management = omni::MakeGrpcManagementClient(*omni_options);
-    ASSERT_TRUE(management.ok()) << management.status();
-    management_ = std::move(*management);
     fleet_ = std::make_unique<FleetView>(FleetOptions{.provider_id = "proxmox"}, *limited_, limited_.get(), clock_);
-    assets_ = std::make_unique<BootAssets>(*management_, standin_->factory_url());
-    join_ = std::make_unique<JoinConfigCache>(*state_, "proxmox", std::chrono::seconds{60}, clock_);
+    assets_ = std::make_unique<BootAssets>(world_->management(), standin_->factory_url());
+    join_ = std::make_unique<JoinConfigCache>(world_->state(), "proxmox", std::chrono::seconds{60}, clock_);
     services_ = std::make_unique<StepServices>(StepServices{.options = {},
                                                             .pve = *limited_,
                                                             .fleet = *fleet_,
                                                             .assets = *assets_,
                                                             .join = *join_,
                                                             .clock = clock_,
-                                                            .random = random_,
+                                                            .random = world_->random(),
                                                             .counters = counters_});
+  }
+
+  // The parts over the world go before it.
+  void TearDown() override {
+    services_.reset();
+    join_.reset();
+    assets_.reset();
+    fleet_.reset();
+    limited_.reset();
+    WorldTest::TearDown();
   }
 
   // A step context for request `id` of set `set`, with `providerdata` parsed and compiled.
@@ -146,24 +128,10 @@ class StepWorld : public ::testing::Test {
     return result;
   }
 
-  nlohmann::json Vms() { return sim_->StateForTest()["vms"]; }
-  bool HasVolume(const std::string& volid) {
-    const nlohmann::json state = sim_->StateForTest();  // the loop below must not outlive it
-    for (const auto& v : state["volumes"]) {
-      if (v.value("volid", "") == volid) return true;
-    }
-    return false;
-  }
-
   util::ManualClock clock_{util::RealClock().Now()};
-  util::Random random_{42};
   std::shared_ptr<spdlog::logger> log_ = spdlog::default_logger();
-  std::unique_ptr<sim::omni::StandIn> standin_;
-  std::unique_ptr<sim::pve::Simulator> sim_;
-  std::unique_ptr<pve::Client> pve_http_;
+  pve::Client* pve_http_ = nullptr;  // the world's client of the simulator
   std::unique_ptr<pve::LimitedClient> limited_;
-  std::unique_ptr<omni::StateClient> state_;
-  std::unique_ptr<omni::ManagementClient> management_;
   std::unique_ptr<FleetView> fleet_;
   std::unique_ptr<BootAssets> assets_;
   std::unique_ptr<JoinConfigCache> join_;
