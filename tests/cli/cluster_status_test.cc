@@ -4,6 +4,8 @@
 // whose requests wait for a provider that is not running, then the same cluster provisioned, and
 // the plain `status` reading machine links with the operator key.
 
+#include <fstream>
+
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
 #include <nlohmann/json.hpp>

@@ -190,13 +190,15 @@ class DoctorOmniTls : public OperatorWorld {
                                               .tls_cert_pem = ca_.server_cert_pem,
                                               .tls_key_pem = ca_.server_key_pem});
     ASSERT_TRUE(standin.ok()) << standin.status();
-    standin_ = std::move(*standin);
+    // This Omni, not the world's, is the one doctor is pointed at.
+    tls_standin_ = std::move(*standin);
+    standin_ = tls_standin_.get();
     ASSERT_EQ(standin_->grpc_endpoint().rfind("https://", 0), 0u);
     Write("key", standin_->provider_key());
     Write("omni-ca.pem", ca_.ca_pem);
     Write("not-pem.pem", "this is not a certificate\n");
     // The provider's heartbeat, as `run` publishes it, over a client that trusts the CA.
-    auto options = testing::StandInClientOptions(*standin_, &random_);
+    auto options = cli::StandInClientOptions(*standin_, &random_);
     ASSERT_TRUE(options.ok()) << options.status();
     options->tls_root_certs_pem = ca_.ca_pem;
     auto state = omni::MakeGrpcStateClient(*options);
@@ -225,6 +227,7 @@ class DoctorOmniTls : public OperatorWorld {
   }
 
   testing::PrivateCa ca_;
+  std::unique_ptr<sim::omni::StandIn> tls_standin_;
   util::Random random_{11};
 };
 

@@ -136,6 +136,9 @@ TEST_F(StatusCommandTest, TeardownRetryingOnALockIsShownWithItsError) {
       {OP_BINARY, "run", "--config-file", Path("config.yaml"), "--omni-api-endpoint", standin_->grpc_endpoint(),
        "--omni-service-account-key-file", Path("key"), "--listen", "127.0.0.1:0"},
       {}, Path("provider.log"));
+  // Omni admits the request set only once the provider has published its status.
+  ASSERT_TRUE(standin_->WaitFor([&] { return standin_->ProviderStatusPublished("proxmox"); }, std::chrono::seconds{30}))
+      << provider.Log();
   ASSERT_TRUE(standin_->ScaleMachineRequestSet("workers", "workers", 1).ok());
   Json status;
   ASSERT_TRUE(Eventually([&] {

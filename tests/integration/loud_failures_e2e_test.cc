@@ -109,7 +109,7 @@ class LoudFailuresE2ETest : public e2e::E2EFixture {
     return {statuses.begin()->first, vms[0]};
   }
 
-  std::string Metrics() { return metrics_.RenderText(); }
+  std::string Metrics() { return world_->metrics().RenderText(); }
   // The warning and error lines logged so far, for failure messages.
   std::string Problems() {
     std::string out;

@@ -36,10 +36,10 @@ absl::StatusOr<std::shared_ptr<const VmListing>> FleetView::ClusterVms(const std
   {
     absl::MutexLock lock(&listing_mutex_);
     // A listing that began after the request's last change: seq above the one then.
-    const std::uint64_t after = request_id.empty() ? 0 : [&] {
-      auto it = changed_.find(request_id);
-      return it == changed_.end() ? std::uint64_t{0} : it->second;
-    }();
+    std::uint64_t after = 0;
+    if (!request_id.empty()) {
+      if (auto it = changed_.find(request_id); it != changed_.end()) after = it->second;
+    }
     while (true) {
       const auto oldest = clock_.Monotonic() - options_.vm_listing_ttl;
       if (listing_ && listing_->seq > after && listing_->started >= oldest) return listing_;
